@@ -1,0 +1,114 @@
+"""From per-window findings to one suspicion per target and category.
+
+A suspicion keeps the strongest score seen, the stream time of the first finding
+that passed the decider (when an inspector could first have been told), the
+estimated unbilled energy summed over the flagged windows (the largest total of any
+one detector, so two detectors seeing the same loss do not double it), and a
+one-line reason from the strongest finding.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from detectors.base import Finding, ThresholdDecider
+from lineloss.domain import Suspicion, SuspicionCategory, TargetKind
+
+
+@dataclass
+class _Entry:
+    target_kind: TargetKind
+    area_id: str | None
+    first_detected: int
+    best: Finding
+    flagged_windows: int = 0
+    kwh_by_detector: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    detectors: set[str] = field(default_factory=set)
+
+
+def _day(ts: int) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
+
+
+@dataclass
+class SuspicionBook:
+    decider: ThresholdDecider = field(default_factory=ThresholdDecider)
+    _entries: dict[tuple[str, SuspicionCategory], _Entry] = field(default_factory=dict)
+
+    def add(self, finding: Finding) -> bool:
+        """Record a finding; True when it passed the decider."""
+        if not self.decider(finding):
+            return False
+        key = (finding.target_id, finding.category)
+        e = self._entries.get(key)
+        if e is None:
+            e = self._entries[key] = _Entry(
+                target_kind=finding.target_kind,
+                area_id=finding.area_id,
+                first_detected=finding.ts,
+                best=finding,
+            )
+        e.first_detected = min(e.first_detected, finding.ts)
+        if finding.score > e.best.score:
+            e.best = finding
+        e.flagged_windows += 1
+        e.kwh_by_detector[finding.detector] += finding.estimated_kwh
+        e.detectors.add(finding.detector)
+        return True
+
+    def suspicions(self) -> list[Suspicion]:
+        """All suspicions, most suspicious first (ties broken by id for determinism)."""
+        out = [
+            Suspicion(
+                target_id=target,
+                target_kind=e.target_kind,
+                category=category,
+                score=round(e.best.score, 6),
+                first_detected=e.first_detected,
+                estimated_kwh=round(max(e.kwh_by_detector.values()), 3),
+                evidence=(
+                    f"{e.best.reason}; flagged in {e.flagged_windows} window(s) since "
+                    f"{_day(e.first_detected)} by {', '.join(sorted(e.detectors))}"
+                ),
+                area_id=e.area_id,
+                detector=e.best.detector,
+            )
+            for (target, category), e in self._entries.items()
+        ]
+        out.sort(key=lambda s: (-s.score, s.target_id, s.category.value))
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "entries": [
+                {
+                    "finding": vars(e.best).copy(),
+                    "first_detected": e.first_detected,
+                    "flagged_windows": e.flagged_windows,
+                    "kwh_by_detector": dict(e.kwh_by_detector),
+                    "detectors": sorted(e.detectors),
+                }
+                for e in self._entries.values()
+            ]
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._entries = {}
+        for item in state["entries"]:
+            f = dict(item["finding"])
+            f["target_kind"] = TargetKind(f["target_kind"])
+            f["category"] = SuspicionCategory(f["category"])
+            best = Finding(**f)
+            e = _Entry(
+                target_kind=best.target_kind,
+                area_id=best.area_id,
+                first_detected=item["first_detected"],
+                best=best,
+                flagged_windows=item["flagged_windows"],
+            )
+            e.kwh_by_detector.update(item["kwh_by_detector"])
+            e.detectors.update(item["detectors"])
+            self._entries[(best.target_id, best.category)] = e

@@ -1,0 +1,455 @@
+"""The balance engine: a pure, event-time state machine over reading batches.
+
+It knows no Kafka, no files and no clock. Callers feed batches with ``ingest`` and
+ask for results with ``advance``; stream time only moves with the readings' own
+timestamps, so replaying history, a live stream and a recovered worker all give the
+same answers for the same readings.
+
+Window lifecycle (W = watermark = newest accepted timestamp - allowed lateness):
+
+* a window closes *provisionally* (revision 0) once W passes its end;
+* readings that arrive later, within the re-collection horizon (补采), re-issue it
+  with the next revision when its numbers change;
+* once W passes its end plus the horizon, the window is *final*; readings for it
+  are then rejected as too late (dead-lettered, never silently dropped).
+
+``flush`` ends the stream: every window still open becomes final.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import numpy.typing as npt
+
+from lineloss.config import EngineConfig
+from lineloss.domain import (
+    UKWH_PER_KWH,
+    Balance,
+    ReadingBatch,
+    RejectReason,
+    Rejects,
+    Topology,
+)
+from streams.balance import BalanceMembers, compute_balances
+from streams.energy import MeterWindowEnergy, ReadingRef, window_energy
+from streams.slots import TS_BASE, TS_LIMIT, Run, Slot, make_keys
+from streams.windows import WindowGrid
+
+_REASON_CODES = list(RejectReason)
+
+
+@dataclass(frozen=True)
+class MeterWindowResult:
+    """Final per-meter energies of one window, for the detectors."""
+
+    window_start: int
+    window_end: int
+    energy_kwh: npt.NDArray[np.float64]  # NaN where the meter's energy is not determined
+    reporting: npt.NDArray[np.bool_]
+    flags: npt.NDArray[np.int8]
+    events: npt.NDArray[np.int32]
+
+
+@dataclass(frozen=True)
+class Emission:
+    """What one ``advance`` produced: balances (new, revised or final) in window
+    order, and the per-meter results of windows that became final."""
+
+    balances: list[Balance] = field(default_factory=list)
+    final_meter_windows: list[MeterWindowResult] = field(default_factory=list)
+
+
+@dataclass
+class _WindowState:
+    start_s: int
+    end_s: int
+    emitted: bool = False
+    final: bool = False
+    dirty: bool = True
+    energy: MeterWindowEnergy | None = None
+    balances: dict[tuple[str, str], Balance] = field(default_factory=dict)
+
+
+class BalanceEngine:
+    """Normalisation + event-time windowed balance, for one set of meters."""
+
+    def __init__(self, topology: Topology, config: EngineConfig) -> None:
+        self.topology = topology
+        self.config = config
+        self.grid = WindowGrid(config.window_s, config.tz)
+        self._members = BalanceMembers.of(topology)
+        n = topology.n_meters
+        self._all_meters = np.arange(n, dtype=np.int64)
+        self._last_ts = np.full(n, np.iinfo(np.int64).min, dtype=np.int64)
+        self._frontier_s: int | None = None
+        self._slots: dict[int, Slot] = {}
+        self._windows: dict[int, _WindowState] = {}
+        self._first_start_s: int | None = None
+        # Windows starting before this are final and their slots evicted.
+        self._evicted_before_s: int | None = None
+        self._evicted_carry = ReadingRef.none(n)
+
+    # ------------------------------------------------------------------ stream time
+    @property
+    def watermark_s(self) -> int | None:
+        if self._frontier_s is None:
+            return None
+        return self._frontier_s - self.config.allowed_lateness_s
+
+    # ------------------------------------------------------------------ ingest
+    def ingest(self, batch: ReadingBatch) -> Rejects:
+        """Accept a batch of readings; return those refused, with reasons."""
+        n = len(batch)
+        if n == 0:
+            return Rejects.empty()
+        reason = np.full(n, -1, dtype=np.int16)
+        detail: dict[int, str] = {}
+
+        def refuse(mask: npt.NDArray[np.bool_], why: RejectReason) -> None:
+            reason[mask & (reason < 0)] = _REASON_CODES.index(why)
+
+        m, ts, value = batch.meter_idx, batch.ts, batch.value
+        refuse(m < 0, RejectReason.UNKNOWN_METER)
+        refuse(~np.isfinite(value) | (ts < TS_BASE) | (ts >= TS_LIMIT), RejectReason.MALFORMED)
+        refuse(batch.is_interval & (value < 0), RejectReason.NEGATIVE_ENERGY)
+        refuse(~batch.is_interval & (value < 0), RejectReason.IMPLAUSIBLE_VALUE)
+
+        ok = reason < 0
+        if ok.any():
+            jump = np.zeros(n, np.bool_)
+            jump[ok] = _clock_jumps(ts[ok], self._frontier_s, self.config.max_clock_jump_s)
+            refuse(jump, RejectReason.CLOCK_JUMP)
+
+        ok = reason < 0
+        starts = np.zeros(n, np.int64)
+        starts[ok] = self.grid.window_start(ts[ok])
+        too_late = np.zeros(n, np.bool_)
+        if self._evicted_before_s is not None:
+            too_late |= ok & (starts < self._evicted_before_s)
+        final_starts = [s for s, w in self._windows.items() if w.final]
+        if final_starts:
+            too_late |= ok & np.isin(starts, final_starts)
+        refuse(too_late, RejectReason.TOO_LATE)
+
+        ok_idx = np.flatnonzero(reason < 0)
+        keys = make_keys(m[ok_idx], ts[ok_idx])
+        order = np.argsort(keys, kind="stable")  # equal keys keep arrival order
+        ok_idx, keys = ok_idx[order], keys[order]
+        repeat = np.zeros(len(keys), np.bool_)
+        repeat[1:] = keys[1:] == keys[:-1]
+        if repeat.any():
+            first_pos = np.maximum.accumulate(np.where(~repeat, np.arange(len(keys)), 0))
+            same_value = (value[ok_idx] == value[ok_idx[first_pos]]) & (
+                batch.is_interval[ok_idx] == batch.is_interval[ok_idx[first_pos]]
+            )
+            refuse(_mask(n, ok_idx[repeat & same_value]), RejectReason.DUPLICATE)
+            refuse(_mask(n, ok_idx[repeat & ~same_value]), RejectReason.CONFLICTING_DUPLICATE)
+            for j in np.flatnonzero(repeat & ~same_value)[:1000]:
+                detail[int(ok_idx[j])] = (
+                    f"kept {float(value[ok_idx[first_pos[j]]])}, got {float(value[ok_idx[j]])}"
+                )
+            ok_idx, keys = ok_idx[~repeat], keys[~repeat]
+
+        # Readings not newer than the meter's newest may repeat a stored one.
+        maybe_seen = ts[ok_idx] <= self._last_ts[m[ok_idx]]
+        if maybe_seen.any():
+            cand = np.flatnonzero(maybe_seen)
+            cand_starts = starts[ok_idx[cand]]
+            seen = np.zeros(len(cand), np.bool_)
+            conflict = np.zeros(len(cand), np.bool_)
+            for s in np.unique(cand_starts):
+                slot = self._slots.get(int(s))
+                if slot is None:
+                    continue
+                sel = np.flatnonzero(cand_starts == s)
+                found, stored, stored_int = slot.lookup(keys[cand[sel]])
+                rows = ok_idx[cand[sel]]
+                same = (stored == value[rows]) & (stored_int == batch.is_interval[rows])
+                seen[sel] = found
+                conflict[sel] = found & ~same
+                for j in np.flatnonzero(found & ~same)[:1000]:
+                    detail[int(rows[j])] = f"kept {float(stored[j])}, got {float(value[rows[j]])}"
+            refuse(_mask(n, ok_idx[cand[seen & ~conflict]]), RejectReason.DUPLICATE)
+            refuse(_mask(n, ok_idx[cand[conflict]]), RejectReason.CONFLICTING_DUPLICATE)
+            keep = np.ones(len(ok_idx), np.bool_)
+            keep[cand[seen]] = False
+            ok_idx, keys = ok_idx[keep], keys[keep]
+
+        if len(ok_idx):
+            self._accept(batch, ok_idx, keys, starts[ok_idx])
+        return self._rejects(batch, reason, detail)
+
+    def _accept(
+        self,
+        batch: ReadingBatch,
+        idx: npt.NDArray[np.int64],
+        keys: npt.NDArray[np.int64],
+        starts: npt.NDArray[np.int64],
+    ) -> None:
+        m, ts = batch.meter_idx[idx], batch.ts[idx]
+        prev_last = self._last_ts[m]
+        late = ts <= prev_last
+        # Mark emitted, not final windows whose numbers these readings may change: a
+        # late reading can change any of them; a new one only windows ending after
+        # the meter's previous reading (where it becomes the bracketing reading).
+        for w in self._windows.values():
+            if (
+                w.emitted
+                and not w.final
+                and not w.dirty
+                and (late | (prev_last < w.end_s)).any()
+            ):
+                w.dirty = True
+        ends = self.grid.window_end(np.unique(starts))
+        for s_arr, e_arr in zip(np.unique(starts), ends, strict=True):
+            s, e = int(s_arr), int(e_arr)
+            sel = starts == s
+            slot = self._slots.get(s)
+            if slot is None:
+                slot = self._slots[s] = Slot(s, e, self.topology.n_meters)
+            slot.add(
+                Run(
+                    key=keys[sel],
+                    value=batch.value[idx[sel]],
+                    is_interval=batch.is_interval[idx[sel]],
+                    event=batch.event[idx[sel]],
+                    voltage_v=batch.voltage_v[idx[sel]],
+                )
+            )
+            if s not in self._windows:
+                self._windows[s] = _WindowState(s, e)
+            else:
+                self._windows[s].dirty = True
+        np.maximum.at(self._last_ts, m, ts)
+        newest = int(ts.max())
+        self._frontier_s = newest if self._frontier_s is None else max(self._frontier_s, newest)
+        oldest = int(starts.min())
+        self._first_start_s = (
+            oldest if self._first_start_s is None else min(self._first_start_s, oldest)
+        )
+
+    def _rejects(
+        self, batch: ReadingBatch, reason: npt.NDArray[np.int16], detail: dict[int, str]
+    ) -> Rejects:
+        bad = np.flatnonzero(reason >= 0)
+        if len(bad) == 0:
+            return Rejects.empty()
+        reasons = tuple(_REASON_CODES[int(r)] for r in reason[bad])
+        details = tuple(
+            detail.get(int(i)) or _default_detail(r, batch, int(i), self)
+            for i, r in zip(bad, reasons, strict=True)
+        )
+        return Rejects(
+            source_pos=batch.source_pos[bad],
+            meter_idx=batch.meter_idx[bad],
+            ts=batch.ts[bad],
+            reason=reasons,
+            detail=details,
+        )
+
+    # ------------------------------------------------------------------ advance
+    def advance(self) -> Emission:
+        """Emit what the watermark allows: new provisional windows, revisions, finals."""
+        wm = self.watermark_s
+        if wm is None:
+            return Emission()
+        return self._emit(wm)
+
+    def flush(self) -> Emission:
+        """End of stream: close and finalise every window."""
+        if self._frontier_s is None:
+            return Emission()
+        return self._emit(None)
+
+    def _emit(self, watermark_s: int | None) -> Emission:
+        assert self._first_start_s is not None and self._frontier_s is not None
+        # Every window from the first seen to the last closed one gets a balance,
+        # including windows in which no meter reported (an analyst must see holes).
+        last_start = int(self.grid.window_start(np.array([self._frontier_s]))[0])
+        for s in self.grid.starts_between(self._first_start_s, last_start):
+            s = int(s)
+            if s not in self._windows and (
+                self._evicted_before_s is None or s >= self._evicted_before_s
+            ):
+                self._windows[s] = _WindowState(s, int(self.grid.window_end(np.array([s]))[0]))
+
+        horizon = self.config.recollect_horizon_s
+        due: list[_WindowState] = []
+        for s in sorted(self._windows):
+            w = self._windows[s]
+            if w.final:
+                continue
+            closes = watermark_s is None or w.end_s <= watermark_s
+            finalises = watermark_s is None or w.end_s + horizon <= watermark_s
+            if closes and (not w.emitted or w.dirty or finalises):
+                due.append(w)
+                w.final = finalises
+        if not due:
+            return Emission()
+
+        for slot in self._slots.values():
+            slot.refresh_summary(self.topology.multiplier)
+        energies = self._energies([w for w in due if w.dirty or w.energy is None])
+
+        emission = Emission()
+        for w in due:
+            if w.start_s in energies:
+                w.energy = energies[w.start_s]
+                w.dirty = False
+            assert w.energy is not None
+            became_final = w.final
+            balances = compute_balances(
+                topo=self.topology,
+                members=self._members,
+                energy=w.energy,
+                window_start_s=w.start_s,
+                window_end_s=w.end_s,
+                config=self.config.balance,
+                final=became_final,
+            )
+            w.emitted = True
+            for b in balances:
+                key = (b.level.value, b.target_id)
+                before = w.balances.get(key)
+                if before is None:
+                    out = b
+                elif not before.same_numbers(b):
+                    out = replace(b, revision=before.revision + 1)
+                elif became_final:
+                    out = replace(before, final=True)
+                else:
+                    continue
+                w.balances[key] = out
+                emission.balances.append(out)
+            if became_final:
+                e = w.energy
+                emission.final_meter_windows.append(
+                    MeterWindowResult(
+                        window_start=w.start_s,
+                        window_end=w.end_s,
+                        energy_kwh=np.where(e.determined, e.energy_ukwh / UKWH_PER_KWH, np.nan),
+                        reporting=e.reporting.copy(),
+                        flags=e.flags.copy(),
+                        events=e.events.copy(),
+                    )
+                )
+        self._evict()
+        return emission
+
+    def _energies(self, windows: list[_WindowState]) -> dict[int, MeterWindowEnergy]:
+        """Per-meter energies of the given windows, one forward and one backward pass
+        over the live slots to find each window's bracketing readings."""
+        if not windows:
+            return {}
+        meters = self._all_meters
+        live = sorted(self._slots)
+        wanted = sorted(w.start_s for w in windows)
+        by_start = {w.start_s: w for w in windows}
+
+        carries: dict[int, ReadingRef] = {}
+        carry = self._evicted_carry.copy()
+        li = 0
+        for s in wanted:
+            while li < len(live) and live[li] < s:
+                carry.take_last_of(self._slots[live[li]].summary, meters)
+                li += 1
+            carries[s] = carry.copy()
+
+        followings: dict[int, ReadingRef] = {}
+        following = ReadingRef.none(len(meters))
+        li = len(live) - 1
+        for s in reversed(wanted):
+            while li >= 0 and live[li] > s:
+                following.take_first_of(self._slots[live[li]].summary, meters)
+                li -= 1
+            followings[s] = following.copy()
+
+        out = {}
+        for s in wanted:
+            w = by_start[s]
+            slot = self._slots.get(s)
+            out[s] = window_energy(
+                window_start_s=w.start_s,
+                window_end_s=w.end_s,
+                meters=meters,
+                carry=carries[s],
+                slot=slot.summary if slot is not None else None,
+                following=followings[s],
+                multiplier=self.topology.multiplier,
+                max_bracket_gap_s=self.config.max_bracket_gap_s,
+            )
+        return out
+
+    def _evict(self) -> None:
+        """Drop final windows at the old end; fold their last readings into the carry."""
+        for s in sorted(self._windows):
+            w = self._windows[s]
+            if not w.final:
+                break
+            slot = self._slots.pop(s, None)
+            if slot is not None:
+                self._evicted_carry.take_last_of(slot.summary, self._all_meters)
+            del self._windows[s]
+            self._evicted_before_s = w.end_s
+
+    # ------------------------------------------------------------------ inspection
+    def stats(self) -> dict[str, int]:
+        return {
+            "live_windows": len(self._windows),
+            "live_slots": len(self._slots),
+            "stored_readings": sum(len(s) for s in self._slots.values()),
+        }
+
+
+def _clock_jumps(
+    ts: npt.NDArray[np.int64], frontier_s: int | None, jump_s: int
+) -> npt.NDArray[np.bool_]:
+    """Which timestamps jumped ahead of the stream: a minority cut off from the rest.
+
+    Timestamps are grouped into clusters separated by gaps longer than ``jump_s``.
+    The base cluster is the one reaching the stream's event time (or, at the start,
+    the largest). A later cluster is a clock jump unless it holds at least half of
+    the batch: then the stream itself moved on (an outage ended, a replay resumed).
+    """
+    order = np.argsort(ts, kind="stable")
+    sorted_ts = ts[order]
+    cluster = np.concatenate(([0], np.cumsum(np.diff(sorted_ts) > jump_s)))
+    sizes = np.bincount(cluster)
+    near = sorted_ts <= (frontier_s + jump_s) if frontier_s is not None else np.zeros(0, bool)
+    if frontier_s is not None and near.any():
+        base = int(cluster[near].max())
+    else:
+        base = int(np.argmax(sizes))
+    later_minority = (np.arange(len(sizes)) > base) & (sizes * 2 < len(ts))
+    out = np.empty(len(ts), np.bool_)
+    out[order] = later_minority[cluster]
+    return out
+
+
+def _mask(n: int, idx: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+    out = np.zeros(n, np.bool_)
+    out[idx] = True
+    return out
+
+
+def _default_detail(reason: RejectReason, batch: ReadingBatch, i: int, eng: BalanceEngine) -> str:
+    if reason is RejectReason.UNKNOWN_METER:
+        return "meter is not in the topology"
+    if reason is RejectReason.MALFORMED:
+        return "value is not a finite number or timestamp outside 2000-2136"
+    if reason is RejectReason.NEGATIVE_ENERGY:
+        return f"interval energy {float(batch.value[i])} kWh is negative"
+    if reason is RejectReason.IMPLAUSIBLE_VALUE:
+        return f"register {float(batch.value[i])} kWh is negative"
+    if reason is RejectReason.CLOCK_JUMP:
+        return (
+            f"timestamp more than {eng.config.max_clock_jump_s / 3600:.0f} h ahead of the "
+            "rest of the stream"
+        )
+    if reason is RejectReason.TOO_LATE:
+        return "its window is already final (past the re-collection horizon)"
+    if reason is RejectReason.DUPLICATE:
+        return "same meter, time and value as an earlier reading"
+    return ""

@@ -1,0 +1,241 @@
+"""Readings of one event-time window, kept sorted by (meter, time).
+
+A slot holds the readings whose timestamps fall in one window ``(start, end]``. It is
+a small log-structured store: each ingested batch becomes a sorted run, and runs are
+merged size-tiered, so appending is cheap and looking up a key (to spot a duplicate)
+or gathering one meter's readings is a binary search per run.
+
+Each reading is addressed by an int64 key, meter index in the high 32 bits and
+seconds since ``TS_BASE`` in the low 32, so "sorted by key" means "sorted by meter,
+then by time" and one ``np.searchsorted`` serves both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+from streams.registers import clean_deltas
+
+TS_BASE: Final = 946_684_800  # 2000-01-01T00:00:00Z [s since epoch]
+TS_LIMIT: Final = TS_BASE + 2**32  # keys hold 32 bits of seconds (until 2136)
+_LOW_MASK: Final = np.int64(0xFFFFFFFF)
+
+
+def make_keys(meter_idx: npt.NDArray[np.int64], ts: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    return (meter_idx.astype(np.int64) << 32) | (ts - TS_BASE)
+
+
+def key_meter(keys: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    return keys >> 32
+
+
+def key_ts(keys: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    return (keys & _LOW_MASK) + TS_BASE
+
+
+@dataclass(frozen=True)
+class Run:
+    """Readings sorted by key, without duplicate keys."""
+
+    key: npt.NDArray[np.int64]
+    value: npt.NDArray[np.float64]
+    is_interval: npt.NDArray[np.bool_]
+    event: npt.NDArray[np.int16]
+    voltage_v: npt.NDArray[np.float32]
+
+    def __len__(self) -> int:
+        return len(self.key)
+
+    def take(self, idx: npt.NDArray[np.int64] | npt.NDArray[np.bool_]) -> Run:
+        return Run(
+            self.key[idx],
+            self.value[idx],
+            self.is_interval[idx],
+            self.event[idx],
+            self.voltage_v[idx],
+        )
+
+    @staticmethod
+    def merge(runs: list[Run]) -> Run:
+        """Merge sorted runs into one. Keys are unique across runs by construction."""
+        if len(runs) == 1:
+            return runs[0]
+        key = np.concatenate([r.key for r in runs])
+        order = np.argsort(key, kind="stable")
+        return Run(
+            key[order],
+            np.concatenate([r.value for r in runs])[order],
+            np.concatenate([r.is_interval for r in runs])[order],
+            np.concatenate([r.event for r in runs])[order],
+            np.concatenate([r.voltage_v for r in runs])[order],
+        )
+
+
+def _ranges_to_index(lo: npt.NDArray[np.int64], hi: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """Concatenation of ``arange(lo[i], hi[i])`` for all i, without a Python loop."""
+    lengths = hi - lo
+    total = int(lengths.sum())
+    if total == 0:
+        return np.empty(0, dtype=np.int64)
+    keep = lengths > 0
+    lo, lengths = lo[keep], lengths[keep]
+    offsets = np.repeat(lo - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths)
+    return np.arange(total, dtype=np.int64) + offsets
+
+
+@dataclass
+class SlotSummary:
+    """Per-meter facts of one slot, dense over all meters.
+
+    ``internal_ukwh`` is the energy between consecutive readings inside the slot
+    [1e-6 kWh]; the energy from the previous slot's last reading to this slot's first
+    depends on that other slot and is computed when the window is balanced.
+    """
+
+    has: npt.NDArray[np.bool_]
+    first_ts: npt.NDArray[np.int64]
+    first_raw: npt.NDArray[np.float64]
+    first_is_interval: npt.NDArray[np.bool_]
+    last_ts: npt.NDArray[np.int64]
+    last_raw: npt.NDArray[np.float64]
+    last_is_interval: npt.NDArray[np.bool_]
+    internal_ukwh: npt.NDArray[np.int64]
+    flags: npt.NDArray[np.int8]
+    events: npt.NDArray[np.int32]  # bit (1 << event code) for each event seen
+    count: npt.NDArray[np.int32]
+
+    @classmethod
+    def empty(cls, n_meters: int) -> SlotSummary:
+        return cls(
+            has=np.zeros(n_meters, np.bool_),
+            first_ts=np.zeros(n_meters, np.int64),
+            first_raw=np.zeros(n_meters, np.float64),
+            first_is_interval=np.zeros(n_meters, np.bool_),
+            last_ts=np.zeros(n_meters, np.int64),
+            last_raw=np.zeros(n_meters, np.float64),
+            last_is_interval=np.zeros(n_meters, np.bool_),
+            internal_ukwh=np.zeros(n_meters, np.int64),
+            flags=np.zeros(n_meters, np.int8),
+            events=np.zeros(n_meters, np.int32),
+            count=np.zeros(n_meters, np.int32),
+        )
+
+    def update_from(self, run: Run, multiplier: npt.NDArray[np.float64]) -> None:
+        """Recompute the entries of every meter in ``run`` (which holds ALL of the
+        slot's readings of those meters)."""
+        if len(run) == 0:
+            return
+        meters = key_meter(run.key)
+        ts = key_ts(run.key)
+        starts = np.flatnonzero(np.concatenate(([True], meters[1:] != meters[:-1])))
+        ends = np.concatenate((starts[1:], [len(run)])) - 1
+        m = meters[starts]
+        self.has[m] = True
+        self.first_ts[m] = ts[starts]
+        self.first_raw[m] = run.value[starts]
+        self.first_is_interval[m] = run.is_interval[starts]
+        self.last_ts[m] = ts[ends]
+        self.last_raw[m] = run.value[ends]
+        self.last_is_interval[m] = run.is_interval[ends]
+        self.count[m] = (ends - starts + 1).astype(np.int32)
+
+        same = meters[1:] == meters[:-1]
+        energy, flags = clean_deltas(
+            run.value[:-1],
+            run.is_interval[:-1],
+            run.value[1:],
+            run.is_interval[1:],
+            multiplier[meters[1:]],
+        )
+        energy = np.where(same, energy, 0)
+        flags = np.where(same, flags, 0).astype(np.int8)
+        # Prefix sums make per-meter totals exact integer sums over contiguous groups.
+        csum = np.concatenate(([0], np.cumsum(energy)))
+        self.internal_ukwh[m] = csum[ends] - csum[starts]
+        group = np.repeat(np.arange(len(m)), ends - starts + 1)
+        group_flags = np.zeros(len(m), np.int8)
+        np.bitwise_or.at(group_flags, group[1:], flags)
+        self.flags[m] = group_flags
+        ev = run.event.astype(np.int32)
+        ev_bits = np.where(ev > 0, np.left_shift(1, ev), 0).astype(np.int32)
+        group_events = np.zeros(len(m), np.int32)
+        np.bitwise_or.at(group_events, group, ev_bits)
+        self.events[m] = group_events
+
+
+class Slot:
+    """The readings of one window and their per-meter summary."""
+
+    # Merge the two newest runs while the newer is at least half the older's size:
+    # a binary-counter merge policy keeps O(log n) runs at amortised O(log n) work.
+    _MERGE_RATIO: Final = 2
+
+    def __init__(self, start_s: int, end_s: int, n_meters: int) -> None:
+        self.start_s = start_s
+        self.end_s = end_s
+        self.runs: list[Run] = []
+        self.summary = SlotSummary.empty(n_meters)
+        self._stale: list[npt.NDArray[np.int64]] = []
+
+    def __len__(self) -> int:
+        return sum(len(r) for r in self.runs)
+
+    def add(self, run: Run) -> None:
+        """Add a sorted run of new keys (the caller has removed duplicates)."""
+        if len(run) == 0:
+            return
+        self.runs.append(run)
+        while len(self.runs) >= 2 and len(self.runs[-2]) <= self._MERGE_RATIO * len(self.runs[-1]):
+            newer = self.runs.pop()
+            older = self.runs.pop()
+            self.runs.append(Run.merge([older, newer]))
+        self._stale.append(np.unique(key_meter(run.key)))
+
+    def lookup(
+        self, keys: npt.NDArray[np.int64]
+    ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+        """Which keys are stored, with the stored value and kind where found."""
+        found = np.zeros(len(keys), np.bool_)
+        value = np.full(len(keys), np.nan)
+        is_interval = np.zeros(len(keys), np.bool_)
+        for run in self.runs:
+            pos = np.searchsorted(run.key, keys)
+            pos_c = np.minimum(pos, len(run) - 1)
+            hit = run.key[pos_c] == keys
+            found |= hit
+            value[hit] = run.value[pos_c[hit]]
+            is_interval[hit] = run.is_interval[pos_c[hit]]
+        return found, value, is_interval
+
+    def rows_for(self, meters: npt.NDArray[np.int64]) -> Run:
+        """All readings of the given (sorted, unique) meters, sorted by key."""
+        parts = []
+        lo_keys = meters.astype(np.int64) << 32
+        hi_keys = (meters.astype(np.int64) + 1) << 32
+        for run in self.runs:
+            lo = np.searchsorted(run.key, lo_keys)
+            hi = np.searchsorted(run.key, hi_keys)
+            parts.append(run.take(_ranges_to_index(lo, hi)))
+        if not parts:
+            return Run(
+                np.empty(0, np.int64),
+                np.empty(0),
+                np.empty(0, np.bool_),
+                np.empty(0, np.int16),
+                np.empty(0, np.float32),
+            )
+        return Run.merge(parts)
+
+    def refresh_summary(self, multiplier: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
+        """Bring the summary up to date for meters that got readings; return them."""
+        if not self._stale:
+            return np.empty(0, np.int64)
+        meters = np.unique(np.concatenate(self._stale))
+        self._stale = []
+        rows = self.rows_for(meters)
+        self.summary.update_from(rows, multiplier)
+        return meters

@@ -1,0 +1,1 @@
+"""Test configuration. Factories live in tests/factories.py (on the pytest path)."""

@@ -1,0 +1,36 @@
+"""Factories for tests: small topologies and reading batches built by hand."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from lineloss.domain import Meter, MeterRole, ReadingBatch, Topology
+
+# 2026-03-01T00:00:00+08:00, a local midnight in Asia/Shanghai [s since epoch]
+DAY0 = 1772294400
+DAY = 86400
+
+Reading = tuple[str, int, float] | tuple[str, int, float, bool]
+
+
+def make_topology(spec: Sequence[tuple[str, str, str | None, str | None, float]]) -> Topology:
+    """Topology from (meter_id, role, area_id, feeder_id, multiplier) rows."""
+    return Topology.from_meters(
+        [Meter(mid, MeterRole(role), area, feeder, mult) for mid, role, area, feeder, mult in spec]
+    )
+
+
+def make_batch(topo: Topology, readings: Sequence[Reading], *, first_pos: int = 0) -> ReadingBatch:
+    """Batch from (meter_id, ts, value[, is_interval]) rows; registers by default."""
+    n = len(readings)
+    return ReadingBatch(
+        meter_idx=topo.index_of([r[0] for r in readings]),
+        ts=np.array([r[1] for r in readings], dtype=np.int64),
+        value=np.array([r[2] for r in readings], dtype=np.float64),
+        is_interval=np.array([bool(r[3]) if len(r) > 3 else False for r in readings]),  # type: ignore[misc]
+        event=np.zeros(n, np.int16),
+        voltage_v=np.full(n, np.nan, np.float32),
+        source_pos=np.arange(first_pos, first_pos + n, dtype=np.int64),
+    )
