@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 from factories import DAY, DAY0, make_batch, make_topology
 from hypothesis import HealthCheck, given, settings
@@ -56,7 +58,12 @@ def final_numbers(batches: list[ReadingBatch], config: EngineConfig) -> dict:
     out += eng.flush().balances
     return {
         (b.level.value, b.target_id, b.window_start): (
-            b.supply_kwh, b.billed_kwh, b.loss_kwh, b.meters_reporting, b.status, b.reason,
+            b.supply_kwh,
+            b.billed_kwh,
+            b.loss_kwh,
+            b.meters_reporting,
+            b.status,
+            b.reason,
         )
         for b in out
         if b.final
@@ -66,7 +73,7 @@ def final_numbers(batches: list[ReadingBatch], config: EngineConfig) -> dict:
 def split(readings, order, cuts):  # type: ignore[no-untyped-def]
     shuffled = [readings[i] for i in order]
     edges = sorted({0, len(shuffled), *[c % (len(shuffled) + 1) for c in cuts]})
-    return [make_batch(TOPO, shuffled[a:b]) for a, b in zip(edges, edges[1:], strict=False)]
+    return [make_batch(TOPO, shuffled[a:b]) for a, b in itertools.pairwise(edges)]
 
 
 # A horizon longer than the data: every reading arrives inside it whatever the order.
@@ -124,7 +131,7 @@ def test_late_reading_inside_horizon_gives_the_on_time_final_balance(data, readi
     window_start = DAY0 + ((late[1] - DAY0 - 1) // DAY) * DAY
     deadline = window_start + DAY
     j = max((k for k, r in enumerate(rest) if r[1] < deadline), default=-1) + 1
-    delayed = rest[:j] + [late] + rest[j:]
+    delayed = [*rest[:j], late, *rest[j:]]
     assert final_numbers([make_batch(TOPO, [r]) for r in delayed], config) == reference
 
 
