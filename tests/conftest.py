@@ -1,1 +1,1 @@
-"""Test configuration. Factories live in tests/factories.py (on the pytest path)."""
+"""Test configuration. Factories live in tests/support/factories.py (on the pytest path)."""
