@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
 
 from lineloss.config import EngineConfig
 from lineloss.domain import (
@@ -195,15 +196,11 @@ class BalanceEngine:
         # late reading can change any of them; a new one only windows ending after
         # the meter's previous reading (where it becomes the bracketing reading).
         for w in self._windows.values():
-            if (
-                w.emitted
-                and not w.final
-                and not w.dirty
-                and (late | (prev_last < w.end_s)).any()
-            ):
+            if w.emitted and not w.final and not w.dirty and (late | (prev_last < w.end_s)).any():
                 w.dirty = True
-        ends = self.grid.window_end(np.unique(starts))
-        for s_arr, e_arr in zip(np.unique(starts), ends, strict=True):
+        unique_starts = np.sort(pd.unique(starts))
+        ends = self.grid.window_end(unique_starts)
+        for s_arr, e_arr in zip(unique_starts, ends, strict=True):
             s, e = int(s_arr), int(e_arr)
             sel = starts == s
             slot = self._slots.get(s)

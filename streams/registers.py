@@ -72,18 +72,19 @@ def clean_deltas(
     """
     n = len(cur_raw)
     flags = np.zeros(n, dtype=np.int8)
-    energy_kwh = np.zeros(n, dtype=np.float64)
+    # Fast path first: register to register, forward (almost every reading).
+    step = cur_raw - prev_raw
+    energy_kwh = step * multiplier
+    odd = cur_is_interval | prev_is_interval | (step < 0)
+    if not odd.any():
+        return to_ukwh(energy_kwh), flags
 
     interval = cur_is_interval
     energy_kwh[interval] = cur_raw[interval]
-
     both_registers = ~cur_is_interval & ~prev_is_interval
     mixed = ~cur_is_interval & prev_is_interval
+    energy_kwh[mixed] = 0.0
     flags[mixed] |= FLAG_MIXED_KINDS
-
-    step = cur_raw - prev_raw
-    forward = both_registers & (step >= 0)
-    energy_kwh[forward] = step[forward] * multiplier[forward]
 
     backward = both_registers & (step < 0)
     if backward.any():

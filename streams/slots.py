@@ -75,6 +75,13 @@ class Run:
         )
 
 
+def sorted_unique(x: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """Unique values of an already sorted array, in O(n)."""
+    if len(x) == 0:
+        return x
+    return x[np.concatenate(([True], x[1:] != x[:-1]))]
+
+
 def _ranges_to_index(lo: npt.NDArray[np.int64], hi: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
     """Concatenation of ``arange(lo[i], hi[i])`` for all i, without a Python loop."""
     lengths = hi - lo
@@ -143,43 +150,48 @@ class SlotSummary:
         self.last_is_interval[m] = run.is_interval[ends]
         self.count[m] = (ends - starts + 1).astype(np.int32)
 
-        same = meters[1:] == meters[:-1]
-        energy, flags = clean_deltas(
-            run.value[:-1],
-            run.is_interval[:-1],
-            run.value[1:],
-            run.is_interval[1:],
-            multiplier[meters[1:]],
+        # Deltas between consecutive readings of the same meter only.
+        pair = np.flatnonzero(meters[1:] == meters[:-1])
+        e_pair, f_pair = clean_deltas(
+            run.value[pair],
+            run.is_interval[pair],
+            run.value[pair + 1],
+            run.is_interval[pair + 1],
+            multiplier[meters[pair + 1]],
         )
-        energy = np.where(same, energy, 0)
-        flags = np.where(same, flags, 0).astype(np.int8)
+        energy = np.zeros(len(run) - 1, np.int64)
+        energy[pair] = e_pair
+        flags = np.zeros(len(run) - 1, np.int8)
+        flags[pair] = f_pair
         # Prefix sums make per-meter totals exact integer sums over contiguous groups.
         csum = np.concatenate(([0], np.cumsum(energy)))
         self.internal_ukwh[m] = csum[ends] - csum[starts]
         group = np.repeat(np.arange(len(m)), ends - starts + 1)
         group_flags = np.zeros(len(m), np.int8)
-        np.bitwise_or.at(group_flags, group[1:], flags)
+        nz = np.flatnonzero(flags)  # rare: rollovers, resets, step backs
+        np.bitwise_or.at(group_flags, group[1:][nz], flags[nz])
         self.flags[m] = group_flags
-        ev = run.event.astype(np.int32)
-        ev_bits = np.where(ev > 0, np.left_shift(1, ev), 0).astype(np.int32)
         group_events = np.zeros(len(m), np.int32)
-        np.bitwise_or.at(group_events, group, ev_bits)
+        ev_idx = np.flatnonzero(run.event)
+        ev_bits = np.left_shift(1, run.event[ev_idx].astype(np.int32)).astype(np.int32)
+        np.bitwise_or.at(group_events, group[ev_idx], ev_bits)
         self.events[m] = group_events
 
 
 class Slot:
     """The readings of one window and their per-meter summary."""
 
-    # Merge the two newest runs while the newer is at least half the older's size:
-    # a binary-counter merge policy keeps O(log n) runs at amortised O(log n) work.
-    _MERGE_RATIO: Final = 2
+    # Runs are merged when they become this many, and whenever most of the slot's
+    # meters are summarised anyway; lookups cost one binary search per run.
+    _MAX_RUNS: Final = 32
 
     def __init__(self, start_s: int, end_s: int, n_meters: int) -> None:
         self.start_s = start_s
         self.end_s = end_s
         self.runs: list[Run] = []
         self.summary = SlotSummary.empty(n_meters)
-        self._stale: list[npt.NDArray[np.int64]] = []
+        self._stale = np.zeros(n_meters, np.bool_)
+        self._any_stale = False
 
     def __len__(self) -> int:
         return sum(len(r) for r in self.runs)
@@ -189,11 +201,10 @@ class Slot:
         if len(run) == 0:
             return
         self.runs.append(run)
-        while len(self.runs) >= 2 and len(self.runs[-2]) <= self._MERGE_RATIO * len(self.runs[-1]):
-            newer = self.runs.pop()
-            older = self.runs.pop()
-            self.runs.append(Run.merge([older, newer]))
-        self._stale.append(np.unique(key_meter(run.key)))
+        if len(self.runs) > self._MAX_RUNS:
+            self.runs = [Run.merge(self.runs)]
+        self._stale[sorted_unique(key_meter(run.key))] = True
+        self._any_stale = True
 
     def lookup(
         self, keys: npt.NDArray[np.int64]
@@ -232,10 +243,14 @@ class Slot:
 
     def refresh_summary(self, multiplier: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
         """Bring the summary up to date for meters that got readings; return them."""
-        if not self._stale:
+        if not self._any_stale:
             return np.empty(0, np.int64)
-        meters = np.unique(np.concatenate(self._stale))
-        self._stale = []
+        meters = np.flatnonzero(self._stale)
+        self._stale[:] = False
+        self._any_stale = False
+        if len(self.runs) > 1 and 2 * len(meters) >= len(self._stale):
+            # Most meters change anyway: consolidate the slot into one run first.
+            self.runs = [Run.merge(self.runs)]
         rows = self.rows_for(meters)
         self.summary.update_from(rows, multiplier)
         return meters
