@@ -74,10 +74,10 @@ def run_demo(out_dir: Path, *, seed: int = 7, progress: Callable[[str], None]) -
 
     suspicions = pd.read_csv(results_dir / "suspicions.csv", keep_default_na=False)
     print(f"Top suspects ({len(suspicions)} in total, most suspicious first):")
-    for row in suspicions.head(8).itertuples(index=False):
+    for row in suspicions.head(8).to_dict("records"):
         print(
-            f"  {row.score:.2f}  {row.target_kind:5s} {row.target_id:10s} {row.category:14s} "
-            f"~{row.estimated_kwh:,.0f} kWh  {row.evidence[:90]}"
+            f"  {row['score']:.2f}  {row['target_kind']:5s} {row['target_id']:10s} "
+            f"{row['category']:14s} ~{row['estimated_kwh']:,.0f} kWh  {str(row['evidence'])[:90]}"
         )
     print("Injected ground truth (labels.csv) against the suspects:")
     for line in _found_summary(grid.labels, suspicions):
