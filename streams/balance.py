@@ -75,10 +75,17 @@ class BalanceMembers:
 def _group_sum(
     group: npt.NDArray[np.int64], weights: npt.NDArray[np.int64], n: int
 ) -> npt.NDArray[np.int64]:
-    """Exact integer sums per group (groups < 0 ignored)."""
-    out = np.zeros(n, np.int64)
+    """Exact integer sums per group (groups < 0 ignored).
+
+    bincount adds in float64, which is exact for integers below 2**53 micro-kWh
+    (9 GWh per group and window); larger totals fall back to integer np.add.at.
+    """
     sel = group >= 0
-    np.add.at(out, group[sel], weights[sel])
+    g, w = group[sel], weights[sel]
+    if len(w) and int(np.abs(w).sum()) < 2**53:
+        return np.rint(np.bincount(g, weights=w, minlength=n)).astype(np.int64)
+    out = np.zeros(n, np.int64)
+    np.add.at(out, g, w)
     return out
 
 

@@ -219,7 +219,9 @@ class BalanceEngine:
                 self._windows[s] = _WindowState(s, e)
             else:
                 self._windows[s].dirty = True
-        np.maximum.at(self._last_ts, m, ts)
+        # Keys are sorted by meter, then time: each meter's newest is its last.
+        last = np.flatnonzero(np.concatenate((m[1:] != m[:-1], [True])))
+        self._last_ts[m[last]] = np.maximum(self._last_ts[m[last]], ts[last])
         newest = int(ts.max())
         self._frontier_s = newest if self._frontier_s is None else max(self._frontier_s, newest)
         oldest = int(starts.min())
@@ -286,8 +288,6 @@ class BalanceEngine:
         if not due:
             return Emission()
 
-        for slot in self._slots.values():
-            slot.refresh_summary(self.topology.multiplier)
         energies = self._energies([w for w in due if w.dirty or w.energy is None])
 
         emission = Emission()
@@ -367,6 +367,8 @@ class BalanceEngine:
         for s in wanted:
             w = by_start[s]
             slot = self._slots.get(s)
+            if slot is not None:
+                slot.refresh_summary(self.topology.multiplier)
             out[s] = window_energy(
                 window_start_s=w.start_s,
                 window_end_s=w.end_s,

@@ -18,7 +18,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from streams.registers import clean_deltas
+from streams.registers import clean_deltas, to_ukwh
 
 TS_BASE: Final = 946_684_800  # 2000-01-01T00:00:00Z [s since epoch]
 TS_LIMIT: Final = TS_BASE + 2**32  # keys hold 32 bits of seconds (until 2136)
@@ -131,6 +131,33 @@ class SlotSummary:
             count=np.zeros(n_meters, np.int32),
         )
 
+    def widen(
+        self,
+        m: npt.NDArray[np.int64],
+        run: Run,
+        starts: npt.NDArray[np.int64],
+        ends: npt.NDArray[np.int64],
+    ) -> None:
+        """Take a new run's first and last reading per meter where they extend ours.
+
+        Kept up to date on every add (cheap, order-independent), because the
+        neighbouring windows need them; the internal energies wait for
+        ``update_from`` until this slot's own window is balanced.
+        """
+        ts = key_ts(run.key)
+        had = self.has[m]
+        earlier = ~had | (ts[starts] < self.first_ts[m])
+        fm, fs = m[earlier], starts[earlier]
+        self.first_ts[fm] = ts[fs]
+        self.first_raw[fm] = run.value[fs]
+        self.first_is_interval[fm] = run.is_interval[fs]
+        later = ~had | (ts[ends] > self.last_ts[m])
+        lm, le = m[later], ends[later]
+        self.last_ts[lm] = ts[le]
+        self.last_raw[lm] = run.value[le]
+        self.last_is_interval[lm] = run.is_interval[le]
+        self.has[m] = True
+
     def update_from(self, run: Run, multiplier: npt.NDArray[np.float64]) -> None:
         """Recompute the entries of every meter in ``run`` (which holds ALL of the
         slot's readings of those meters)."""
@@ -151,18 +178,26 @@ class SlotSummary:
         self.count[m] = (ends - starts + 1).astype(np.int32)
 
         # Deltas between consecutive readings of the same meter only.
-        pair = np.flatnonzero(meters[1:] == meters[:-1])
-        e_pair, f_pair = clean_deltas(
-            run.value[pair],
-            run.is_interval[pair],
-            run.value[pair + 1],
-            run.is_interval[pair + 1],
-            multiplier[meters[pair + 1]],
-        )
-        energy = np.zeros(len(run) - 1, np.int64)
-        energy[pair] = e_pair
-        flags = np.zeros(len(run) - 1, np.int8)
-        flags[pair] = f_pair
+        same = meters[1:] == meters[:-1]
+        step = run.value[1:] - run.value[:-1]
+        if not run.is_interval.any() and not (same & (step < 0)).any():
+            # Fast path: registers only, all moving forward.
+            energy = np.where(same, to_ukwh(step * multiplier[meters[1:]]), 0)
+            flags = np.zeros(len(run) - 1, np.int8)
+        else:
+            # Pair each reading with its predecessor; across a meter boundary pair
+            # it with itself (a zero step), then zero those pairs out.
+            prev_value = np.where(same, run.value[:-1], run.value[1:])
+            prev_interval = np.where(same, run.is_interval[:-1], run.is_interval[1:])
+            energy, flags = clean_deltas(
+                prev_value,
+                prev_interval,
+                run.value[1:],
+                run.is_interval[1:],
+                multiplier[meters[1:]],
+            )
+            energy = np.where(same, energy, 0)
+            flags = np.where(same, flags, 0).astype(np.int8)
         # Prefix sums make per-meter totals exact integer sums over contiguous groups.
         csum = np.concatenate(([0], np.cumsum(energy)))
         self.internal_ukwh[m] = csum[ends] - csum[starts]
@@ -203,7 +238,11 @@ class Slot:
         self.runs.append(run)
         if len(self.runs) > self._MAX_RUNS:
             self.runs = [Run.merge(self.runs)]
-        self._stale[sorted_unique(key_meter(run.key))] = True
+        meters = key_meter(run.key)
+        starts = np.flatnonzero(np.concatenate(([True], meters[1:] != meters[:-1])))
+        ends = np.concatenate((starts[1:], [len(run)])) - 1
+        self.summary.widen(meters[starts], run, starts, ends)
+        self._stale[meters[starts]] = True
         self._any_stale = True
 
     def lookup(
@@ -242,7 +281,9 @@ class Slot:
         return Run.merge(parts)
 
     def refresh_summary(self, multiplier: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
-        """Bring the summary up to date for meters that got readings; return them."""
+        """Recompute internal energies, flags and events of meters that got readings
+        since the last refresh; return them. Needed only to balance this slot's own
+        window (first and last readings are always current)."""
         if not self._any_stale:
             return np.empty(0, np.int64)
         meters = np.flatnonzero(self._stale)
