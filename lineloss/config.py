@@ -90,6 +90,10 @@ class EngineConfig:
     # Interpolating a register across a longer gap than this is a guess, so the meter
     # does not count as reporting for the window (its energy still counts).
     max_bracket_gap_s: int = 2 * 86400
+    # Revisions of a provisional window are issued at most once per this much stream
+    # time (and always when it becomes final), so a trickle of late readings costs
+    # one recomputation per interval, not one per batch.
+    revision_interval_s: int = 900
     balance: BalanceConfig = field(default_factory=BalanceConfig)
 
     def __post_init__(self) -> None:
@@ -136,6 +140,7 @@ def load_engine_config(path: Path | None, **overrides: Any) -> EngineConfig:
         "recollect_horizon_s",
         "max_clock_jump_s",
         "max_bracket_gap_s",
+        "revision_interval_s",
     ):
         if key in data:
             fields[key] = data[key]

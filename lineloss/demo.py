@@ -63,8 +63,10 @@ def run_demo(out_dir: Path, *, seed: int = 7, progress: Callable[[str], None]) -
     counts = balances["status"].value_counts()
     print(
         "Area-days by status: "
-        + ", ".join(f"{status} {int(counts.get(status, 0))}" for status in
-                    ("normal", "high_loss", "negative_loss", "incomputable"))
+        + ", ".join(
+            f"{status} {int(counts.get(status, 0))}"
+            for status in ("normal", "high_loss", "negative_loss", "incomputable")
+        )
     )
     reasons = balances.loc[balances.status == "incomputable", "reason"].str.replace(
         r"\d+(\.\d+)?%?|\(\d+/\d+ meters\)", "#", regex=True

@@ -67,6 +67,7 @@ class _WindowState:
     start_s: int
     end_s: int
     emitted: bool = False
+    computed_at_s: int = 0  # watermark when last balanced [s since epoch]
     final: bool = False
     dirty: bool = True
     energy: MeterWindowEnergy | None = None
@@ -205,7 +206,7 @@ class BalanceEngine:
             sel = starts == s
             slot = self._slots.get(s)
             if slot is None:
-                slot = self._slots[s] = Slot(s, e, self.topology.n_meters)
+                slot = self._slots[s] = Slot(s, e, self.topology.multiplier)
             slot.add(
                 Run(
                     key=keys[sel],
@@ -282,7 +283,11 @@ class BalanceEngine:
                 continue
             closes = watermark_s is None or w.end_s <= watermark_s
             finalises = watermark_s is None or w.end_s + horizon <= watermark_s
-            if closes and (not w.emitted or w.dirty or finalises):
+            revise = w.dirty and (
+                watermark_s is None
+                or watermark_s - w.computed_at_s >= self.config.revision_interval_s
+            )
+            if closes and (not w.emitted or revise or finalises):
                 due.append(w)
                 w.final = finalises
         if not due:
@@ -307,6 +312,7 @@ class BalanceEngine:
                 final=became_final,
             )
             w.emitted = True
+            w.computed_at_s = watermark_s if watermark_s is not None else w.end_s
             for b in balances:
                 key = (b.level.value, b.target_id)
                 before = w.balances.get(key)
@@ -368,7 +374,7 @@ class BalanceEngine:
             w = by_start[s]
             slot = self._slots.get(s)
             if slot is not None:
-                slot.refresh_summary(self.topology.multiplier)
+                slot.refresh_summary()
             out[s] = window_energy(
                 window_start_s=w.start_s,
                 window_end_s=w.end_s,
@@ -412,6 +418,8 @@ def _clock_jumps(
     the largest). A later cluster is a clock jump unless it holds at least half of
     the batch: then the stream itself moved on (an outage ended, a replay resumed).
     """
+    if frontier_s is not None and int(ts.max()) <= frontier_s + jump_s:
+        return np.zeros(len(ts), np.bool_)  # the common case: nothing far ahead
     order = np.argsort(ts, kind="stable")
     sorted_ts = ts[order]
     cluster = np.concatenate(([0], np.cumsum(np.diff(sorted_ts) > jump_s)))

@@ -131,54 +131,113 @@ class SlotSummary:
             count=np.zeros(n_meters, np.int32),
         )
 
-    def widen(
-        self,
-        m: npt.NDArray[np.int64],
-        run: Run,
-        starts: npt.NDArray[np.int64],
-        ends: npt.NDArray[np.int64],
-    ) -> None:
-        """Take a new run's first and last reading per meter where they extend ours.
+    def absorb(self, run: Run, multiplier: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
+        """Fold a new run into the summary; return the meters it could not fold.
 
-        Kept up to date on every add (cheap, order-independent), because the
-        neighbouring windows need them; the internal energies wait for
-        ``update_from`` until this slot's own window is balanced.
+        First and last readings are always updated (order-independent min/max by
+        time), because neighbouring windows need them. Internal energies are
+        accumulated for meters whose new readings all come after the ones already
+        here, the streaming common case; for the others (a late reading landing
+        before or between stored ones) they must be recomputed from the rows, and
+        those meters are returned.
         """
-        ts = key_ts(run.key)
+        g = _Groups.of(run, multiplier)
+        m = g.meters
         had = self.has[m]
-        earlier = ~had | (ts[starts] < self.first_ts[m])
-        fm, fs = m[earlier], starts[earlier]
-        self.first_ts[fm] = ts[fs]
-        self.first_raw[fm] = run.value[fs]
-        self.first_is_interval[fm] = run.is_interval[fs]
-        later = ~had | (ts[ends] > self.last_ts[m])
-        lm, le = m[later], ends[later]
-        self.last_ts[lm] = ts[le]
-        self.last_raw[lm] = run.value[le]
-        self.last_is_interval[lm] = run.is_interval[le]
+        in_order = ~had | (g.first_ts > self.last_ts[m])
+        # Energy from the last reading already here to the run's first one.
+        bridge, bridge_flags = clean_deltas(
+            self.last_raw[m],
+            self.last_is_interval[m],
+            g.first_raw,
+            g.first_is_interval,
+            multiplier[m],
+        )
+        bridge = np.where(had, bridge, 0)
+        bridge_flags = np.where(had, bridge_flags, 0).astype(np.int8)
+        io = m[in_order]
+        self.internal_ukwh[io] += (g.internal_ukwh + bridge)[in_order]
+        self.flags[io] |= (g.flags | bridge_flags)[in_order]
+        self.events[io] |= g.events[in_order]
+        self.count[io] += g.count[in_order]
+
+        earlier = ~had | (g.first_ts < self.first_ts[m])
+        fm = m[earlier]
+        self.first_ts[fm] = g.first_ts[earlier]
+        self.first_raw[fm] = g.first_raw[earlier]
+        self.first_is_interval[fm] = g.first_is_interval[earlier]
+        later = ~had | (g.last_ts > self.last_ts[m])
+        lm = m[later]
+        self.last_ts[lm] = g.last_ts[later]
+        self.last_raw[lm] = g.last_raw[later]
+        self.last_is_interval[lm] = g.last_is_interval[later]
         self.has[m] = True
+        return m[~in_order]
 
     def update_from(self, run: Run, multiplier: npt.NDArray[np.float64]) -> None:
         """Recompute the entries of every meter in ``run`` (which holds ALL of the
         slot's readings of those meters)."""
         if len(run) == 0:
             return
+        g = _Groups.of(run, multiplier)
+        m = g.meters
+        self.has[m] = True
+        self.first_ts[m] = g.first_ts
+        self.first_raw[m] = g.first_raw
+        self.first_is_interval[m] = g.first_is_interval
+        self.last_ts[m] = g.last_ts
+        self.last_raw[m] = g.last_raw
+        self.last_is_interval[m] = g.last_is_interval
+        self.count[m] = g.count
+        self.internal_ukwh[m] = g.internal_ukwh
+        self.flags[m] = g.flags
+        self.events[m] = g.events
+
+
+@dataclass
+class _RefArrays:
+    """One stored reading per query (or none): its value and kind."""
+
+    has: npt.NDArray[np.bool_]
+    raw: npt.NDArray[np.float64]
+    is_interval: npt.NDArray[np.bool_]
+
+    @classmethod
+    def none(cls, n: int) -> _RefArrays:
+        return cls(np.zeros(n, np.bool_), np.zeros(n), np.zeros(n, np.bool_))
+
+    def set(self, mask: npt.NDArray[np.bool_], run: Run, pos: npt.NDArray[np.int64]) -> None:
+        self.has |= mask
+        self.raw = np.where(mask, run.value[pos], self.raw)
+        self.is_interval = np.where(mask, run.is_interval[pos], self.is_interval)
+
+
+@dataclass(frozen=True)
+class _Groups:
+    """Per-meter facts of a sorted run: one entry per meter present."""
+
+    meters: npt.NDArray[np.int64]
+    first_ts: npt.NDArray[np.int64]
+    first_raw: npt.NDArray[np.float64]
+    first_is_interval: npt.NDArray[np.bool_]
+    last_ts: npt.NDArray[np.int64]
+    last_raw: npt.NDArray[np.float64]
+    last_is_interval: npt.NDArray[np.bool_]
+    count: npt.NDArray[np.int32]
+    internal_ukwh: npt.NDArray[np.int64]
+    flags: npt.NDArray[np.int8]
+    events: npt.NDArray[np.int32]
+
+    @classmethod
+    def of(cls, run: Run, multiplier: npt.NDArray[np.float64]) -> _Groups:
         meters = key_meter(run.key)
         ts = key_ts(run.key)
-        starts = np.flatnonzero(np.concatenate(([True], meters[1:] != meters[:-1])))
+        same = meters[1:] == meters[:-1]
+        starts = np.flatnonzero(np.concatenate(([True], ~same)))
         ends = np.concatenate((starts[1:], [len(run)])) - 1
         m = meters[starts]
-        self.has[m] = True
-        self.first_ts[m] = ts[starts]
-        self.first_raw[m] = run.value[starts]
-        self.first_is_interval[m] = run.is_interval[starts]
-        self.last_ts[m] = ts[ends]
-        self.last_raw[m] = run.value[ends]
-        self.last_is_interval[m] = run.is_interval[ends]
-        self.count[m] = (ends - starts + 1).astype(np.int32)
 
         # Deltas between consecutive readings of the same meter only.
-        same = meters[1:] == meters[:-1]
         step = run.value[1:] - run.value[:-1]
         if not run.is_interval.any() and not (same & (step < 0)).any():
             # Fast path: registers only, all moving forward.
@@ -200,17 +259,26 @@ class SlotSummary:
             flags = np.where(same, flags, 0).astype(np.int8)
         # Prefix sums make per-meter totals exact integer sums over contiguous groups.
         csum = np.concatenate(([0], np.cumsum(energy)))
-        self.internal_ukwh[m] = csum[ends] - csum[starts]
-        group = np.repeat(np.arange(len(m)), ends - starts + 1)
         group_flags = np.zeros(len(m), np.int8)
         nz = np.flatnonzero(flags)  # rare: rollovers, resets, step backs
-        np.bitwise_or.at(group_flags, group[1:][nz], flags[nz])
-        self.flags[m] = group_flags
+        np.bitwise_or.at(group_flags, np.searchsorted(starts, nz + 1, "right") - 1, flags[nz])
         group_events = np.zeros(len(m), np.int32)
         ev_idx = np.flatnonzero(run.event)
         ev_bits = np.left_shift(1, run.event[ev_idx].astype(np.int32)).astype(np.int32)
-        np.bitwise_or.at(group_events, group[ev_idx], ev_bits)
-        self.events[m] = group_events
+        np.bitwise_or.at(group_events, np.searchsorted(starts, ev_idx, "right") - 1, ev_bits)
+        return cls(
+            meters=m,
+            first_ts=ts[starts],
+            first_raw=run.value[starts],
+            first_is_interval=run.is_interval[starts],
+            last_ts=ts[ends],
+            last_raw=run.value[ends],
+            last_is_interval=run.is_interval[ends],
+            count=(ends - starts + 1).astype(np.int32),
+            internal_ukwh=csum[ends] - csum[starts],
+            flags=group_flags,
+            events=group_events,
+        )
 
 
 class Slot:
@@ -218,11 +286,13 @@ class Slot:
 
     # Runs are merged when they become this many, and whenever most of the slot's
     # meters are summarised anyway; lookups cost one binary search per run.
-    _MAX_RUNS: Final = 32
+    _MAX_RUNS: Final = 64
 
-    def __init__(self, start_s: int, end_s: int, n_meters: int) -> None:
+    def __init__(self, start_s: int, end_s: int, multiplier: npt.NDArray[np.float64]) -> None:
+        n_meters = len(multiplier)
         self.start_s = start_s
         self.end_s = end_s
+        self._multiplier = multiplier
         self.runs: list[Run] = []
         self.summary = SlotSummary.empty(n_meters)
         self._stale = np.zeros(n_meters, np.bool_)
@@ -235,15 +305,88 @@ class Slot:
         """Add a sorted run of new keys (the caller has removed duplicates)."""
         if len(run) == 0:
             return
+        late_meters = self.summary.absorb(run, self._multiplier)
+        if len(late_meters):
+            self._insert_late(run.take(np.isin(key_meter(run.key), late_meters)))
         self.runs.append(run)
         if len(self.runs) > self._MAX_RUNS:
             self.runs = [Run.merge(self.runs)]
-        meters = key_meter(run.key)
-        starts = np.flatnonzero(np.concatenate(([True], meters[1:] != meters[:-1])))
-        ends = np.concatenate((starts[1:], [len(run)])) - 1
-        self.summary.widen(meters[starts], run, starts, ends)
-        self._stale[meters[starts]] = True
-        self._any_stale = True
+
+    def _neighbours(
+        self, keys: npt.NDArray[np.int64]
+    ) -> tuple[_RefArrays, npt.NDArray[np.int64], _RefArrays, npt.NDArray[np.int64]]:
+        """Each key's stored predecessor and successor of the same meter (and keys)."""
+        n = len(keys)
+        meters = key_meter(keys)
+        pred, succ = _RefArrays.none(n), _RefArrays.none(n)
+        pred_key = np.full(n, np.iinfo(np.int64).min)
+        succ_key = np.full(n, np.iinfo(np.int64).max)
+        for run in self.runs:
+            pos = np.searchsorted(run.key, keys)
+            before = np.maximum(pos - 1, 0)
+            ok = (pos > 0) & (key_meter(run.key[before]) == meters) & (run.key[before] > pred_key)
+            pred.set(ok, run, before)
+            pred_key = np.where(ok, run.key[before], pred_key)
+            after = np.minimum(pos, len(run) - 1)
+            ok = (
+                (pos < len(run))
+                & (key_meter(run.key[after]) == meters)
+                & (run.key[after] < succ_key)
+            )
+            succ.set(ok, run, after)
+            succ_key = np.where(ok, run.key[after], succ_key)
+        return pred, pred_key, succ, succ_key
+
+    def _insert_late(self, rows: Run) -> None:
+        """Fold readings that land before or between stored ones, by local edits.
+
+        Inserting readings into a gap ``(p, n)`` replaces the energy of that pair
+        with the energies of the new consecutive pairs; each edit is the same
+        deterministic per-pair arithmetic a full recomputation would do, so the
+        result is identical and costs O(late readings), not O(slot).
+        """
+        k = rows.key
+        m = key_meter(k)
+        mult = self._multiplier[m]
+        pred, pred_key, succ, succ_key = self._neighbours(k)
+        same_prev = np.concatenate(([False], m[1:] == m[:-1]))
+        same_next = np.concatenate((m[1:] == m[:-1], [False]))
+        prev_key = np.roll(k, 1)
+        next_key = np.roll(k, -1)
+        # Predecessor in the merged sequence: the previous late reading, when closer.
+        prev_late = same_prev & (~pred.has | (prev_key > pred_key))
+        p_has = pred.has | prev_late
+        p_val = np.where(prev_late, np.roll(rows.value, 1), pred.raw)
+        p_int = np.where(prev_late, np.roll(rows.is_interval, 1), pred.is_interval)
+        e_add, f_add = clean_deltas(p_val, p_int, rows.value, rows.is_interval, mult)
+        # Pair to the stored successor, for the last late reading before it.
+        next_late = same_next & (~succ.has | (next_key < succ_key))
+        tail = succ.has & ~next_late
+        e_tail, f_tail = clean_deltas(
+            rows.value, rows.is_interval, succ.raw, succ.is_interval, mult
+        )
+        # The stored pair (p, n) that the first late reading of a gap breaks.
+        gap_first = pred.has & ~prev_late & succ.has
+        e_rm, f_rm = clean_deltas(pred.raw, pred.is_interval, succ.raw, succ.is_interval, mult)
+
+        delta = np.where(p_has, e_add, 0) + np.where(tail, e_tail, 0) - np.where(gap_first, e_rm, 0)
+        summary = self.summary
+        np.add.at(summary.internal_ukwh, m, delta)
+        np.bitwise_or.at(
+            summary.flags,
+            m,
+            (np.where(p_has, f_add, 0) | np.where(tail, f_tail, 0)).astype(np.int8),
+        )
+        ev = rows.event.astype(np.int32)
+        np.bitwise_or.at(
+            summary.events, m, np.where(ev > 0, np.left_shift(1, ev), 0).astype(np.int32)
+        )
+        np.add.at(summary.count, m, 1)
+        # A removed pair's flag cannot be taken back by an edit: recompute those meters.
+        unflag = gap_first & (f_rm != 0)
+        if unflag.any():
+            self._stale[m[unflag]] = True
+            self._any_stale = True
 
     def lookup(
         self, keys: npt.NDArray[np.int64]
@@ -280,7 +423,7 @@ class Slot:
             )
         return Run.merge(parts)
 
-    def refresh_summary(self, multiplier: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
+    def refresh_summary(self) -> npt.NDArray[np.int64]:
         """Recompute internal energies, flags and events of meters that got readings
         since the last refresh; return them. Needed only to balance this slot's own
         window (first and last readings are always current)."""
@@ -293,5 +436,5 @@ class Slot:
             # Most meters change anyway: consolidate the slot into one run first.
             self.runs = [Run.merge(self.runs)]
         rows = self.rows_for(meters)
-        self.summary.update_from(rows, multiplier)
+        self.summary.update_from(rows, self._multiplier)
         return meters

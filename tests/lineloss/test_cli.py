@@ -151,3 +151,18 @@ def test_console_script_runs_replay(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "readings balanced" in proc.stdout
     assert "topology: 10 meters" in proc.stderr  # progress goes to stderr
+
+
+@pytest.mark.parametrize("daily", [False, True], ids=["15min", "daily"])
+def test_generate_then_replay_balances_a_synthetic_grid(tmp_path: Path, daily: bool) -> None:
+    data, out = tmp_path / "data", tmp_path / "out"
+    args = ["generate", str(data), "--feeders", "1", "--areas-per-feeder", "3", "--days", "6"]
+    assert main([*args, "--daily"] if daily else args) == 0
+    assert main(["replay", str(data), "--out", str(out), "--quiet"]) == 0
+    b = pd.read_csv(out / "balances.csv")
+    inner = b[(b.window_start > b.window_start.min()) & (b.window_start < b.window_start.max())]
+    computable = inner[inner.status != "incomputable"]
+    # Every metered area balances on the inner days, with a plausible loss rate.
+    assert len(computable) >= 0.6 * len(inner)
+    assert computable.loss_rate.between(-0.05, 0.5).all()
+    assert computable.coverage.min() >= 0.9

@@ -284,7 +284,9 @@ def test_duplicates_inside_one_batch_are_rejected_once():
 def test_late_reading_revises_then_final_and_too_late_after_horizon():
     topo = make_topology(AREA)
     on_time = [*daily("T1", 0, 100, 2), *daily("C1", 0, 50, 2), ("C2", DAY0, 0.0)]
-    eng = BalanceEngine(topo, EngineConfig(allowed_lateness_s=0, recollect_horizon_s=DAY))
+    eng = BalanceEngine(
+        topo, EngineConfig(allowed_lateness_s=0, recollect_horizon_s=DAY, revision_interval_s=0)
+    )
     eng.ingest(make_batch(topo, on_time))
     first = [b for b in eng.advance().balances if b.level == BalanceLevel.AREA]
     prov = {b.window_start: b for b in first}[DAY0]
