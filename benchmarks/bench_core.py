@@ -113,7 +113,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--meters", type=int, default=100_000)
     p.add_argument("--days", type=int, default=2)
-    p.add_argument("--batch-rows", type=int, default=200_000)
+    p.add_argument("--batch-rows", type=int, default=1_000_000)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--seed", type=int, default=11)
     p.add_argument("--json", type=Path)

@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("replay", help="replay a data directory through the embedded engine")
     p.add_argument("data_dir", type=Path)
     p.add_argument("--out", type=Path, required=True, help="output directory")
-    p.add_argument("--batch-rows", type=int, default=200_000)
+    p.add_argument("--batch-rows", type=int, default=1_000_000)
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     _add_engine_options(p)
     p.set_defaults(func=cmd_replay)

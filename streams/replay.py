@@ -171,7 +171,7 @@ def run_replay(
     out_dir: Path,
     config: EngineConfig,
     *,
-    batch_rows: int = 200_000,
+    batch_rows: int = 1_000_000,
     progress: ProgressFn | None = None,
 ) -> ReplayResult:
     """Replay ``data_dir`` through the pipeline and write the results to ``out_dir``."""
