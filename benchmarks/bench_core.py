@@ -84,8 +84,10 @@ def build_inputs(meters: int, days: int, seed: int) -> tuple[Topology, ReadingBa
     return topo, batch, baseline_frame[idx >= 0].reset_index(drop=True)
 
 
-def run_core(topo: Topology, batch: ReadingBatch, batch_rows: int) -> tuple[float, int]:
-    engine = BalanceEngine(topo, EngineConfig())
+def run_core(
+    topo: Topology, batch: ReadingBatch, batch_rows: int, profile_s: int = 0
+) -> tuple[float, int]:
+    engine = BalanceEngine(topo, EngineConfig(profile_s=profile_s))
     n = len(batch)
     chunks = [batch.take(np.arange(lo, min(lo + batch_rows, n))) for lo in range(0, n, batch_rows)]
     emitted = 0
@@ -116,6 +118,12 @@ def main() -> None:
     p.add_argument("--batch-rows", type=int, default=1_000_000)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--seed", type=int, default=11)
+    p.add_argument(
+        "--profile-s",
+        type=int,
+        default=0,
+        help="also compute per-meter load profiles of final windows (detector input)",
+    )
     p.add_argument("--json", type=Path)
     args = p.parse_args()
 
@@ -128,7 +136,7 @@ def main() -> None:
     )
     core, base = [], []
     for i in range(args.repeat):
-        dt, emitted = run_core(topo, batch, args.batch_rows)
+        dt, emitted = run_core(topo, batch, args.batch_rows, args.profile_s)
         core.append(dt)
         bt, rows = run_baseline(frame)
         base.append(bt)
@@ -152,6 +160,7 @@ def main() -> None:
         "meters": topo.n_meters,
         "readings": len(batch),
         "batch_rows": args.batch_rows,
+        "profile_s": args.profile_s,
         "core_median_s": round(statistics.median(core), 3),
         "core_readings_per_s": round(len(batch) / statistics.median(core)),
         "baseline_median_s": round(statistics.median(base), 3),

@@ -94,6 +94,9 @@ class EngineConfig:
     # time (and always when it becomes final), so a trickle of late readings costs
     # one recomputation per interval, not one per batch.
     revision_interval_s: int = 900
+    # Final windows also carry each meter's energy per sub-window of this length
+    # (hourly load profiles for the shape detectors); 0 turns profiles off.
+    profile_s: int = 3600
     balance: BalanceConfig = field(default_factory=BalanceConfig)
 
     def __post_init__(self) -> None:
@@ -141,6 +144,7 @@ def load_engine_config(path: Path | None, **overrides: Any) -> EngineConfig:
         "max_clock_jump_s",
         "max_bracket_gap_s",
         "revision_interval_s",
+        "profile_s",
     ):
         if key in data:
             fields[key] = data[key]

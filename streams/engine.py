@@ -35,6 +35,7 @@ from lineloss.domain import (
 )
 from streams.balance import BalanceMembers, compute_balances
 from streams.energy import MeterWindowEnergy, ReadingRef, window_energy
+from streams.profile import profile_energy
 from streams.slots import TS_BASE, TS_LIMIT, Run, Slot, make_keys
 from streams.windows import WindowGrid
 
@@ -51,6 +52,9 @@ class MeterWindowResult:
     reporting: npt.NDArray[np.bool_]
     flags: npt.NDArray[np.int8]
     events: npt.NDArray[np.int32]
+    # Energy per sub-window (config.profile_s) [kWh], meters x parts; NaN where not
+    # determined; None when profiles are off.
+    profile_kwh: npt.NDArray[np.float32] | None = None
 
 
 @dataclass(frozen=True)
@@ -293,7 +297,9 @@ class BalanceEngine:
         if not due:
             return Emission()
 
-        energies = self._energies([w for w in due if w.dirty or w.energy is None])
+        energies, profiles = self._energies(
+            [w for w in due if w.dirty or w.energy is None or w.final]
+        )
 
         emission = Emission()
         for w in due:
@@ -336,16 +342,20 @@ class BalanceEngine:
                         reporting=e.reporting.copy(),
                         flags=e.flags.copy(),
                         events=e.events.copy(),
+                        profile_kwh=profiles.get(w.start_s),
                     )
                 )
         self._evict()
         return emission
 
-    def _energies(self, windows: list[_WindowState]) -> dict[int, MeterWindowEnergy]:
-        """Per-meter energies of the given windows, one forward and one backward pass
-        over the live slots to find each window's bracketing readings."""
+    def _energies(
+        self, windows: list[_WindowState]
+    ) -> tuple[dict[int, MeterWindowEnergy], dict[int, npt.NDArray[np.float32]]]:
+        """Per-meter energies of the given windows (and profiles of the final ones),
+        one forward and one backward pass over the live slots to find each window's
+        bracketing readings."""
         if not windows:
-            return {}
+            return {}, {}
         meters = self._all_meters
         live = sorted(self._slots)
         wanted = sorted(w.start_s for w in windows)
@@ -370,11 +380,20 @@ class BalanceEngine:
             followings[s] = following.copy()
 
         out = {}
+        profiles = {}
         for s in wanted:
             w = by_start[s]
             slot = self._slots.get(s)
             if slot is not None:
                 slot.refresh_summary()
+            if w.final and self.config.profile_s:
+                profiles[s] = profile_energy(
+                    rows=slot.all_rows() if slot is not None else Run.empty(),
+                    carry=carries[s],
+                    following=followings[s],
+                    edges_s=_profile_edges(w.start_s, w.end_s, self.config.profile_s),
+                    multiplier=self.topology.multiplier,
+                )
             out[s] = window_energy(
                 window_start_s=w.start_s,
                 window_end_s=w.end_s,
@@ -385,7 +404,7 @@ class BalanceEngine:
                 multiplier=self.topology.multiplier,
                 max_bracket_gap_s=self.config.max_bracket_gap_s,
             )
-        return out
+        return out, profiles
 
     def _evict(self) -> None:
         """Drop final windows at the old end; fold their last readings into the carry."""
@@ -433,6 +452,13 @@ def _clock_jumps(
     out = np.empty(len(ts), np.bool_)
     out[order] = later_minority[cluster]
     return out
+
+
+def _profile_edges(start_s: int, end_s: int, step_s: int) -> npt.NDArray[np.int64]:
+    """Sub-window edges from start to end every ``step_s`` (the last part may be
+    shorter on a daylight-saving day)."""
+    edges = np.arange(start_s, end_s, min(step_s, end_s - start_s), dtype=np.int64)
+    return np.append(edges, end_s)
 
 
 def _mask(n: int, idx: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:

@@ -60,6 +60,16 @@ class Run:
         )
 
     @staticmethod
+    def empty() -> Run:
+        return Run(
+            np.empty(0, np.int64),
+            np.empty(0),
+            np.empty(0, np.bool_),
+            np.empty(0, np.int16),
+            np.empty(0, np.float32),
+        )
+
+    @staticmethod
     def merge(runs: list[Run]) -> Run:
         """Merge sorted runs into one. Keys are unique across runs by construction."""
         if len(runs) == 1:
@@ -414,14 +424,15 @@ class Slot:
             hi = np.searchsorted(run.key, hi_keys)
             parts.append(run.take(_ranges_to_index(lo, hi)))
         if not parts:
-            return Run(
-                np.empty(0, np.int64),
-                np.empty(0),
-                np.empty(0, np.bool_),
-                np.empty(0, np.int16),
-                np.empty(0, np.float32),
-            )
+            return Run.empty()
         return Run.merge(parts)
+
+    def all_rows(self) -> Run:
+        """Every reading of the slot, sorted by key (consolidates the runs)."""
+        if not self.runs:
+            return Run.empty()
+        self.runs = [Run.merge(self.runs)]
+        return self.runs[0]
 
     def refresh_summary(self) -> npt.NDArray[np.int64]:
         """Recompute internal energies, flags and events of meters that got readings

@@ -369,3 +369,34 @@ def test_meter_windows_give_per_meter_energy_for_detectors():
     assert np.array_equal(r.energy_kwh, [100.0, 50.0, 45.0])
     assert r.reporting.all()
     assert np.isnan(by_start[DAY0 - DAY].energy_kwh).all()
+
+
+def test_final_windows_carry_hourly_profiles_that_add_up_to_the_window():
+    topo = make_topology(AREA)
+    q = 900
+    readings = []
+    rng = np.random.default_rng(3)
+    regs = {"T1": 0.0, "C1": 0.0, "C2": 0.0}
+    for k in range(96 * 2 + 1):
+        t = DAY0 + k * q
+        for mid in regs:
+            readings.append((mid, t, round(regs[mid], 2)))
+            regs[mid] += float(rng.uniform(0, 2))
+    _, _, mw = run(topo, [make_batch(topo, readings)])
+    day0 = next(r for r in mw if r.window_start == DAY0)
+    assert day0.profile_kwh is not None
+    assert day0.profile_kwh.shape == (3, 24)
+    np.testing.assert_allclose(day0.profile_kwh.sum(axis=1), day0.energy_kwh, atol=1e-5)
+    # Hour 0 of C1 is the register advance from 00:00 to 01:00.
+    c1 = [v for (m, t, v) in readings if m == "C1"]
+    assert day0.profile_kwh[1, 0] == pytest.approx(c1[4] - c1[0], abs=1e-6)
+
+
+def test_profile_prorates_a_daily_reading_evenly():
+    topo = make_topology([("T1", "area", "A1", None, 1.0), ("C1", "customer", "A1", None, 1.0)])
+    readings = [*daily("T1", 0, 48, 3), *daily("C1", 0, 24, 3)]
+    _, _, mw = run(topo, [make_batch(topo, readings)])
+    day0 = next(r for r in mw if r.window_start == DAY0)
+    np.testing.assert_allclose(day0.profile_kwh[0], np.full(24, 2.0))
+    first = next(r for r in mw if r.window_start == DAY0 - DAY)
+    assert np.isnan(first.profile_kwh).all()

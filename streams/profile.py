@@ -1,0 +1,105 @@
+"""Per-meter load profiles inside a window (e.g. hourly energies of a day).
+
+Detectors need the shape of a day, not only its total: a flat day (h5) or a day
+played backwards (h6) keeps the daily total and is invisible to a daily balance.
+A profile is computed by the same proration rule as the window balance, at
+sub-window edges, so the parts of a profile add up exactly to the window's energy.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from lineloss.domain import UKWH_PER_KWH
+from streams.energy import ReadingRef
+from streams.registers import clean_deltas
+from streams.slots import Run, key_meter, key_ts, make_keys
+
+
+def _with_brackets(
+    rows: Run, carry: ReadingRef, following: ReadingRef
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+    """Each meter's readings with its carry before and its following reading after,
+    as one key-sorted sequence (built by offsets, no sort)."""
+    n_meters = len(carry.has)
+    row_meters = key_meter(rows.key)
+    per_meter = np.bincount(row_meters, minlength=n_meters)
+    sizes = per_meter + carry.has + following.has
+    offsets = np.concatenate(([0], np.cumsum(sizes)))
+    total = int(offsets[-1])
+    keys = np.empty(total, np.int64)
+    value = np.empty(total, np.float64)
+    is_interval = np.empty(total, np.bool_)
+
+    c = np.flatnonzero(carry.has)
+    pos = offsets[c]
+    keys[pos] = make_keys(c, carry.ts[c])
+    value[pos] = carry.raw[c]
+    is_interval[pos] = carry.is_interval[c]
+
+    first_row = np.concatenate(([0], np.cumsum(per_meter)))[row_meters]
+    row_pos = offsets[row_meters] + carry.has[row_meters] + (np.arange(len(rows)) - first_row)
+    keys[row_pos] = rows.key
+    value[row_pos] = rows.value
+    is_interval[row_pos] = rows.is_interval
+
+    f = np.flatnonzero(following.has)
+    pos = offsets[f + 1] - 1
+    keys[pos] = make_keys(f, following.ts[f])
+    value[pos] = following.raw[f]
+    is_interval[pos] = following.is_interval[f]
+    return keys, value, is_interval
+
+
+def profile_energy(
+    *,
+    rows: Run,
+    carry: ReadingRef,
+    following: ReadingRef,
+    edges_s: npt.NDArray[np.int64],
+    multiplier: npt.NDArray[np.float64],
+) -> npt.NDArray[np.float32]:
+    """Energy [kWh] of every meter between consecutive ``edges_s``.
+
+    ``rows`` are all readings inside the window, sorted by key; ``carry`` and
+    ``following`` the readings bracketing it, dense over all meters. Returns an
+    array (meters x len(edges_s) - 1), NaN where a part is not determined.
+    """
+    n_meters = len(carry.has)
+    keys, value, is_interval = _with_brackets(rows, carry, following)
+    meters = key_meter(keys)
+    ts = key_ts(keys)
+    same = np.concatenate(([False], meters[1:] == meters[:-1]))
+    prev_value = np.concatenate((value[:1], value[:-1]))
+    prev_interval = np.concatenate((is_interval[:1], is_interval[:-1]))
+    delta, _ = clean_deltas(
+        np.where(same, prev_value, value),
+        np.where(same, prev_interval, is_interval),
+        value,
+        is_interval,
+        multiplier[meters],
+    )
+    delta = np.where(same, delta, 0)
+    cum = np.cumsum(delta)
+
+    m = np.repeat(np.arange(n_meters, dtype=np.int64), len(edges_s))
+    e = np.tile(edges_s, n_meters)
+    q = make_keys(m, e)
+    left = np.searchsorted(keys, q, side="right") - 1
+    left_c = np.maximum(left, 0)
+    has_left = (left >= 0) & (meters[left_c] == m)
+    exact = has_left & (ts[left_c] == e)
+    right = np.minimum(left + 1, len(keys) - 1)
+    has_right = (left + 1 < len(keys)) & (meters[right] == m)
+    span = np.maximum(ts[right] - ts[left_c], 1)
+    frac = np.clip((e - ts[left_c]) / span, 0.0, 1.0)
+    part = np.rint(delta[right].astype(np.float64) * frac).astype(np.int64)
+    cum_e = np.where(exact, cum[left_c], cum[left_c] + part)
+    ok = has_left & (exact | has_right)
+
+    cum_e = cum_e.reshape(n_meters, len(edges_s))
+    ok = ok.reshape(n_meters, len(edges_s))
+    energy = (np.diff(cum_e, axis=1) / UKWH_PER_KWH).astype(np.float32)
+    energy[~(ok[:, 1:] & ok[:, :-1])] = np.nan
+    return energy
