@@ -25,6 +25,7 @@ class _Entry:
     first_detected: int
     best: Finding
     flagged_windows: int = 0
+    reportable_since: int | None = None  # stream time it became a reportable case
     kwh_by_detector: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     detectors: set[str] = field(default_factory=set)
 
@@ -35,7 +36,13 @@ def _day(ts: int) -> str:
 
 @dataclass
 class SuspicionBook:
+    """``confirm_windows``: a target is reported once flagged in that many windows,
+    or at once when a finding scores ``certain_score`` or more (a register stepping
+    back needs no second look; a correlation does)."""
+
     decider: ThresholdDecider = field(default_factory=ThresholdDecider)
+    confirm_windows: int = 2
+    certain_score: float = 0.85
     _entries: dict[tuple[str, SuspicionCategory], _Entry] = field(default_factory=dict)
 
     def add(self, finding: Finding) -> bool:
@@ -51,10 +58,13 @@ class SuspicionBook:
                 first_detected=finding.ts,
                 best=finding,
             )
-        e.first_detected = min(e.first_detected, finding.ts)
         if finding.score > e.best.score:
             e.best = finding
         e.flagged_windows += 1
+        if e.reportable_since is None and (
+            e.flagged_windows >= self.confirm_windows or finding.score >= self.certain_score
+        ):
+            e.reportable_since = finding.ts
         e.kwh_by_detector[finding.detector] += finding.estimated_kwh
         e.detectors.add(finding.detector)
         return True
@@ -67,7 +77,7 @@ class SuspicionBook:
                 target_kind=e.target_kind,
                 category=category,
                 score=round(e.best.score, 6),
-                first_detected=e.first_detected,
+                first_detected=e.reportable_since,
                 estimated_kwh=round(max(e.kwh_by_detector.values()), 3),
                 evidence=(
                     f"{e.best.reason}; flagged in {e.flagged_windows} window(s) since "
@@ -77,6 +87,7 @@ class SuspicionBook:
                 detector=e.best.detector,
             )
             for (target, category), e in self._entries.items()
+            if e.reportable_since is not None
         ]
         out.sort(key=lambda s: (-s.score, s.target_id, s.category.value))
         return out
@@ -87,6 +98,7 @@ class SuspicionBook:
                 {
                     "finding": vars(e.best).copy(),
                     "first_detected": e.first_detected,
+                    "reportable_since": e.reportable_since,
                     "flagged_windows": e.flagged_windows,
                     "kwh_by_detector": dict(e.kwh_by_detector),
                     "detectors": sorted(e.detectors),
@@ -108,6 +120,7 @@ class SuspicionBook:
                 first_detected=item["first_detected"],
                 best=best,
                 flagged_windows=item["flagged_windows"],
+                reportable_since=item["reportable_since"],
             )
             e.kwh_by_detector.update(item["kwh_by_detector"])
             e.detectors.update(item["detectors"])

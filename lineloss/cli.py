@@ -81,6 +81,33 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from detectors.evaluation import evaluate, write_report
+
+    out_dir: Path = args.out_dir
+    suspicions = pd.read_csv(out_dir / "suspicions.csv", keep_default_na=False)
+    labels = pd.read_csv(args.labels, keep_default_na=False)
+    balances = pd.read_csv(out_dir / "balances.csv")
+    days = float(balances["window_start"].nunique()) if len(balances) else 0.0
+    ev = evaluate(suspicions, labels, days=days)
+    report = args.report or out_dir / "evaluation"
+    write_report(ev, report)
+    for cat in ("theft", "meter_fault", "topology_error"):
+        m = ev.metrics[cat]
+        print(
+            f"{cat:15s} cases {m['cases']:4d}  raised {m['raised']:4d}  "
+            f"ROC AUC {m['roc_auc']:.3f}  PR AUC {m['pr_auc']:.3f}  "
+            f"P@k {m['precision_at_k']:.2f}  recall {m['recall']:.2f}  "
+            f"named right {m['named_right']}/{m['cases']}  "
+            f"false alarms/1000/month {m['false_alarms_per_1000_customers_month']:.2f}  "
+            f"median delay {m['delay_days_median']:.1f} d"
+        )
+    print(f"report -> {report}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from lineloss.demo import run_demo
 
@@ -111,6 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--daily", action="store_true", help="one frozen reading per day")
     p.add_argument("--format", choices=["csv", "parquet"], default="csv")
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("evaluate", help="score a replay's suspicions against labels")
+    p.add_argument("out_dir", type=Path, help="a replay's output directory")
+    p.add_argument("--labels", type=Path, required=True)
+    p.add_argument("--report", type=Path, help="report folder (default OUT_DIR/evaluation)")
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("demo", help="generate a grid, replay it, print a summary")
     p.add_argument("--out", type=Path, default=Path("demo-output"))

@@ -8,10 +8,31 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from detectors import Detector, SuspicionBook, ThresholdDecider, default_area_detectors
+from detectors import (
+    Detector,
+    SuspicionBook,
+    ThresholdDecider,
+    default_area_detectors,
+    default_grid_detectors,
+    default_meter_detectors,
+)
+from detectors.base import Finding
+from detectors.observations import AreaHistory, final_area_balances
 from lineloss.config import EngineConfig
-from lineloss.domain import Balance, BalanceLevel, ReadingBatch, Rejects, Suspicion, Topology
+from lineloss.domain import (
+    Balance,
+    BalanceLevel,
+    MeterEvent,
+    ReadingBatch,
+    Rejects,
+    Suspicion,
+    SuspicionCategory,
+    Topology,
+)
+from streams.area_windows import AreaWindowBuilder
 from streams.engine import BalanceEngine, Emission, MeterWindowResult
+
+_TAMPER_BITS = (1 << int(MeterEvent.COVER_OPEN)) | (1 << int(MeterEvent.MAGNETIC))
 
 
 @dataclass
@@ -35,6 +56,10 @@ class Pipeline:
             detectors if detectors is not None else default_area_detectors(config.balance)
         )
         self.book = SuspicionBook(decider=decider or ThresholdDecider())
+        self.meter_detectors = default_meter_detectors()
+        self.grid_detectors = default_grid_detectors()
+        self._builder = AreaWindowBuilder(topology)
+        self.histories: dict[str, AreaHistory] = {}
 
     def step(self, batch: ReadingBatch) -> StepOutput:
         rejects = self.engine.ingest(batch)
@@ -53,9 +78,47 @@ class Pipeline:
                     if finding is not None:
                         self.book.add(finding)
                     det.learn_one(b)
+        for result in emission.final_meter_windows:
+            self._detect_meters(result, final_area_balances(emission.balances, result.window_start))
         return StepOutput(
             balances=emission.balances, final_meter_windows=emission.final_meter_windows
         )
 
+    def _detect_meters(self, result: MeterWindowResult, balances: dict[str, Balance]) -> None:
+        """Meter-level detectors on one final window, area by area, then grid-wide."""
+        for w in self._builder.build(result, balances):
+            h = self.histories.setdefault(w.area_id, AreaHistory())
+            h.push(w)
+            tamper = _tamper_meters(h)
+            for det in self.meter_detectors:
+                for f in det.score_one(h):
+                    self.book.add(_with_tamper(f, tamper))
+                det.learn_one(h)
+        for grid_det in self.grid_detectors:
+            for f in grid_det.score_many(self.histories):
+                self.book.add(f)
+
     def suspicions(self) -> list[Suspicion]:
         return self.book.suspicions()
+
+
+def _tamper_meters(h: AreaHistory) -> set[str]:
+    """Meters of the area that reported cover-open or magnetic events lately."""
+    out: set[str] = set()
+    for w in h.windows:
+        for i in (w.events & _TAMPER_BITS).nonzero()[0]:
+            out.add(w.meter_ids[i])
+    return out
+
+
+def _with_tamper(f: Finding, tamper: set[str]) -> Finding:
+    """Tamper events raise a theft score (never required, always in the evidence)."""
+    if f.category != SuspicionCategory.THEFT or f.target_id not in tamper:
+        return f
+    from dataclasses import replace
+
+    return replace(
+        f,
+        score=round(1.0 - (1.0 - f.score) * 0.7, 6),
+        reason=f.reason + "; meter reported cover-open or magnetic tampering",
+    )

@@ -1,0 +1,58 @@
+"""Small numeric helpers shared by the meter-level detectors (NaN-aware)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+
+
+def corr_columns(y: FloatArray, x: FloatArray) -> FloatArray:
+    """Pearson correlation of ``y`` (T) with each column of ``x`` (T x N); 0 where a
+    column is constant."""
+    yc = y - y.mean()
+    xc = x - x.mean(axis=0)
+    num = yc @ xc
+    den = math.sqrt(float(yc @ yc)) * np.sqrt((xc * xc).sum(axis=0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.where(den > 0, num / den, 0.0)
+    return np.clip(r, -1.0, 1.0)
+
+
+def slope_through_origin(y: FloatArray, x: FloatArray) -> FloatArray:
+    """Least-squares slope of ``y`` on each column of ``x`` without intercept."""
+    den = (x * x).sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(den > 0, (y @ x) / den, 0.0)
+
+
+def fisher_z(r: FloatArray, n: int) -> FloatArray:
+    """Significance of correlations over ``n`` observations (approx. N(0, 1) under
+    no correlation)."""
+    return np.arctanh(np.clip(r, -0.999999, 0.999999)) * math.sqrt(max(n - 3, 1))
+
+
+def saturate(x: float, scale: float) -> float:
+    """0 at x <= 0, rising to 1: 1 - exp(-x / scale)."""
+    return 1.0 - math.exp(-max(x, 0.0) / scale)
+
+
+def fill_by_part(values: FloatArray, reference: FloatArray) -> FloatArray:
+    """Replace NaN in ``values`` (W x N x K) by the reference mean of the same meter
+    and part of the day (``reference``: N x K), then by 0."""
+    out = np.where(np.isnan(values), reference[None, :, :], values)
+    return np.nan_to_num(out, nan=0.0)
+
+
+def quiet_nanmedian(a: npt.NDArray[np.floating], axis: int = 0) -> FloatArray:
+    """``np.nanmedian`` without the warning for all-NaN slices (they give NaN, which
+    the detectors treat as 'no history')."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        out: FloatArray = np.asarray(np.nanmedian(a, axis=axis), dtype=np.float64)
+        return out

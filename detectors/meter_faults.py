@@ -1,0 +1,165 @@
+"""Meter faults, each named with its type.
+
+* ``step_back`` / ``register_reset``: from the register flags the engine raises when
+  a register decreases (never counted as negative consumption);
+* ``stuck``: the register stopped (exactly zero energy on consecutive windows) for a
+  customer that used to consume; ``zero`` when it started with a reset to 0.00;
+* ``wrong_multiplier``: the area's loss is explained, over the whole history, by a
+  constant factor of one customer's consumption: the registry's CT x PT ratio differs
+  from the field's by that factor (x2, x5, x10, /2 ...). Over-billing shows as
+  negative loss, under-billing as high loss;
+* meter events that signal a fault (voltage loss, phase loss, reverse energy, clock
+  error) raise a fault finding with that type.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from detectors._stats import corr_columns, quiet_nanmedian
+from detectors.base import Finding
+from detectors.observations import AreaHistory, AreaWindow
+from lineloss.domain import MeterEvent, SuspicionCategory, TargetKind
+from streams.registers import FLAG_RESET, FLAG_STEP_BACK
+
+_FAULT_EVENTS = {
+    MeterEvent.VOLTAGE_LOSS: "voltage_loss",
+    MeterEvent.PHASE_LOSS: "phase_loss",
+    MeterEvent.REVERSE_ENERGY: "reverse_energy",
+    MeterEvent.CLOCK_ERROR: "clock_error",
+}
+# Registry / field multiplier ratios that wrong records produce.
+_RATIOS = (0.1, 0.2, 0.25, 0.5, 2.0, 4.0, 5.0, 10.0, 20.0)
+
+
+@dataclass
+class MeterFaultDetector:
+    stuck_windows: int = 2
+    min_usual_kwh: float = 0.5
+    multiplier_min_windows: int = 7
+    multiplier_min_corr: float = 0.85
+    band: tuple[float, float] = (-0.01, 0.10)
+    multiplier_tolerance: float = 0.2  # relative error of the factor
+    name: str = "meter_fault"
+
+    def _finding(
+        self, w: AreaWindow, i: int, kind: str, score: float, reason: str, kwh: float = 0.0
+    ) -> Finding:
+        return Finding(
+            detector=f"{self.name}:{kind}",
+            target_id=w.meter_ids[i],
+            target_kind=TargetKind.METER,
+            category=SuspicionCategory.METER_FAULT,
+            score=score,
+            ts=w.window_end,
+            estimated_kwh=kwh,
+            reason=reason,
+            area_id=w.area_id,
+        )
+
+    def score_one(self, x: AreaHistory) -> list[Finding]:
+        today = x.windows[-1]
+        out = []
+        for i in np.flatnonzero(today.flags & FLAG_STEP_BACK):
+            out.append(
+                self._finding(
+                    today,
+                    int(i),
+                    "step_back",
+                    0.9,
+                    "register stepped backwards (counted as zero, not negative)",
+                )
+            )
+        resets = np.zeros(today.n_customers, np.bool_)
+        for w in x.windows:
+            resets |= (w.flags & FLAG_RESET) != 0
+        for i in np.flatnonzero(today.flags & FLAG_RESET):
+            out.append(
+                self._finding(
+                    today,
+                    int(i),
+                    "register_reset",
+                    0.55,
+                    "register dropped to near zero: meter replaced or reset; check the registry",
+                )
+            )
+        for code, kind in _FAULT_EVENTS.items():
+            for i in np.flatnonzero(today.events & (1 << int(code))):
+                # Evidence, not a case: events alone stay below the default decider.
+                out.append(self._finding(today, int(i), kind, 0.4, f"meter reported {kind}"))
+
+        energy = x.energy()
+        n = len(x)
+        if n > self.stuck_windows + 3:
+            with np.errstate(all="ignore"):
+                usual = quiet_nanmedian(energy[: n - self.stuck_windows], axis=0)
+            recent = energy[n - self.stuck_windows :]
+            stuck = (recent == 0).all(axis=0) & (usual >= self.min_usual_kwh)
+            for i in np.flatnonzero(stuck):
+                kind = "zero" if resets[i] else "stuck"
+                out.append(
+                    self._finding(
+                        today,
+                        int(i),
+                        kind,
+                        0.85,
+                        f"register not advancing for {self.stuck_windows} windows "
+                        f"(usually {usual[i]:.1f} kWh per window)",
+                        float(usual[i]),
+                    )
+                )
+        out += self._wrong_multiplier(x, energy)
+        return out
+
+    def _wrong_multiplier(self, x: AreaHistory, energy: np.ndarray) -> list[Finding]:
+        today = x.windows[-1]
+        supply = x.supply()
+        ok = np.isfinite(supply) & np.isfinite(energy).all(axis=1)
+        if ok.sum() < self.multiplier_min_windows or today.n_customers == 0:
+            return []
+        e = energy[ok]
+        loss = supply[ok] - e.sum(axis=1)
+        rate = float(np.median(loss / supply[ok]))
+        if self.band[0] <= rate <= self.band[1]:
+            return []  # a wrong multiplier shifts the loss rate out of its band for good
+        # Technical loss is a few percent of supply; the factor must explain the rest.
+        excess = loss - 0.03 * supply[ok]
+        r = corr_columns(excess, e)
+        best_i = int(np.argmax(np.abs(r)))
+        out = []
+        for i in [best_i] if abs(r[best_i]) >= self.multiplier_min_corr else []:
+            xi = e[:, i]
+            if xi.mean() <= 0:
+                continue
+            design = np.column_stack([np.ones_like(xi), xi])
+            (_, c), *_ = np.linalg.lstsq(design, excess, rcond=None)
+            factor = 1.0 + float(c)  # field multiplier / registry multiplier
+            best = min(_RATIOS, key=lambda k: abs(factor / k - 1.0))
+            if abs(factor / best - 1.0) > self.multiplier_tolerance:
+                continue
+            if abs(float(c)) * xi.mean() < 0.5 * abs(excess.mean()):
+                continue
+            out.append(
+                self._finding(
+                    today,
+                    int(i),
+                    "wrong_multiplier",
+                    0.9,
+                    f"area loss tracks this meter's consumption x{factor - 1:+.2f} (r={r[i]:.2f}): "
+                    f"the field multiplier is about {best:g} x the registry's",
+                    float(c * xi.sum() / len(xi)),
+                )
+            )
+        return out
+
+    def learn_one(self, x: AreaHistory) -> None:
+        """Stateless beyond the shared history."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        return None

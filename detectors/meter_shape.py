@@ -1,0 +1,206 @@
+"""A customer's consumption against its own history and its neighbours.
+
+Works without an area meter. Per customer, from its load profile:
+
+* drop: the daily total fell well below its usual level while its area peers did
+  not (h1, h3, h4, bypass when the profile is all one has);
+* flat day (h5): the profile lost its shape (coefficient of variation far below
+  the customer's usual) though the total is kept;
+* reversed day (h6): today's profile matches the usual one played backwards much
+  better than forwards, for a customer whose usual day is not symmetric;
+* zero hours (h2): hours recorded as exactly zero where the customer usually
+  consumes, which its own history rarely shows.
+
+A pattern must hold on at least ``min_days`` of the last ``of_days`` windows: one odd
+day is a holiday, not a case.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from detectors._stats import quiet_nanmedian
+from detectors.base import Finding
+from detectors.observations import AreaHistory
+from lineloss.domain import SuspicionCategory, TargetKind
+
+Matrix = npt.NDArray[np.float64]
+
+
+def _cv(p: Matrix) -> Matrix:
+    """Coefficient of variation of each profile along the last axis."""
+    mean = p.mean(axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(mean > 0, p.std(axis=-1) / mean, np.nan)
+
+
+def _row_corr(a: Matrix, b: Matrix) -> Matrix:
+    ac = a - a.mean(axis=-1, keepdims=True)
+    bc = b - b.mean(axis=-1, keepdims=True)
+    den = np.sqrt((ac * ac).sum(-1) * (bc * bc).sum(-1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(den > 0, (ac * bc).sum(-1) / den, np.nan)
+
+
+def _longest_zero_run(p: Matrix, usual: Matrix) -> Matrix:
+    """Longest run of parts recorded as zero where the customer usually consumes."""
+    z = (p <= 0) & (usual > 0.02 * usual.sum(-1, keepdims=True))
+    best = np.zeros(z.shape[:-1], np.int64)
+    cur = np.zeros(z.shape[:-1], np.int64)
+    for k in range(z.shape[-1]):
+        cur = np.where(z[..., k], cur + 1, 0)
+        best = np.maximum(best, cur)
+    return best
+
+
+@dataclass
+class ConsumptionShapeDetector:
+    reference_windows: int = 10
+    of_days: int = 3
+    min_days: int = 2
+    drop_of_days: int = 5  # longer for drops: a weekend is not a theft
+    drop_min_days: int = 4
+    drop_ratio: float = 0.5  # recent total / usual total
+    peer_ratio: float = 0.8  # the area's median customer kept at least this
+    min_usual_kwh: float = 1.0  # per window; smaller customers carry too little signal
+    flat_ratio: float = 0.25  # today's CV / usual CV
+    reversed_margin: float = 0.5
+    zero_run_parts: int = 2
+    name: str = "consumption_shape"
+
+    def score_one(self, x: AreaHistory) -> list[Finding]:
+        n = len(x)
+        recent = self.of_days
+        if n < self.reference_windows + max(recent, self.drop_of_days):
+            return []
+        today = x.windows[-1]
+        energy = x.energy()
+        ref = energy[: n - recent]
+        with np.errstate(all="ignore"):
+            usual = quiet_nanmedian(ref, axis=0)
+        big = usual >= self.min_usual_kwh
+        findings: list[Finding] = []
+
+        # A drop alone is weak evidence (holidays, vacancy, weekends): below the
+        # decider where an area meter could have confirmed it (the localiser's job),
+        # a case of its own only where there is no area meter.
+        drop_base = 0.45 if today.has_supply else 0.55
+        d = self.drop_of_days
+        d_ratio = energy[n - d :] / usual
+        with np.errstate(all="ignore"):
+            d_peers = quiet_nanmedian(d_ratio, axis=1)
+        drop_days = ((d_ratio < self.drop_ratio) & (d_peers[:, None] >= self.peer_ratio)).sum(0)
+        self._emit(
+            findings,
+            today,
+            big & (drop_days >= self.drop_min_days),
+            "consumption_drop",
+            lambda i: drop_base + 0.15 * float(np.clip(1 - np.nanmean(d_ratio[:, i]), 0, 1)),
+            lambda i: (
+                f"consumption at {np.nanmean(d_ratio[:, i]):.0%} of its usual "
+                f"{usual[i]:.1f} kWh per window while its area peers kept "
+                f"{quiet_nanmedian(d_peers):.0%}"
+            ),
+            lambda i: max(float(usual[i] - np.nanmean(energy[n - d :, i])), 0.0),
+        )
+
+        profiles = x.profiles()
+        if profiles is None or profiles.shape[-1] < 4:
+            return findings
+        p = np.nan_to_num(profiles.astype(np.float64), nan=0.0)
+        p_ref, p_rec = p[: n - recent], p[n - recent :]
+        with np.errstate(all="ignore"):
+            norm_ref = p_ref / p_ref.sum(-1, keepdims=True)
+            typical = quiet_nanmedian(norm_ref, axis=0)  # customers x parts
+            usual_cv = quiet_nanmedian(_cv(p_ref), axis=0)
+        shaped = big & (usual_cv > 0.3)
+
+        # h5 and h2 keep (most of) the day's total; a vacant home does not.
+        kept = p_rec.sum(-1) >= 0.5 * usual[None, :]
+        flat_days = ((_cv(p_rec) < self.flat_ratio * usual_cv) & kept).sum(0)
+        self._emit(
+            findings,
+            today,
+            shaped & (flat_days >= self.min_days),
+            "flat_profile",
+            lambda i: 0.8,
+            lambda i: (
+                f"load profile flattened (variation {np.nanmean(_cv(p_rec)[:, i]):.2f}"
+                f" against a usual {usual_cv[i]:.2f}) with the daily total kept"
+            ),
+            lambda i: 0.0,
+        )
+
+        fwd = _row_corr(p_rec, typical[None])
+        bwd = _row_corr(p_rec[..., ::-1], typical[None])
+        asym = _row_corr(typical, typical[:, ::-1]) < 0.3
+        rev_days = ((bwd - fwd) > self.reversed_margin).sum(0)
+        self._emit(
+            findings,
+            today,
+            shaped & asym & (rev_days >= self.min_days),
+            "reversed_profile",
+            lambda i: 0.85,
+            lambda i: (
+                f"load profile runs backwards (corr {np.nanmean(fwd[:, i]):.2f} "
+                f"with its usual day, {np.nanmean(bwd[:, i]):.2f} reversed)"
+            ),
+            lambda i: 0.0,
+        )
+
+        usual_p = quiet_nanmedian(p_ref, axis=0)
+        ref_runs = _longest_zero_run(p_ref, usual_p[None])
+        rare = (ref_runs >= self.zero_run_parts).mean(0) < 0.1
+        zero_days = ((_longest_zero_run(p_rec, usual_p[None]) >= self.zero_run_parts) & kept).sum(0)
+        self._emit(
+            findings,
+            today,
+            big & rare & (zero_days >= self.min_days),
+            "zero_hours",
+            lambda i: 0.7,
+            lambda i: (
+                f"hours recorded as zero where it usually consumes, on "
+                f"{zero_days[i]} of the last {recent} days"
+            ),
+            lambda i: max(float(usual[i] - np.nanmean(energy[n - recent :, i])), 0.0),
+        )
+        return findings
+
+    def _emit(
+        self,
+        out: list[Finding],
+        today: Any,
+        mask: npt.NDArray[np.bool_],
+        kind: str,
+        score: Callable[[int], float],
+        reason: Callable[[int], str],
+        kwh: Callable[[int], float],
+    ) -> None:
+        for i in np.flatnonzero(mask):
+            out.append(
+                Finding(
+                    detector=f"{self.name}:{kind}",
+                    target_id=today.meter_ids[i],
+                    target_kind=TargetKind.METER,
+                    category=SuspicionCategory.THEFT,
+                    score=round(min(score(int(i)), 0.99), 6),
+                    ts=today.window_end,
+                    estimated_kwh=kwh(int(i)),
+                    reason=reason(int(i)),
+                    area_id=today.area_id,
+                )
+            )
+
+    def learn_one(self, x: AreaHistory) -> None:
+        """Stateless: the customer's own history is the model."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        return None

@@ -1,0 +1,94 @@
+"""What meter-level detectors observe: one area's final window, with its history.
+
+The pipeline turns each final window into one ``AreaWindow`` per area and keeps a
+bounded history of them per area (``AreaHistory``), so detectors stay pure: they get
+today and the recent past, and keep only small state of their own.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from lineloss.domain import Balance, BalanceLevel
+
+
+@dataclass(frozen=True)
+class AreaWindow:
+    """One area in one final window, as recorded in the topology."""
+
+    area_id: str
+    feeder_id: str | None
+    window_start: int  # [s since epoch]
+    window_end: int  # [s since epoch]
+    meter_ids: tuple[str, ...]  # customers recorded under this area
+    energy_kwh: npt.NDArray[np.float64]  # per customer, NaN = not determined
+    profile_kwh: npt.NDArray[np.float32] | None  # customers x parts, NaN = unknown
+    supply_kwh: float  # area meter(s); NaN without an area meter or reading
+    supply_profile_kwh: npt.NDArray[np.float32] | None  # parts
+    flags: npt.NDArray[np.int8]  # register flags per customer
+    events: npt.NDArray[np.int32]  # event bits per customer
+    balance: Balance | None = None
+
+    @property
+    def n_customers(self) -> int:
+        return len(self.meter_ids)
+
+    @property
+    def has_supply(self) -> bool:
+        return bool(np.isfinite(self.supply_kwh))
+
+
+@dataclass
+class AreaHistory:
+    """The last ``max_windows`` windows of one area, oldest first."""
+
+    max_windows: int = 35
+    windows: deque[AreaWindow] = field(default_factory=deque)
+
+    def push(self, w: AreaWindow) -> None:
+        self.windows.append(w)
+        while len(self.windows) > self.max_windows:
+            self.windows.popleft()
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def energy(self) -> npt.NDArray[np.float64]:
+        """Windows x customers [kWh]."""
+        return np.stack([w.energy_kwh for w in self.windows])
+
+    def supply(self) -> npt.NDArray[np.float64]:
+        return np.array([w.supply_kwh for w in self.windows])
+
+    def profiles(self) -> npt.NDArray[np.float32] | None:
+        """Windows x customers x parts, or None when any window lacks a profile of
+        the common length (profiles off, or a daylight-saving day)."""
+        ps = [w.profile_kwh for w in self.windows]
+        if not ps or any(p is None for p in ps):
+            return None
+        shapes = {p.shape for p in ps if p is not None}
+        if len(shapes) != 1:
+            return None
+        return np.stack([p for p in ps if p is not None])
+
+    def supply_profiles(self) -> npt.NDArray[np.float32] | None:
+        ps = [w.supply_profile_kwh for w in self.windows]
+        if not ps or any(p is None for p in ps) or len({p.shape for p in ps if p is not None}) != 1:
+            return None
+        return np.stack([p for p in ps if p is not None])
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"max_windows": self.max_windows, "windows": list(self.windows)}
+
+
+def final_area_balances(balances: list[Balance], window_start: int) -> dict[str, Balance]:
+    return {
+        b.target_id: b
+        for b in balances
+        if b.level == BalanceLevel.AREA and b.final and b.window_start == window_start
+    }
