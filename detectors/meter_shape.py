@@ -86,10 +86,10 @@ class ConsumptionShapeDetector:
         big = usual >= self.min_usual_kwh
         findings: list[Finding] = []
 
-        # A drop alone is weak evidence (holidays, vacancy, weekends): below the
-        # decider where an area meter could have confirmed it (the localiser's job),
-        # a case of its own only where there is no area meter.
-        drop_base = 0.45 if today.has_supply else 0.55
+        # A drop alone is weak evidence: a vacant home and a full bypass look the
+        # same from the meter. Below the decider, it adds to the evidence of other
+        # detectors (the localiser confirms it where an area meter exists).
+        drop_base = 0.45
         d = self.drop_of_days
         d_ratio = energy[n - d :] / usual
         with np.errstate(all="ignore"):
@@ -100,7 +100,7 @@ class ConsumptionShapeDetector:
             today,
             big & (drop_days >= self.drop_min_days),
             "consumption_drop",
-            lambda i: drop_base + 0.15 * float(np.clip(1 - np.nanmean(d_ratio[:, i]), 0, 1)),
+            lambda i: drop_base + 0.04 * float(np.clip(1 - np.nanmean(d_ratio[:, i]), 0, 1)),
             lambda i: (
                 f"consumption at {np.nanmean(d_ratio[:, i]):.0%} of its usual "
                 f"{usual[i]:.1f} kWh per window while its area peers kept "

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import nnls
 
-from detectors._stats import corr_columns, quiet_nanmedian, slope_through_origin
+from detectors._stats import quiet_nanmedian
 from detectors.base import Finding
 from detectors.observations import AreaHistory
 from lineloss.domain import SuspicionCategory, TargetKind
@@ -43,79 +43,99 @@ def _series(h: AreaHistory) -> tuple[np.ndarray, np.ndarray]:
     return s - x.sum(axis=1), x
 
 
+def _residualise(y: np.ndarray, base: np.ndarray) -> np.ndarray:
+    """What of ``y`` (T or T x N) the columns of ``base`` (T x B) do not explain."""
+    coef, *_ = np.linalg.lstsq(base, y, rcond=None)
+    return y - base @ coef
+
+
+def _partial_fit(
+    loss: np.ndarray, supply: np.ndarray, x: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per column of ``x``: coefficient and t statistic of ``x_j`` in
+    ``loss ~ a + b * supply**2 + c_j * x_j`` (Frisch-Waugh: both sides residualised
+    on the technical-loss terms first)."""
+    base = np.column_stack([np.ones_like(supply), supply**2])
+    rl = _residualise(loss, base)
+    rx = _residualise(x, base)
+    sxx = (rx * rx).sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        c = np.where(sxx > 0, (rl @ rx) / sxx, 0.0)
+        resid_var = ((rl[:, None] - rx * c) ** 2).sum(axis=0) / max(len(rl) - 3, 1)
+        t = np.where(sxx > 0, c / np.sqrt(resid_var / sxx), 0.0)
+    return c, t
+
+
 @dataclass
 class TopologyDetector:
+    """A customer whose consumption enters its recorded area's loss with a
+    coefficient near -1 is not supplied there; the area whose loss takes it with a
+    coefficient near +1 is where it really is (same feeder preferred)."""
+
     min_windows: int = 7
     coef_range: tuple[float, float] = (0.6, 1.5)
-    min_corr: float = 0.5
-    max_loss_rate: float = 0.01  # areas whose median loss rate is below this are examined
+    min_t: float = 10.0  # hourly residuals are autocorrelated: t runs high
     name: str = "topology"
 
     def score_many(self, histories: dict[str, AreaHistory]) -> list[Finding]:
-        series = {
-            a: _series(h)
-            for a, h in histories.items()
-            if len(h) >= self.min_windows and h.windows[-1].has_supply
-        }
-        out = []
+        series = {}
+        for a, h in histories.items():
+            if len(h) < self.min_windows or not h.windows[-1].has_supply:
+                continue
+            loss, x = _series(h)
+            supply = loss + x.sum(axis=1)
+            series[a] = (loss, x, supply)
         lo, hi = self.coef_range
-        for area, (loss, x) in series.items():
-            h = histories[area]
-            supply = h.supply()
-            with np.errstate(all="ignore"):
-                rate = quiet_nanmedian((supply - np.nansum(h.energy(), axis=1)) / supply)
-            if not rate < self.max_loss_rate or x.shape[1] == 0:
-                continue
+        out = []
+        for area, (loss, x, supply) in series.items():
             ok = np.isfinite(loss)
-            if ok.sum() < 24:
+            if ok.sum() < 24 or x.shape[1] == 0:
                 continue
-            # Usual technical loss ~ a small positive level; the rest is "missing".
-            target = -(loss[ok] - np.percentile(loss[ok], 90))
-            coef, _ = nnls(x[ok], target.clip(min=0))
-            for i in np.flatnonzero((coef >= lo) & (coef <= hi)):
+            c, t = _partial_fit(loss[ok], supply[ok], x[ok])
+            h = histories[area]
+            today = h.windows[-1]
+            single = np.flatnonzero((-c >= lo) & (-c <= hi) & (t <= -self.min_t))
+            if len(single) > 1:
+                # Customers with the same daily rhythm all look "missing" one by one;
+                # a joint non-negative fit keeps the ones the loss actually lacks.
+                base = np.column_stack([np.ones(ok.sum()), supply[ok] ** 2])
+                rl = _residualise(loss[ok], base)
+                rx = _residualise(x[ok][:, single], base)
+                joint, _ = nnls(rx, -rl)
+                single = single[(joint >= lo) & (joint <= hi)]
+                c[single] = -joint[(joint >= lo) & (joint <= hi)]
+            for i in single:
                 xi = x[:, i]
-                if corr_columns(target, xi[ok][:, None])[0] < self.min_corr:
-                    continue
-                best, best_r, best_same = None, self.min_corr, False
-                feeder = h.windows[-1].feeder_id
-                for other, (loss_b, _) in series.items():
-                    if other == area or len(loss_b) != len(xi):
+                best, best_t, best_same = None, self.min_t, False
+                for other, (loss_b, _, supply_b) in series.items():
+                    both = np.isfinite(loss_b) & ok if len(loss_b) == len(xi) else None
+                    if other == area or both is None or both.sum() < 24:
                         continue
-                    both = np.isfinite(loss_b)
-                    if both.sum() < 24:
-                        continue
-                    lb = loss_b[both] - np.percentile(loss_b[both], 10)
-                    r = corr_columns(lb, xi[both][:, None])[0]
-                    slope = slope_through_origin(lb, xi[both][:, None])[0]
+                    cb, tb = _partial_fit(loss_b[both], supply_b[both], xi[both][:, None])
                     # Mapping errors are mostly between neighbours: an area on the
-                    # same feeder wins over a better-correlated one elsewhere.
-                    same = histories[other].windows[-1].feeder_id == feeder
+                    # same feeder wins over a better fit elsewhere.
+                    same = histories[other].windows[-1].feeder_id == today.feeder_id
                     if (
-                        lo <= slope <= hi
-                        and r > self.min_corr
-                        and ((same and not best_same) or (same == best_same and r > best_r))
+                        lo <= cb[0] <= hi
+                        and tb[0] > self.min_t
+                        and ((same and not best_same) or (same == best_same and tb[0] > best_t))
                     ):
-                        best, best_r, best_same = other, r, same
-                today = h.windows[-1]
-                meter = h.windows[-1].meter_ids[i]
+                        best, best_t, best_same = other, float(tb[0]), same
                 reason = (
-                    f"recorded in {area}, whose loss is short by this customer's consumption "
-                    f"(coefficient {coef[i]:.2f})"
-                    + (
-                        f"; its load shows up as loss in {best} (r={best_r:.2f})"
-                        if best
-                        else "; no other area shows its load"
-                    )
+                    f"recorded in {area}, but its consumption enters that area's loss with "
+                    f"coefficient {c[i]:.2f} (t={t[i]:.1f}): the area meter does not see it"
+                    + (f"; it shows up in the loss of {best} (t={best_t:.1f})" if best else "")
                 )
                 out.append(
                     Finding(
                         detector=self.name,
-                        target_id=meter,
+                        target_id=today.meter_ids[i],
                         target_kind=TargetKind.METER,
                         category=SuspicionCategory.TOPOLOGY_ERROR,
-                        score=0.9 if best else 0.6,
+                        # Without the area that takes its load, it is a lead, not a case.
+                        score=0.9 if best else 0.45,
                         ts=today.window_end,
-                        estimated_kwh=float(xi.sum()) / len(h),
+                        estimated_kwh=float(np.nansum(xi)) / len(h),
                         reason=reason + (f" [true_area={best}]" if best else ""),
                         area_id=area,
                     )
