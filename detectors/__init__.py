@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from detectors.area_loss import LossBandDetector, LossRiseDetector
 from detectors.base import Detector, Finding, ThresholdDecider
 from detectors.fusion import SuspicionBook
 from detectors.meter_faults import MeterFaultDetector
 from detectors.meter_shape import ConsumptionShapeDetector
 from detectors.theft_localiser import TheftLocaliser
-from detectors.topology import TopologyDetector
+from detectors.topology import TopologyDetector, VoltageTopologyDetector
 from lineloss.config import BalanceConfig
 from lineloss.domain import Balance
 
 __all__ = [
     "Detector",
+    "DetectorSettings",
     "Finding",
     "LossBandDetector",
     "LossRiseDetector",
@@ -25,18 +28,45 @@ __all__ = [
 ]
 
 
-def default_area_detectors(balance_config: BalanceConfig) -> list[Detector[Balance]]:
+DetectorSettings = dict[str, dict[str, Any]]
+"""Constructor arguments per detector name (and for ``decider`` and ``book``), as
+written by ``lineloss tune`` and read by ``lineloss replay --detectors``."""
+
+
+def _kw(settings: DetectorSettings | None, name: str) -> dict[str, Any]:
+    kw = dict((settings or {}).get(name, {}))
+    for key, value in kw.items():
+        if isinstance(value, list):
+            kw[key] = tuple(value)  # JSON has no tuples
+    return kw
+
+
+def default_area_detectors(
+    balance_config: BalanceConfig, settings: DetectorSettings | None = None
+) -> list[Detector[Balance]]:
     """The registered area-balance detectors, in a fixed order."""
-    return [LossBandDetector(balance_config=balance_config), LossRiseDetector()]
+    return [
+        LossBandDetector(balance_config=balance_config, **_kw(settings, "loss_band")),
+        LossRiseDetector(**_kw(settings, "loss_rise")),
+    ]
 
 
-def default_meter_detectors() -> list[
-    TheftLocaliser | ConsumptionShapeDetector | MeterFaultDetector
-]:
+def default_meter_detectors(
+    settings: DetectorSettings | None = None,
+) -> list[TheftLocaliser | ConsumptionShapeDetector | MeterFaultDetector]:
     """Detectors that score each area's customers from the area's history."""
-    return [TheftLocaliser(), ConsumptionShapeDetector(), MeterFaultDetector()]
+    return [
+        TheftLocaliser(**_kw(settings, "theft_localiser")),
+        ConsumptionShapeDetector(**_kw(settings, "consumption_shape")),
+        MeterFaultDetector(**_kw(settings, "meter_fault")),
+    ]
 
 
-def default_grid_detectors() -> list[TopologyDetector]:
+def default_grid_detectors(
+    settings: DetectorSettings | None = None,
+) -> list[TopologyDetector | VoltageTopologyDetector]:
     """Detectors that need every area of a window at once."""
-    return [TopologyDetector()]
+    return [
+        TopologyDetector(**_kw(settings, "topology")),
+        VoltageTopologyDetector(**_kw(settings, "voltage_topology")),
+    ]

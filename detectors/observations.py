@@ -33,6 +33,7 @@ class AreaWindow:
     flags: npt.NDArray[np.int8]  # register flags per customer
     events: npt.NDArray[np.int32]  # event bits per customer
     balance: Balance | None = None
+    voltage_v: npt.NDArray[np.float32] | None = None  # customers x parts, mean [V]
 
     @property
     def n_customers(self) -> int:
@@ -81,6 +82,14 @@ class AreaHistory:
         if not ps or any(p is None for p in ps) or len({p.shape for p in ps if p is not None}) != 1:
             return None
         return np.stack([p for p in ps if p is not None])
+
+    def voltages(self) -> npt.NDArray[np.float32] | None:
+        """Customers x (windows x parts) mean voltages, or None when any window
+        lacks them or their shapes differ."""
+        vs = [w.voltage_v for w in self.windows]
+        if not vs or any(v is None for v in vs) or len({v.shape for v in vs if v is not None}) != 1:
+            return None
+        return np.concatenate([v for v in vs if v is not None], axis=1)
 
     def state_dict(self) -> dict[str, Any]:
         return {"max_windows": self.max_windows, "windows": list(self.windows)}

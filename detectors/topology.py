@@ -147,3 +147,103 @@ class TopologyDetector:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         return None
+
+
+@dataclass
+class VoltageTopologyDetector:
+    """Customers of one transformer share its voltage: the upstream level and the
+    drop along the same network move them together. A customer whose voltage follows
+    another area's customers far better than its recorded area's is wired there.
+
+    Each area's signature is the median, over its customers, of their centred voltage
+    profiles; each customer is correlated with every signature.
+    """
+
+    min_windows: int = 5
+    max_own_corr: float = 0.5
+    min_other_corr: float = 0.6
+    margin: float = 0.3
+    name: str = "voltage_topology"
+
+    def score_many(self, histories: dict[str, AreaHistory]) -> list[Finding]:
+        volts: dict[str, np.ndarray] = {}
+        for area, h in histories.items():
+            if len(h) < self.min_windows or h.windows[-1].n_customers == 0:
+                continue
+            v = h.voltages()
+            if v is None or np.isfinite(v).sum() < 24:
+                continue
+            volts[area] = v.astype(np.float64)
+        if len(volts) < 2:
+            return []
+        t = next(iter(volts.values())).shape[1]
+        volts = {a: v for a, v in volts.items() if v.shape[1] == t}
+        centred = {a: v - _nanmean_rows(v) for a, v in volts.items()}
+        areas = sorted(centred)
+        sig = np.stack([quiet_nanmedian(centred[a], axis=0) for a in areas])  # areas x T
+        # The upstream (feeder) voltage moves every area alike; only what is
+        # particular to a transformer tells areas apart.
+        common = np.nanmean(sig, axis=0)
+        sig = sig - common
+        out = []
+        for ai, area in enumerate(areas):
+            c = centred[area] - common
+            corr = _nan_corr_matrix(c, sig)  # customers x areas
+            own = corr[:, ai]
+            others = corr.copy()
+            others[:, ai] = -np.inf
+            best = others.argmax(axis=1)
+            best_corr = others[np.arange(len(best)), best]
+            flag = (
+                (own < self.max_own_corr)
+                & (best_corr >= self.min_other_corr)
+                & (best_corr - own >= self.margin)
+            )
+            today = histories[area].windows[-1]
+            for i in np.flatnonzero(flag):
+                true_area = areas[int(best[i])]
+                out.append(
+                    Finding(
+                        detector=self.name,
+                        target_id=today.meter_ids[i],
+                        target_kind=TargetKind.METER,
+                        category=SuspicionCategory.TOPOLOGY_ERROR,
+                        score=0.9,
+                        ts=today.window_end,
+                        estimated_kwh=0.0,
+                        reason=(
+                            f"recorded in {area}, but its voltage follows {true_area}'s customers "
+                            f"(r={best_corr[i]:.2f}) and not its own area's (r={own[i]:.2f})"
+                            f" [true_area={true_area}]"
+                        ),
+                        area_id=area,
+                    )
+                )
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        return None
+
+
+def _nanmean_rows(v: np.ndarray) -> np.ndarray:
+    counts = np.isfinite(v).sum(axis=1, keepdims=True)
+    sums = np.nansum(v, axis=1, keepdims=True)
+    return np.where(counts > 0, sums / np.maximum(counts, 1), 0.0)
+
+
+def _nan_corr_matrix(x: np.ndarray, sig: np.ndarray) -> np.ndarray:
+    """Correlation of each row of ``x`` with each row of ``sig`` over the columns
+    where both are finite (gaps treated as missing by zero-filling centred data)."""
+    xm = np.isfinite(x)
+    sm = np.isfinite(sig)
+    xc = np.where(xm, x, 0.0)
+    sc = np.where(sm, sig, 0.0)
+    num = xc @ sc.T
+    xx = (xc * xc) @ sm.T.astype(np.float64)
+    ss = xm.astype(np.float64) @ (sc * sc).T
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.where((xx > 0) & (ss > 0), num / np.sqrt(xx * ss), 0.0)
+    return r

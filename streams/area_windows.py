@@ -53,6 +53,7 @@ class AreaWindowBuilder:
                     flags=r.flags[cust],
                     events=r.events[cust],
                     balance=balances.get(area_id),
+                    voltage_v=r.voltage_v[cust] if r.voltage_v is not None else None,
                 )
             )
         return out

@@ -35,7 +35,7 @@ from lineloss.domain import (
 )
 from streams.balance import BalanceMembers, compute_balances
 from streams.energy import MeterWindowEnergy, ReadingRef, window_energy
-from streams.profile import profile_energy
+from streams.profile import profile_energy, profile_voltage
 from streams.slots import TS_BASE, TS_LIMIT, Run, Slot, make_keys
 from streams.windows import WindowGrid
 
@@ -55,6 +55,8 @@ class MeterWindowResult:
     # Energy per sub-window (config.profile_s) [kWh], meters x parts; NaN where not
     # determined; None when profiles are off.
     profile_kwh: npt.NDArray[np.float32] | None = None
+    # Mean voltage per sub-window [V], meters x parts; NaN where none was reported.
+    voltage_v: npt.NDArray[np.float32] | None = None
 
 
 @dataclass(frozen=True)
@@ -342,7 +344,8 @@ class BalanceEngine:
                         reporting=e.reporting.copy(),
                         flags=e.flags.copy(),
                         events=e.events.copy(),
-                        profile_kwh=profiles.get(w.start_s),
+                        profile_kwh=profiles[w.start_s][0] if w.start_s in profiles else None,
+                        voltage_v=profiles[w.start_s][1] if w.start_s in profiles else None,
                     )
                 )
         self._evict()
@@ -350,7 +353,10 @@ class BalanceEngine:
 
     def _energies(
         self, windows: list[_WindowState]
-    ) -> tuple[dict[int, MeterWindowEnergy], dict[int, npt.NDArray[np.float32]]]:
+    ) -> tuple[
+        dict[int, MeterWindowEnergy],
+        dict[int, tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]],
+    ]:
         """Per-meter energies of the given windows (and profiles of the final ones),
         one forward and one backward pass over the live slots to find each window's
         bracketing readings."""
@@ -387,12 +393,17 @@ class BalanceEngine:
             if slot is not None:
                 slot.refresh_summary()
             if w.final and self.config.profile_s:
-                profiles[s] = profile_energy(
-                    rows=slot.all_rows() if slot is not None else Run.empty(),
-                    carry=carries[s],
-                    following=followings[s],
-                    edges_s=_profile_edges(w.start_s, w.end_s, self.config.profile_s),
-                    multiplier=self.topology.multiplier,
+                rows = slot.all_rows() if slot is not None else Run.empty()
+                edges = _profile_edges(w.start_s, w.end_s, self.config.profile_s)
+                profiles[s] = (
+                    profile_energy(
+                        rows=rows,
+                        carry=carries[s],
+                        following=followings[s],
+                        edges_s=edges,
+                        multiplier=self.topology.multiplier,
+                    ),
+                    profile_voltage(rows=rows, n_meters=len(meters), edges_s=edges),
                 )
             out[s] = window_energy(
                 window_start_s=w.start_s,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from detectors import (
-    Detector,
+    DetectorSettings,
     SuspicionBook,
     ThresholdDecider,
     default_area_detectors,
@@ -42,47 +42,34 @@ class StepOutput:
     rejects: Rejects = field(default_factory=Rejects.empty)
 
 
-class Pipeline:
+class DetectionStage:
+    """Every detector, fed with final results in window order; owns the suspicion
+    book and the per-area histories. Separate from the engine so that tuning can
+    re-run detection over one recorded replay many times."""
+
     def __init__(
-        self,
-        topology: Topology,
-        config: EngineConfig,
-        *,
-        detectors: list[Detector[Balance]] | None = None,
-        decider: ThresholdDecider | None = None,
+        self, topology: Topology, config: EngineConfig, settings: DetectorSettings
     ) -> None:
-        self.engine = BalanceEngine(topology, config)
-        self.detectors = (
-            detectors if detectors is not None else default_area_detectors(config.balance)
+        self.settings = settings
+        self.area_detectors = default_area_detectors(config.balance, settings)
+        self.meter_detectors = default_meter_detectors(settings)
+        self.grid_detectors = default_grid_detectors(settings)
+        self.book = SuspicionBook(
+            decider=ThresholdDecider(**settings.get("decider", {})), **settings.get("book", {})
         )
-        self.book = SuspicionBook(decider=decider or ThresholdDecider())
-        self.meter_detectors = default_meter_detectors()
-        self.grid_detectors = default_grid_detectors()
         self._builder = AreaWindowBuilder(topology)
         self.histories: dict[str, AreaHistory] = {}
 
-    def step(self, batch: ReadingBatch) -> StepOutput:
-        rejects = self.engine.ingest(batch)
-        out = self._detect(self.engine.advance())
-        out.rejects = rejects
-        return out
-
-    def flush(self) -> StepOutput:
-        return self._detect(self.engine.flush())
-
-    def _detect(self, emission: Emission) -> StepOutput:
+    def process(self, emission: Emission) -> None:
         for b in emission.balances:
             if b.final and b.level == BalanceLevel.AREA:
-                for det in self.detectors:
+                for det in self.area_detectors:
                     finding = det.score_one(b)
                     if finding is not None:
                         self.book.add(finding)
                     det.learn_one(b)
         for result in emission.final_meter_windows:
             self._detect_meters(result, final_area_balances(emission.balances, result.window_start))
-        return StepOutput(
-            balances=emission.balances, final_meter_windows=emission.final_meter_windows
-        )
 
     def _detect_meters(self, result: MeterWindowResult, balances: dict[str, Balance]) -> None:
         """Meter-level detectors on one final window, area by area, then grid-wide."""
@@ -98,8 +85,39 @@ class Pipeline:
             for f in grid_det.score_many(self.histories):
                 self.book.add(f)
 
+
+class Pipeline:
+    def __init__(
+        self,
+        topology: Topology,
+        config: EngineConfig,
+        *,
+        detector_settings: DetectorSettings | None = None,
+    ) -> None:
+        self.engine = BalanceEngine(topology, config)
+        self.detection = DetectionStage(topology, config, detector_settings or {})
+
+    @property
+    def histories(self) -> dict[str, AreaHistory]:
+        return self.detection.histories
+
+    def step(self, batch: ReadingBatch) -> StepOutput:
+        rejects = self.engine.ingest(batch)
+        out = self._detect(self.engine.advance())
+        out.rejects = rejects
+        return out
+
+    def flush(self) -> StepOutput:
+        return self._detect(self.engine.flush())
+
+    def _detect(self, emission: Emission) -> StepOutput:
+        self.detection.process(emission)
+        return StepOutput(
+            balances=emission.balances, final_meter_windows=emission.final_meter_windows
+        )
+
     def suspicions(self) -> list[Suspicion]:
-        return self.book.suspicions()
+        return self.detection.book.suspicions()
 
 
 def _tamper_meters(h: AreaHistory) -> set[str]:

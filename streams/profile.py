@@ -103,3 +103,22 @@ def profile_energy(
     energy = (np.diff(cum_e, axis=1) / UKWH_PER_KWH).astype(np.float32)
     energy[~(ok[:, 1:] & ok[:, :-1])] = np.nan
     return energy
+
+
+def profile_voltage(
+    *, rows: Run, n_meters: int, edges_s: npt.NDArray[np.int64]
+) -> npt.NDArray[np.float32]:
+    """Mean voltage [V] of every meter in each part ``(edges[j], edges[j+1]]``;
+    NaN where the meter reported no voltage there."""
+    parts = len(edges_s) - 1
+    v = rows.voltage_v.astype(np.float64)
+    ok = np.isfinite(v)
+    meters = key_meter(rows.key)[ok]
+    part = np.searchsorted(edges_s, key_ts(rows.key)[ok], side="left") - 1
+    part = np.clip(part, 0, parts - 1)
+    cell = meters * parts + part
+    total = np.bincount(cell, weights=v[ok], minlength=n_meters * parts)
+    count = np.bincount(cell, minlength=n_meters * parts)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(count > 0, total / count, np.nan)
+    return mean.reshape(n_meters, parts).astype(np.float32)
