@@ -63,6 +63,8 @@ class MeterFaultDetector:
     def score_one(self, x: AreaHistory) -> list[Finding]:
         today = x.windows[-1]
         out = []
+        if x.windows[-1].virtual:
+            return []  # its customers are scored in their own areas
         for i in np.flatnonzero(today.flags & FLAG_STEP_BACK):
             out.append(
                 self._finding(

@@ -76,6 +76,8 @@ class ConsumptionShapeDetector:
     def score_one(self, x: AreaHistory) -> list[Finding]:
         n = len(x)
         recent = self.of_days
+        if x.windows[-1].virtual:
+            return []  # its customers are scored in their own areas
         if n < self.reference_windows + max(recent, self.drop_of_days):
             return []
         today = x.windows[-1]

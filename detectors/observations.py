@@ -34,6 +34,9 @@ class AreaWindow:
     events: npt.NDArray[np.int32]  # event bits per customer
     balance: Balance | None = None
     voltage_v: npt.NDArray[np.float32] | None = None  # customers x parts, mean [V]
+    # A feeder's unmetered part (customers of areas without an area meter and
+    # dedicated customers against head meter minus area meters), not a real area.
+    virtual: bool = False
 
     @property
     def n_customers(self) -> int:

@@ -16,6 +16,7 @@ This is a grid-level detector: it sees all areas of a window at once.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,7 +81,7 @@ class TopologyDetector:
     def score_many(self, histories: dict[str, AreaHistory]) -> list[Finding]:
         series = {}
         for a, h in histories.items():
-            if len(h) < self.min_windows or not h.windows[-1].has_supply:
+            if len(h) < self.min_windows or not h.windows[-1].has_supply or h.windows[-1].virtual:
                 continue
             loss, x = _series(h)
             supply = loss + x.sum(axis=1)
@@ -168,7 +169,7 @@ class VoltageTopologyDetector:
     def score_many(self, histories: dict[str, AreaHistory]) -> list[Finding]:
         volts: dict[str, np.ndarray] = {}
         for area, h in histories.items():
-            if len(h) < self.min_windows or h.windows[-1].n_customers == 0:
+            if len(h) < self.min_windows or h.windows[-1].n_customers == 0 or h.windows[-1].virtual:
                 continue
             v = h.voltages()
             if v is None or np.isfinite(v).sum() < 24:
@@ -183,7 +184,9 @@ class VoltageTopologyDetector:
         sig = np.stack([quiet_nanmedian(centred[a], axis=0) for a in areas])  # areas x T
         # The upstream (feeder) voltage moves every area alike; only what is
         # particular to a transformer tells areas apart.
-        common = np.nanmean(sig, axis=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN hours stay NaN
+            common = np.nanmean(sig, axis=0)
         sig = sig - common
         out = []
         for ai, area in enumerate(areas):

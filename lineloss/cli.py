@@ -7,11 +7,17 @@ module reads the environment or the command line.
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lineloss.config import EngineConfig, load_engine_config, parse_window
+
+if TYPE_CHECKING:
+    from sinks.influx import InfluxSettings
 
 
 def _progress(msg: str) -> None:
@@ -41,27 +47,93 @@ def _add_engine_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_influx_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("InfluxDB output (docs/influxdb.md)")
+    g.add_argument("--influx-url", help="also write the results to this InfluxDB (v1 API)")
+    g.add_argument("--influx-db", default="lineloss", help="database (default lineloss)")
+    g.add_argument("--influx-rp", help="retention policy (default: the database's default)")
+    g.add_argument(
+        "--influx-token",
+        default=os.environ.get("LINELOSS_INFLUX_TOKEN"),
+        help="token, InfluxDB 2.x/3.x (default $LINELOSS_INFLUX_TOKEN)",
+    )
+    g.add_argument("--influx-user", help="user name, InfluxDB 1.x with auth")
+    g.add_argument(
+        "--influx-password",
+        default=os.environ.get("LINELOSS_INFLUX_PASSWORD"),
+        help="password of --influx-user (default $LINELOSS_INFLUX_PASSWORD)",
+    )
+
+
+def _influx_settings(args: argparse.Namespace) -> InfluxSettings | None:
+    """Settings of the InfluxDB sink, or None without --influx-url.
+
+    Points InfluxDB cannot take wait in OUT/influx-spill; the next replay with the
+    same --out writes them first.
+    """
+    if not args.influx_url:
+        return None
+    from sinks.influx import InfluxSettings
+
+    return InfluxSettings(
+        url=args.influx_url,
+        database=args.influx_db,
+        retention_policy=args.influx_rp,
+        token=args.influx_token,
+        username=args.influx_user,
+        password=args.influx_password if args.influx_user else None,
+        spill_dir=args.out / "influx-spill",
+    )
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from loaders.files import DataContractError
     from streams.replay import run_replay
 
+    config = _engine_config(args)
+    try:
+        influx = _influx_settings(args)
+    except ValueError as exc:
+        print(f"lineloss replay: {exc}", file=sys.stderr)
+        return 2
+    from sinks.influx import InfluxReplaySink, InfluxWriter, SinkBackpressure
+
+    writer = InfluxWriter(influx) if influx is not None else None
+    sink = InfluxReplaySink(writer, config) if writer is not None else None
     try:
         result = run_replay(
             args.data_dir,
             args.out,
-            _engine_config(args),
+            config,
             batch_rows=args.batch_rows,
             progress=None if args.quiet else _progress,
+            sink=sink,
         )
     except DataContractError as exc:
         print(f"lineloss replay: {exc}", file=sys.stderr)
         return 2
+    except SinkBackpressure as exc:
+        print(f"lineloss replay: {exc}", file=sys.stderr)
+        return 3
+    finally:
+        health = writer.close() if writer is not None else None
     print(
         f"{result.accepted:,} readings balanced, {result.rejected:,} rejected "
         f"(see {args.out / 'rejects.csv'}); {result.area_windows} area-windows: "
         + ", ".join(f"{k} {v}" for k, v in result.status_counts.items())
         + f"; {len(result.suspicions)} suspicions -> {args.out}"
     )
+    if influx is not None and health is not None:
+        print(f"InfluxDB {influx.redacted()}: {health.points_written_total:,} points written")
+        waiting = health.buffer_points + health.spill_pending_points
+        if waiting:
+            print(
+                f"lineloss replay: InfluxDB unavailable ({health.last_error}); {waiting:,} "
+                f"points wait in {influx.spill_dir} and are written by the next replay "
+                "with the same --out",
+                file=sys.stderr,
+            )
+            return 3
     return 0
 
 
@@ -108,6 +180,52 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dashboards_generate(args: argparse.Namespace) -> int:
+    from dashboards.generate import GENERATED_DIR, generate
+
+    for path in generate(args.out or GENERATED_DIR):
+        print(path)
+    return 0
+
+
+def cmd_dashboards_publish(args: argparse.Namespace) -> int:
+    from urllib.parse import urlsplit
+
+    from dashboards.publish import InfluxDatasource, publish
+
+    datasource = (
+        InfluxDatasource(args.influx_url, args.influx_db, token=args.influx_token)
+        if args.influx_url
+        else None
+    )
+    try:
+        result = publish(args.url, token=args.token, folder_uid=args.folder, datasource=datasource)
+    except Exception as exc:  # grafana-client raises its own hierarchy and niquests errors
+        print(f"lineloss dashboards publish: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    parts = urlsplit(args.url)
+    base = f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    for uid, url in result.dashboards:
+        print(f"{uid}: {base}{url}")
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from streams.tuning import tune
+
+    settings, score = tune(
+        args.data_dir,
+        args.labels,
+        args.out,
+        config=_engine_config(args),
+        trials=args.trials,
+        seed=args.seed,
+        progress=_progress,
+    )
+    print(f"best objective {score:.3f} with {json.dumps(settings, sort_keys=True)} -> {args.out}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from lineloss.demo import run_demo
 
@@ -127,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-rows", type=int, default=1_000_000)
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     _add_engine_options(p)
+    _add_influx_options(p)
     p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("generate", help="write a synthetic grid in the data contract")
@@ -144,6 +263,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", type=Path, required=True)
     p.add_argument("--report", type=Path, help="report folder (default OUT_DIR/evaluation)")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("dashboards", help="Grafana dashboards: generate JSON, publish")
+    dash = p.add_subparsers(dest="dashboards_command", required=True)
+    q = dash.add_parser("generate", help="write the dashboard JSON (dashboards/generated)")
+    q.add_argument("--out", type=Path, help="directory (default dashboards/generated)")
+    q.set_defaults(func=cmd_dashboards_generate)
+    q = dash.add_parser("publish", help="upload the dashboards to an existing Grafana")
+    q.add_argument("--url", required=True, help="Grafana base URL, e.g. http://grafana:3000")
+    q.add_argument(
+        "--token",
+        default=os.environ.get("LINELOSS_GRAFANA_TOKEN"),
+        help="service-account token (default $LINELOSS_GRAFANA_TOKEN)",
+    )
+    q.add_argument("--folder", default="lineloss", help="folder uid (default lineloss)")
+    q.add_argument("--influx-url", help="also create/update the InfluxDB datasource")
+    q.add_argument("--influx-db", default="lineloss")
+    q.add_argument("--influx-token", default=os.environ.get("LINELOSS_INFLUX_TOKEN"))
+    q.set_defaults(func=cmd_dashboards_publish)
+
+    p = sub.add_parser("tune", help="search detector parameters by replaying labelled data")
+    p.add_argument("data_dir", type=Path)
+    p.add_argument("--labels", type=Path, required=True)
+    p.add_argument("--out", type=Path, default=Path("detectors.json"))
+    p.add_argument("--trials", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    _add_engine_options(p)
+    p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("demo", help="generate a grid, replay it, print a summary")
     p.add_argument("--out", type=Path, default=Path("demo-output"))

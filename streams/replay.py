@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -20,7 +22,7 @@ from lineloss.config import EngineConfig
 from lineloss.domain import Balance, BalanceLevel, Rejects, Suspicion
 from loaders.files import REJECT_COLUMNS, LoadedReadings, read_readings, read_topology
 from streams.engine import MeterWindowResult
-from streams.pipeline import Pipeline
+from streams.pipeline import Pipeline, StepOutput
 from streams.registers import flag_names
 
 ProgressFn = Callable[[str], None]
@@ -53,6 +55,34 @@ SUSPICION_COLUMNS = [
     "area_id",
     "detector",
 ]
+
+
+@dataclass(frozen=True)
+class ReplayProgress:
+    """Where a replay stands after a batch: what a sink needs for pipeline health."""
+
+    readings_fed: int  # usable rows fed to the pipeline so far
+    readings_total: int  # usable rows in the data
+    accepted: int  # fed and not refused by the engine
+    rejected_by_reason: dict[str, int]  # cumulative, refused rows at load included
+    balances_emitted: int  # area and feeder balances issued (provisional, revised, final)
+    stream_time_s: int | None  # newest accepted reading [s since epoch]
+    elapsed_s: float
+    done: bool
+
+
+class ReplaySink(Protocol):
+    """Receives results as the replay produces them (e.g. sinks.influx.InfluxReplaySink).
+
+    Balances arrive in issue order, so a revision comes after the provisional balance
+    it replaces; a sink that keys points by series and window start overwrites it.
+    """
+
+    def balances(self, balances: Sequence[Balance]) -> None: ...
+
+    def suspicions(self, suspicions: Sequence[Suspicion], stream_time_s: int) -> None: ...
+
+    def progress(self, progress: ReplayProgress) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -173,8 +203,13 @@ def run_replay(
     *,
     batch_rows: int = 1_000_000,
     progress: ProgressFn | None = None,
+    sink: ReplaySink | None = None,
 ) -> ReplayResult:
-    """Replay ``data_dir`` through the pipeline and write the results to ``out_dir``."""
+    """Replay ``data_dir`` through the pipeline and write the results to ``out_dir``.
+
+    ``sink``, when given, also receives every balance, the suspicions and progress
+    counters after each batch (and once more after the final flush).
+    """
     t0 = time.monotonic()
     say = progress or (lambda _msg: None)
     topology, topo_rejects = read_topology(data_dir)
@@ -190,12 +225,39 @@ def run_replay(
     history: list[Balance] = []
     meter_windows: list[MeterWindowResult] = []
     engine_rejects: list[Rejects] = []
+    rejected_by_reason = Counter(
+        [*topo_rejects.get("reason", []), *loaded.rejects.get("reason", [])]
+    )
+
+    def feed_sink(out: StepOutput, fed: int, done: bool) -> None:
+        if sink is None:
+            return
+        sink.balances(out.balances)
+        rejected_by_reason.update(r.value for r in out.rejects.reason)
+        wm = pipeline.engine.watermark_s
+        stream_time_s = None if wm is None else wm + config.allowed_lateness_s
+        if stream_time_s is not None:
+            sink.suspicions(pipeline.suspicions(), stream_time_s)
+        sink.progress(
+            ReplayProgress(
+                readings_fed=fed,
+                readings_total=n,
+                accepted=fed - sum(len(r) for r in engine_rejects),
+                rejected_by_reason=dict(rejected_by_reason),
+                balances_emitted=len(history),
+                stream_time_s=stream_time_s,
+                elapsed_s=time.monotonic() - t0,
+                done=done,
+            )
+        )
+
     last_report = time.monotonic()
     for lo in range(0, n, batch_rows):
         out = pipeline.step(loaded.batch.take(np.arange(lo, min(lo + batch_rows, n))))
         history.extend(out.balances)
         meter_windows.extend(out.final_meter_windows)
         engine_rejects.append(out.rejects)
+        feed_sink(out, min(lo + batch_rows, n), done=False)
         now = time.monotonic()
         if now - last_report >= 2.0:
             done = min(lo + batch_rows, n)
@@ -208,6 +270,7 @@ def run_replay(
     out = pipeline.flush()
     history.extend(out.balances)
     meter_windows.extend(out.final_meter_windows)
+    feed_sink(out, n, done=True)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     tz = config.tz

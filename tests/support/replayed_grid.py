@@ -1,0 +1,78 @@
+"""A small synthetic grid replayed into a real InfluxDB, for the dashboard query tests.
+
+The ``replayed`` fixture is module-scoped: one replay serves every panel query.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from influx_server import drop_database, fresh_database, influx_url
+
+from lineloss.config import EngineConfig
+from loaders.synthetic import SyntheticGridConfig, generate_grid, write_grid
+from sinks.influx import InfluxReplaySink, InfluxSettings, InfluxWriter, SinkHealth
+from streams.replay import ReplayResult, run_replay
+
+__all__ = ["AREA_NAMES", "GRID", "Replayed", "influx_url", "replayed"]
+
+# Area names with the characters a real 台区 name may hold; the dashboards must
+# find them through Grafana's regex-escaped $area.
+AREA_NAMES = ["东村1号台区", '西村 2号,"南" 台区', "A/B\\C=1 (x)", "plain"]
+GRID = SyntheticGridConfig(
+    seed=11,
+    n_feeders=1,
+    areas_per_feeder=4,
+    customers_per_area=(8, 15),
+    dedicated_per_feeder=(1, 1),
+    days=6,
+    theft_fraction=0.15,
+)
+
+
+@dataclass(frozen=True)
+class Replayed:
+    settings: InfluxSettings
+    out_dir: Path
+    result: ReplayResult
+    health: SinkHealth
+    started_s: float  # wall clock before the replay [s since epoch]
+    finished_s: float
+
+    def csv(self, name: str) -> pd.DataFrame:
+        return pd.read_csv(self.out_dir / name, keep_default_na=False, na_values=[""])
+
+
+def _rename_areas(data_dir: Path) -> None:
+    path = data_dir / "topology.csv"
+    topo = pd.read_csv(path, dtype=str, keep_default_na=False)
+    old = sorted(a for a in topo["area_id"].unique() if a)
+    mapping = dict(zip(old, AREA_NAMES, strict=True))
+    topo["area_id"] = topo["area_id"].map(lambda a: mapping.get(a, a))
+    topo.to_csv(path, index=False)
+
+
+@pytest.fixture(scope="module")
+def replayed(influx_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replayed]:
+    root = tmp_path_factory.mktemp("grid")
+    write_grid(generate_grid(GRID), root / "data", fmt="csv")
+    _rename_areas(root / "data")
+    settings = replace(fresh_database(influx_url, "lineloss_dash"), spill_dir=root / "spill")
+    config = EngineConfig(tz=GRID.tz)
+    writer = InfluxWriter(settings)
+    started = time.time()
+    result = run_replay(
+        root / "data",
+        root / "out",
+        config,
+        batch_rows=3000,  # several batches: suspicions evolve, progress is reported
+        sink=InfluxReplaySink(writer, config),
+    )
+    health = writer.close()
+    yield Replayed(settings, root / "out", result, health, started, time.time())
+    drop_database(settings)
