@@ -39,6 +39,9 @@ _RATIOS = (0.1, 0.2, 0.25, 0.5, 2.0, 4.0, 5.0, 10.0, 20.0)
 class MeterFaultDetector:
     stuck_windows: int = 2
     min_usual_kwh: float = 0.5
+    drift_windows: int = 4
+    min_drift_s_per_window: float = 60.0
+    min_drift_total_s: float = 240.0
     multiplier_min_windows: int = 7
     multiplier_min_corr: float = 0.85
     band: tuple[float, float] = (-0.01, 0.10)
@@ -114,6 +117,51 @@ class MeterFaultDetector:
                     )
                 )
         out += self._wrong_multiplier(x, energy)
+        out += self._clock_drift(x)
+        return out
+
+    def _clock_drift(self, x: AreaHistory) -> list[Finding]:
+        """Readings sliding along the clock grid day after day: a drifting meter clock.
+
+        The phase (offset from the 15-minute grid) is unwrapped over the last
+        ``drift_windows`` windows and fitted with a line; a steady slope of at least
+        ``min_drift_s_per_window`` that moved the phase by ``min_drift_total_s`` is a
+        drift. A constant offset (a meter that always reads at :07) is not.
+        """
+        phases = x.phases()
+        k = self.drift_windows
+        if phases is None or len(phases) < k:
+            return []
+        today = x.windows[-1]
+        p = phases[-k:]
+        ok = np.isfinite(p).all(axis=0)
+        if not ok.any():
+            return []
+        grid = 900.0
+        unwrapped = np.unwrap(p[:, ok] * 2 * np.pi / grid, axis=0) * grid / (2 * np.pi)
+        t = np.arange(k, dtype=np.float64)
+        slope = np.polyfit(t, unwrapped, 1)[0]
+        total = unwrapped[-1] - unwrapped[0]
+        steady = np.abs(np.diff(unwrapped, axis=0)).min(axis=0) >= 0.5 * np.abs(slope)
+        flag = (
+            (np.abs(slope) >= self.min_drift_s_per_window)
+            & (np.abs(total) >= self.min_drift_total_s)
+            & steady
+        )
+        idx = np.flatnonzero(ok)
+        out = []
+        for j in np.flatnonzero(flag):
+            i = int(idx[j])
+            out.append(
+                self._finding(
+                    today,
+                    i,
+                    "clock_drift",
+                    0.8,
+                    f"reading times drift {slope[j] / 60:+.1f} min per window against the "
+                    f"clock grid ({total[j] / 60:+.0f} min over {k} windows)",
+                )
+            )
         return out
 
     def _wrong_multiplier(self, x: AreaHistory, energy: np.ndarray) -> list[Finding]:

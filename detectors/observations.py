@@ -37,6 +37,7 @@ class AreaWindow:
     # A feeder's unmetered part (customers of areas without an area meter and
     # dedicated customers against head meter minus area meters), not a real area.
     virtual: bool = False
+    phase_s: npt.NDArray[np.float32] | None = None  # per customer, offset from the grid [s]
 
     @property
     def n_customers(self) -> int:
@@ -93,6 +94,13 @@ class AreaHistory:
         if not vs or any(v is None for v in vs) or len({v.shape for v in vs if v is not None}) != 1:
             return None
         return np.concatenate([v for v in vs if v is not None], axis=1)
+
+    def phases(self) -> npt.NDArray[np.float64] | None:
+        """Windows x customers offsets of the readings from the clock grid [s]."""
+        ps = [w.phase_s for w in self.windows]
+        if not ps or any(p is None for p in ps):
+            return None
+        return np.stack([p for p in ps if p is not None]).astype(np.float64)
 
     def state_dict(self) -> dict[str, Any]:
         return {"max_windows": self.max_windows, "windows": list(self.windows)}

@@ -105,6 +105,7 @@ class AreaWindowBuilder:
                     balance=balances.get(g.area_id),
                     voltage_v=r.voltage_v[c] if r.voltage_v is not None else None,
                     virtual=g.virtual,
+                    phase_s=r.phase_s[c] if r.phase_s is not None else None,
                 )
             )
         return out

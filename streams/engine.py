@@ -35,7 +35,7 @@ from lineloss.domain import (
 )
 from streams.balance import BalanceMembers, compute_balances
 from streams.energy import MeterWindowEnergy, ReadingRef, window_energy
-from streams.profile import profile_energy, profile_voltage
+from streams.profile import profile_energy, profile_voltage, reading_phase
 from streams.slots import TS_BASE, TS_LIMIT, Run, Slot, make_keys
 from streams.windows import WindowGrid
 
@@ -57,6 +57,9 @@ class MeterWindowResult:
     profile_kwh: npt.NDArray[np.float32] | None = None
     # Mean voltage per sub-window [V], meters x parts; NaN where none was reported.
     voltage_v: npt.NDArray[np.float32] | None = None
+    # Circular mean offset of the readings from the 15-minute clock grid [s]
+    # (clock-drift evidence); NaN without readings.
+    phase_s: npt.NDArray[np.float32] | None = None
 
 
 @dataclass(frozen=True)
@@ -346,6 +349,7 @@ class BalanceEngine:
                         events=e.events.copy(),
                         profile_kwh=profiles[w.start_s][0] if w.start_s in profiles else None,
                         voltage_v=profiles[w.start_s][1] if w.start_s in profiles else None,
+                        phase_s=profiles[w.start_s][2] if w.start_s in profiles else None,
                     )
                 )
         self._evict()
@@ -355,7 +359,10 @@ class BalanceEngine:
         self, windows: list[_WindowState]
     ) -> tuple[
         dict[int, MeterWindowEnergy],
-        dict[int, tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]],
+        dict[
+            int,
+            tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32]],
+        ],
     ]:
         """Per-meter energies of the given windows (and profiles of the final ones),
         one forward and one backward pass over the live slots to find each window's
@@ -404,6 +411,7 @@ class BalanceEngine:
                         multiplier=self.topology.multiplier,
                     ),
                     profile_voltage(rows=rows, n_meters=len(meters), edges_s=edges),
+                    reading_phase(rows=rows, n_meters=len(meters)),
                 )
             out[s] = window_energy(
                 window_start_s=w.start_s,

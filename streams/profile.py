@@ -122,3 +122,18 @@ def profile_voltage(
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(count > 0, total / count, np.nan)
     return mean.reshape(n_meters, parts).astype(np.float32)
+
+
+def reading_phase(*, rows: Run, n_meters: int, grid_s: int = 900) -> npt.NDArray[np.float32]:
+    """Where each meter's readings fall against the ``grid_s`` clock grid [s]: the
+    circular mean of ``ts mod grid_s``, in ``[-grid_s/2, grid_s/2)``; NaN without
+    readings. A healthy meter reads on the grid (0) or at a constant offset; a
+    drifting clock makes this move from day to day."""
+    ts = key_ts(rows.key)
+    meters = key_meter(rows.key)
+    angle = 2 * np.pi * (ts % grid_s) / grid_s
+    sin = np.bincount(meters, weights=np.sin(angle), minlength=n_meters)
+    cos = np.bincount(meters, weights=np.cos(angle), minlength=n_meters)
+    count = np.bincount(meters, minlength=n_meters)
+    phase = np.arctan2(sin, cos) / (2 * np.pi) * grid_s
+    return np.where(count > 0, phase, np.nan).astype(np.float32)
