@@ -10,7 +10,7 @@ one-line reason from the strongest finding.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,6 +43,7 @@ class SuspicionBook:
     decider: ThresholdDecider = field(default_factory=ThresholdDecider)
     confirm_windows: int = 2
     certain_score: float = 0.85
+    explains_theft_score: float = 0.8
     _entries: dict[tuple[str, SuspicionCategory], _Entry] = field(default_factory=dict)
 
     def add(self, finding: Finding) -> bool:
@@ -89,7 +90,38 @@ class SuspicionBook:
             for (target, category), e in self._entries.items()
             if e.reportable_since is not None
         ]
+        out = self._arbitrate(out)
         out.sort(key=lambda s: (-s.score, s.target_id, s.category.value))
+        return out
+
+    def _arbitrate(self, suspicions: list[Suspicion]) -> list[Suspicion]:
+        """A meter named as faulty or mis-mapped with confidence is not also a theft
+        suspect: a stuck register, a wrong multiplier or a wrong area explains the
+        missing energy. The theft lead survives as a note in the evidence."""
+        explained = {
+            s.target_id: s
+            for s in suspicions
+            if s.category in (SuspicionCategory.METER_FAULT, SuspicionCategory.TOPOLOGY_ERROR)
+            and s.score >= self.explains_theft_score
+        }
+        out = []
+        for s in suspicions:
+            other = explained.get(s.target_id)
+            if s.category == SuspicionCategory.THEFT and other is not None:
+                continue
+            if other is s:
+                thefts = [
+                    t
+                    for t in suspicions
+                    if t.target_id == s.target_id and t.category == SuspicionCategory.THEFT
+                ]
+                if thefts:
+                    s = replace(
+                        s,
+                        evidence=s.evidence
+                        + f"; also looked like theft ({thefts[0].evidence.split(';')[0]})",
+                    )
+            out.append(s)
         return out
 
     def state_dict(self) -> dict[str, Any]:

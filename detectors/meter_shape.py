@@ -141,7 +141,7 @@ class ConsumptionShapeDetector:
         fwd = _row_corr(p_rec, typical[None])
         bwd = _row_corr(p_rec[..., ::-1], typical[None])
         asym = _row_corr(typical, typical[:, ::-1]) < 0.3
-        rev_days = ((bwd - fwd) > self.reversed_margin).sum(0)
+        rev_days = (((bwd - fwd) > self.reversed_margin) & (bwd >= 0.5)).sum(0)
         self._emit(
             findings,
             today,

@@ -32,7 +32,6 @@ from scipy.optimize import nnls
 from detectors._stats import (
     corr_columns,
     fill_by_part,
-    fisher_z,
     quiet_nanmedian,
     saturate,
     slope_through_origin,
@@ -46,7 +45,7 @@ from lineloss.domain import SuspicionCategory, TargetKind
 class TheftLocaliser:
     recent_windows: int = 7
     min_reference_windows: int = 7
-    min_z: float = 5.0  # significance of the deficit-loss correlation
+    min_z: float = 4.0  # significance (autocorrelation-corrected) of the deficit-loss correlation
     slope_range: tuple[float, float] = (0.4, 2.5)  # kWh of loss per kWh of deficit
     min_share: float = 0.15  # of the recent residual loss explained
     z_scale: float = 3.0
@@ -88,7 +87,14 @@ class TheftLocaliser:
         deficit = deficit[ok_rec]
         t = len(resid)
         r = corr_columns(resid, deficit)
-        z = fisher_z(r, t)
+        # Hourly series are autocorrelated, which inflates a plain correlation test.
+        # Bartlett: the effective number of observations for two AR(1) series is
+        # n (1 - a b) / (1 + a b), with a, b their lag-1 autocorrelations.
+        rho_resid = _lag1(resid[:, None])[0]
+        rho_deficit = _lag1(deficit)
+        ab = np.clip(rho_resid * rho_deficit, 0.0, 0.95)
+        n_eff = t * (1 - ab) / (1 + ab)
+        z = np.arctanh(np.clip(r, -0.999999, 0.999999)) * np.sqrt(np.maximum(n_eff - 3, 1))
         slope = slope_through_origin(resid, deficit)
         explained = slope * deficit.clip(min=0).sum(axis=0)
         excess = float(resid.clip(min=0).sum())
@@ -148,6 +154,14 @@ class TheftLocaliser:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         return None
+
+
+def _lag1(x: np.ndarray) -> np.ndarray:
+    """Lag-1 autocorrelation of each column."""
+    xc = x - x.mean(axis=0)
+    den = (xc * xc).sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(den > 0, (xc[1:] * xc[:-1]).sum(axis=0) / den, 0.0)
 
 
 def _deficit_start(daily: np.ndarray, usual: float, ref_n: int) -> int | None:
