@@ -29,10 +29,10 @@ def slope_through_origin(y: FloatArray, x: FloatArray) -> FloatArray:
         return np.where(den > 0, (y @ x) / den, 0.0)
 
 
-def fisher_z(r: FloatArray, n: int) -> FloatArray:
-    """Significance of correlations over ``n`` observations (approx. N(0, 1) under
-    no correlation)."""
-    return np.arctanh(np.clip(r, -0.999999, 0.999999)) * math.sqrt(max(n - 3, 1))
+def fisher_z(r: FloatArray, n: float | FloatArray) -> FloatArray:
+    """Significance of correlations over ``n`` (effective) observations, approx.
+    N(0, 1) when there is no correlation."""
+    return np.arctanh(np.clip(r, -0.999999, 0.999999)) * np.sqrt(np.maximum(np.asarray(n) - 3, 1))
 
 
 def saturate(x: float, scale: float) -> float:

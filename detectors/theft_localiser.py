@@ -12,7 +12,8 @@ when profiles exist, so a week gives 168 observations):
 3. each customer's *deficit* ``D_it`` is its usual consumption for that part of the
    day (median of the reference period) minus what it recorded;
 4. a thief is a customer whose deficit co-moves with ``R_t`` with a slope near 1:
-   correlation, its significance (Fisher z over the observations) and the share of
+   correlation, its significance (Fisher z over the effective number of
+   observations, corrected for autocorrelation) and the share of
    the residual loss it explains make the score. A customer on holiday has a deficit
    too, but the area's loss does not move with it.
 
@@ -32,6 +33,7 @@ from scipy.optimize import nnls
 from detectors._stats import (
     corr_columns,
     fill_by_part,
+    fisher_z,
     quiet_nanmedian,
     saturate,
     slope_through_origin,
@@ -94,7 +96,7 @@ class TheftLocaliser:
         rho_deficit = _lag1(deficit)
         ab = np.clip(rho_resid * rho_deficit, 0.0, 0.95)
         n_eff = t * (1 - ab) / (1 + ab)
-        z = np.arctanh(np.clip(r, -0.999999, 0.999999)) * np.sqrt(np.maximum(n_eff - 3, 1))
+        z = fisher_z(r, n_eff)
         slope = slope_through_origin(resid, deficit)
         explained = slope * deficit.clip(min=0).sum(axis=0)
         excess = float(resid.clip(min=0).sum())
