@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from lineloss.config import EngineConfig, load_engine_config, parse_window
 
 if TYPE_CHECKING:
+    from kafka_io.topics import KafkaSettings
     from sinks.influx import InfluxSettings
 
 
@@ -87,6 +88,11 @@ def _influx_settings(args: argparse.Namespace) -> InfluxSettings | None:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    if args.out is None and not args.to_kafka:
+        print("lineloss replay: --out is required (except with --to-kafka)", file=sys.stderr)
+        return 2
+    if args.to_kafka or args.through_kafka:
+        return cmd_replay_kafka(args)
     from loaders.files import DataContractError
     from streams.replay import run_replay
 
@@ -232,6 +238,113 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args.out, seed=args.seed, progress=_progress)
 
 
+# --- Kafka (issue 3, docs/streaming.md) ------------------------------------------------
+
+
+def _add_kafka_options(p: argparse.ArgumentParser, *, bootstrap_flag: bool) -> None:
+    g = p.add_argument_group("Kafka (docs/streaming.md)")
+    if bootstrap_flag:
+        g.add_argument("--bootstrap", default=os.environ.get("LINELOSS_KAFKA_BOOTSTRAP"),
+                       help="bootstrap servers host:port[,...] (default $LINELOSS_KAFKA_BOOTSTRAP)")
+    g.add_argument("--prefix", default="lineloss", help="topic name prefix (default lineloss)")
+    g.add_argument("--partitions", type=int, default=4, help="readings partitions (default 4)")
+    g.add_argument(
+        "--kafka-security",
+        type=Path,
+        help="JSON of kafka-python client settings: security_protocol, sasl_mechanism, "
+        "sasl_plain_username, sasl_plain_password, ssl_cafile",
+    )
+
+
+def _kafka_missing() -> str | None:
+    """The install command when the Kafka clients are missing, else None."""
+    import importlib.util
+
+    missing = [m for m in ("faust", "kafka") if importlib.util.find_spec(m) is None]
+    if missing:
+        return f"needs {', '.join(missing)}: pip install 'lineloss[kafka]'"
+    return None
+
+
+def _kafka_settings(args: argparse.Namespace, bootstrap: str) -> KafkaSettings:
+    from kafka_io.topics import KafkaSettings
+
+    security = json.loads(args.kafka_security.read_text()) if args.kafka_security else {}
+    return KafkaSettings(bootstrap, args.prefix, args.partitions, security=security)
+
+
+def cmd_replay_kafka(args: argparse.Namespace) -> int:
+    """``replay --to-kafka`` (publish only) or ``--through-kafka`` (the whole path)."""
+    import math
+
+    if (missing := _kafka_missing()) is not None:
+        print(f"lineloss replay: {missing}", file=sys.stderr)
+        return 2
+    if args.through_kafka:
+        from kafka_io.collect import run_through_kafka
+
+        settings = _kafka_settings(args, args.through_kafka)
+        collected = run_through_kafka(
+            args.data_dir, args.out, _engine_config(args), settings,
+            progress=None if args.quiet else _progress,
+        )
+        finals = sum(1 for b in collected.history if b.final)
+        print(
+            f"{finals} final balances, {len(collected.suspicions)} suspicions, "
+            f"{len(collected.dead_letters)} dead letters through {settings.bootstrap} -> {args.out}"
+        )
+        return 0
+    from kafka_io.produce import publish_data_dir
+
+    try:
+        speed = math.inf if args.speed == "max" else float(args.speed)
+        if not speed > 0:
+            raise ValueError
+    except ValueError:
+        print(f"lineloss replay: --speed {args.speed!r}: a positive number or max", file=sys.stderr)
+        return 2
+    settings = _kafka_settings(args, args.to_kafka)
+    published = publish_data_dir(
+        args.data_dir, settings, speed=speed, progress=None if args.quiet else _progress
+    )
+    print(
+        f"{published.readings:,} readings in {published.messages:,} messages and "
+        f"{published.meters} meters -> {settings.readings}, {settings.topology}"
+    )
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from kafka_io.worker import WorkerSettings, run_worker
+
+    if (missing := _kafka_missing()) is not None:
+        print(f"lineloss worker: {missing}", file=sys.stderr)
+        return 2
+    if not args.bootstrap:
+        msg = "lineloss worker: --bootstrap or $LINELOSS_KAFKA_BOOTSTRAP is needed"
+        print(msg, file=sys.stderr)
+        return 2
+    settings = WorkerSettings(
+        _kafka_settings(args, args.bootstrap),
+        take_max=args.take_max,
+        take_within_s=args.take_within_s,
+        exit_on_drain=args.exit_on_drain,
+    )
+    run_worker(settings, _engine_config(args), say=_progress)
+    return 0
+
+
+def _add_kafka_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("worker", help="run a streaming worker on Kafka (faust-streaming)")
+    _add_kafka_options(p, bootstrap_flag=True)
+    p.add_argument("--take-max", type=int, default=5000, help="messages per step")
+    p.add_argument("--take-within-s", type=float, default=0.5, help="max wait to fill a step [s]")
+    p.add_argument("--exit-on-drain", action="store_true",
+                   help="stop once every partition reached its end-of-stream marker")
+    _add_engine_options(p)
+    p.set_defaults(func=cmd_worker)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lineloss",
@@ -241,11 +354,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("replay", help="replay a data directory through the embedded engine")
     p.add_argument("data_dir", type=Path)
-    p.add_argument("--out", type=Path, required=True, help="output directory")
+    p.add_argument("--out", type=Path, help="output directory (not with --to-kafka)")
     p.add_argument("--batch-rows", type=int, default=1_000_000)
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     _add_engine_options(p)
     _add_influx_options(p)
+    g = p.add_argument_group("Kafka replay")
+    g.add_argument("--to-kafka", metavar="BOOTSTRAP", help="publish to Kafka instead of replaying")
+    g.add_argument("--speed", default="max", help="with --to-kafka: N x event time, or max")
+    g.add_argument("--through-kafka", metavar="BOOTSTRAP",
+                   help="publish, run a worker until drained, collect its output into --out")
+    _add_kafka_options(p, bootstrap_flag=False)
     p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("generate", help="write a synthetic grid in the data contract")
@@ -290,6 +409,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     _add_engine_options(p)
     p.set_defaults(func=cmd_tune)
+
+    _add_kafka_commands(sub)
 
     p = sub.add_parser("demo", help="generate a grid, replay it, print a summary")
     p.add_argument("--out", type=Path, default=Path("demo-output"))

@@ -1,0 +1,226 @@
+"""Read the output topics back into the embedded replay's files.
+
+``run_through_kafka`` is the whole production path in one call: publish the data
+directory, run a worker until it drains, collect balances, suspicions and dead
+letters, and write them as ``streams.replay`` writes its files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from kafka_io.produce import publish_data_dir
+from kafka_io.schema import (
+    DEAD_LETTER,
+    DRAINED,
+    control_type,
+    decode_balance,
+    decode_suspicion,
+)
+from kafka_io.topics import KafkaSettings
+from lineloss.config import EngineConfig, engine_config_to_dict
+from lineloss.domain import Balance, BalanceLevel, Suspicion
+from loaders.files import REJECT_COLUMNS
+from streams.replay import balances_frame, history_frame, suspicions_frame
+
+
+@dataclass(frozen=True)
+class Collected:
+    history: list[Balance]  # each issued balance once, in issue order
+    suspicions: list[Suspicion]  # latest version of each, ranked
+    dead_letters: list[dict[str, object]]
+    drained: bool
+
+
+def collect(
+    settings: KafkaSettings,
+    *,
+    timeout_s: float = 300.0,
+    gave_up: Callable[[], str | None] | None = None,
+) -> Collected:
+    """Wait for the worker's drained marker, then read the three output topics to
+    their ends. Balances and suspicions re-sent after a worker restart are the same
+    messages again and are kept once. ``gave_up`` is asked between polls; a message
+    from it (e.g. "the worker exited with 1") stops the wait with an error."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(**settings.client(), enable_auto_commit=False, group_id=None)
+    try:
+        topics = (settings.balances, settings.suspicions, settings.dead_letters)
+        tps = [
+            TopicPartition(t, p)
+            for t in topics
+            for p in sorted(consumer.partitions_for_topic(t) or set())
+        ]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        seen: dict[tuple[object, ...], Balance] = {}
+        sus: dict[bytes, Suspicion] = {}
+        dead: dict[tuple[object, ...], dict[str, object]] = {}
+        drained = False
+        end: dict[TopicPartition, int] | None = None
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if drained and end is None:
+                end = consumer.end_offsets(tps)
+            if end is not None and all(consumer.position(tp) >= end[tp] for tp in tps):
+                break
+            if time.monotonic() > deadline:
+                break
+            if not drained and gave_up is not None and (why := gave_up()) is not None:
+                raise RuntimeError(f"collecting {settings.prefix}: {why}")
+            for tp, records in consumer.poll(timeout_ms=500).items():
+                for rec in records:
+                    if control_type(rec.value) == DRAINED:
+                        drained = True
+                    elif rec.value is None:
+                        if tp.topic == settings.suspicions:
+                            sus.pop(rec.key, None)
+                    elif tp.topic == settings.balances:
+                        b = decode_balance(rec.value)
+                        key = (b.level, b.target_id, b.window_start, b.revision, b.final)
+                        seen.setdefault(key, b)
+                    elif tp.topic == settings.suspicions:
+                        sus[rec.key] = decode_suspicion(rec.value)
+                    else:
+                        d = json.loads(rec.value)
+                        if d.get("schema") == DEAD_LETTER:
+                            k = tuple(
+                                d.get(f) for f in ("topic", "partition", "offset", "index")
+                            )
+                            dead.setdefault(k, d)
+        ranked = sorted(sus.values(), key=lambda s: (-s.score, s.target_id, s.category.value))
+        return Collected(list(seen.values()), ranked, list(dead.values()), drained)
+    finally:
+        consumer.close()
+
+
+def _dead_letter_frame(dead: list[dict[str, object]]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "source": [f"{d['topic']}[{d['partition']}]" for d in dead],
+            "row": [d["offset"] for d in dead],
+            "meter_id": [d["meter_id"] for d in dead],
+            "ts": "",
+            "reason": [d["reason"] for d in dead],
+            "detail": [d["detail"] for d in dead],
+        },
+        columns=REJECT_COLUMNS,
+    )
+
+
+def worker_command(
+    settings: KafkaSettings, config_path: Path, security_path: Path | None = None
+) -> list[str]:
+    """``lineloss worker`` as a child process; security settings travel in a file,
+    never on the command line."""
+    extra = ["--kafka-security", str(security_path)] if security_path is not None else []
+    return [
+        sys.executable, "-m", "lineloss.cli", "worker",
+        "--bootstrap", settings.bootstrap,
+        "--prefix", settings.prefix,
+        "--partitions", str(settings.partitions),
+        "--config", str(config_path),
+        "--exit-on-drain",
+        *extra,
+    ]
+
+
+def exited(process: subprocess.Popen[bytes]) -> str | None:
+    """Why waiting for a worker's output is pointless: it has failed. (A worker that
+    exits 0 has drained, and its drained marker is on the way.)"""
+    code = process.poll()
+    return None if code in (None, 0) else f"the worker exited with {code}"
+
+
+def run_through_kafka(
+    data_dir: Path,
+    out_dir: Path,
+    config: EngineConfig,
+    settings: KafkaSettings,
+    *,
+    timeout_s: float = 600.0,
+    progress: Callable[[str], None] | None = None,
+) -> Collected:
+    """Publish ``data_dir``, run one worker until drained, write ``out_dir``."""
+    say = progress or (lambda _m: None)
+    published = publish_data_dir(data_dir, settings, progress=say)
+    with tempfile.TemporaryDirectory() as tmp:
+        config_path = Path(tmp) / "engine.json"
+        config_path.write_text(json.dumps(engine_config_to_dict(config)))
+        security_path = None
+        if settings.security:
+            security_path = Path(tmp) / "security.json"
+            security_path.touch(mode=0o600)
+            security_path.write_text(json.dumps(settings.security))
+        worker = subprocess.Popen(
+            worker_command(settings, config_path, security_path), env=os.environ.copy()
+        )
+        try:
+            collected = collect(settings, timeout_s=timeout_s, gave_up=lambda: exited(worker))
+            worker.wait(timeout=60)
+        finally:
+            if worker.poll() is None:
+                worker.terminate()
+                worker.wait(timeout=30)
+    if not collected.drained:
+        raise TimeoutError(f"the worker did not drain {settings.readings} in {timeout_s} s")
+    write_outputs(out_dir, config, collected, published.topology_rejects, published.reading_rejects)
+    say(
+        f"through Kafka: {published.readings:,} readings, {len(collected.history):,} balances, "
+        f"{len(collected.suspicions)} suspicions, {len(collected.dead_letters)} dead letters "
+        f"-> {out_dir}"
+    )
+    return collected
+
+
+def write_outputs(
+    out_dir: Path,
+    config: EngineConfig,
+    collected: Collected,
+    topology_rejects: pd.DataFrame,
+    reading_rejects: pd.DataFrame,
+) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tz = config.tz
+    history = collected.history
+    area = balances_frame(history, tz, BalanceLevel.AREA)
+    area.to_csv(out_dir / "balances.csv", index=False)
+    balances_frame(history, tz, BalanceLevel.FEEDER).to_csv(
+        out_dir / "feeder_balances.csv", index=False
+    )
+    history_frame(history, tz).to_csv(out_dir / "balance_history.csv", index=False)
+    suspicions_frame(collected.suspicions, tz).to_csv(out_dir / "suspicions.csv", index=False)
+    parts = [
+        topology_rejects.assign(source="topology.csv") if len(topology_rejects) else None,
+        reading_rejects if len(reading_rejects) else None,
+        _dead_letter_frame(collected.dead_letters),
+    ]
+    rejects = pd.concat([p for p in parts if p is not None], ignore_index=True)
+    rejects.to_csv(out_dir / "rejects.csv", index=False)
+    status = area["status"].value_counts().sort_index().to_dict()
+    (out_dir / "summary.json").write_text(
+        json.dumps(
+            {
+                "rejected_by_reason": rejects["reason"].value_counts().sort_index().to_dict(),
+                "area_windows": len(area),
+                "status_counts": {str(k): int(v) for k, v in status.items()},
+                "suspicions": len(collected.suspicions),
+                "window_s": config.window_s,
+                "tz": tz,
+                "path": "kafka",
+            },
+            indent=2,
+        )
+        + "\n"
+    )

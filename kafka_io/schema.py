@@ -1,0 +1,371 @@
+"""Versioned JSON messages and their codecs (docs/streaming.md#messages).
+
+Decoding never raises on bad input: every message that cannot be used becomes a
+``DeadLetter`` with its reason and where it came from (topic, partition, offset), and
+the rest of the batch goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import numpy as np
+
+from lineloss.domain import (
+    NO_INDEX,
+    Balance,
+    BalanceLevel,
+    BalanceStatus,
+    MeterEvent,
+    ReadingBatch,
+    Suspicion,
+    SuspicionCategory,
+    TargetKind,
+    Topology,
+)
+
+READING: Final = "lineloss.reading"
+BATCH: Final = "lineloss.concentrator_batch"
+CONTROL: Final = "lineloss.control"
+BALANCE: Final = "lineloss.balance"
+SUSPICION: Final = "lineloss.suspicion"
+DEAD_LETTER: Final = "lineloss.dead_letter"
+METER: Final = "lineloss.meter"
+VERSION: Final = 1
+SUPPORTED: Final = {READING: {1}, BATCH: {1}, CONTROL: {1}}
+
+END_OF_STREAM: Final = "end_of_stream"
+DRAINED: Final = "drained"
+
+_MIN_TS: Final = 946684800  # 2000-01-01 UTC, the data contract's plausible range
+_MAX_TS: Final = 5206982400  # 2135-01-01 UTC
+
+
+class MessageError(ValueError):
+    """One message or one reading of a batch cannot be used; ``reason`` says why."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a message came from."""
+
+    topic: str
+    partition: int
+    offset: int
+    index: int = 0  # position of the reading in a concentrator batch
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A refused message or reading. Reasons: ``malformed_json``, ``unknown_schema``,
+    ``unsupported_version``, ``missing_field``, ``non_numeric``, ``bad_value``,
+    ``unknown_meter`` (codec), or any engine ``RejectReason`` (``too_late``, ...)."""
+
+    reason: str
+    detail: str
+    topic: str
+    partition: int
+    offset: int
+    meter_id: str = ""
+    raw: str = ""  # the message text, cut to 1000 characters
+    index: int = 0  # position of the reading in a concentrator batch
+
+    def encode(self) -> bytes:
+        return _dumps({"schema": DEAD_LETTER, "version": VERSION, **asdict(self)})
+
+
+@dataclass(frozen=True)
+class ReadingRow:
+    """One reading as it travels: ``value`` is a register [kWh, before the multiplier]
+    or, with ``is_interval``, an interval energy [kWh, after the multiplier]."""
+
+    meter_id: str
+    ts: int  # end of interval [s since epoch]
+    value: float
+    is_interval: bool = False
+    voltage_v: float = math.nan
+    event: str = ""
+
+
+def _dumps(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), allow_nan=False, default=_jsonable).encode()
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, np.generic):
+        return x.item()
+    raise TypeError(f"not JSON serialisable: {type(x).__name__}")
+
+
+def _iso(ts_s: int) -> str:
+    return datetime.fromtimestamp(ts_s, tz=UTC).isoformat().replace("+00:00", "Z")
+
+
+def _row_json(r: ReadingRow, with_ts: bool) -> dict[str, Any]:
+    d: dict[str, Any] = {"meter_id": r.meter_id}
+    if with_ts:
+        d["ts"] = _iso(r.ts)
+    d["interval_kwh" if r.is_interval else "register_kwh"] = r.value
+    if not math.isnan(r.voltage_v):
+        d["voltage_v"] = r.voltage_v
+    if r.event:
+        d["event"] = r.event
+    return d
+
+
+def encode_reading(r: ReadingRow) -> bytes:
+    return _dumps({"schema": READING, "version": VERSION, **_row_json(r, True)})
+
+
+def encode_batch(area_id: str, rows: Sequence[ReadingRow], *, sent_at: int | None = None) -> bytes:
+    """A concentrator batch: readings of one area's meters. ``ts`` is given once when
+    all rows share it, else per row."""
+    ts_values = {r.ts for r in rows}
+    common = len(ts_values) == 1
+    msg: dict[str, Any] = {"schema": BATCH, "version": VERSION, "area_id": area_id}
+    if common:
+        msg["ts"] = _iso(next(iter(ts_values)))
+    if sent_at is not None:
+        msg["sent_at"] = _iso(sent_at)
+    msg["readings"] = [_row_json(r, not common) for r in rows]
+    return _dumps(msg)
+
+
+def encode_control(kind: str, **fields: Any) -> bytes:
+    return _dumps({"schema": CONTROL, "version": VERSION, "type": kind, **fields})
+
+
+def parse_ts(value: Any) -> int:
+    """ISO 8601 (offset or ``Z``; none means UTC) or epoch seconds -> epoch seconds."""
+    if isinstance(value, bool):
+        raise MessageError("bad_value", f"ts {value!r} is not a time")
+    if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise MessageError("non_numeric", f"ts {value!r} is not finite")
+        ts = int(value)
+    elif isinstance(value, str):
+        try:
+            dt = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise MessageError("bad_value", f"ts {value!r} is not ISO 8601") from None
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=UTC)
+        ts = int(dt.timestamp())
+    else:
+        raise MessageError("bad_value", f"ts {value!r} is not a time")
+    if not _MIN_TS <= ts < _MAX_TS:
+        raise MessageError("bad_value", f"ts {value!r} is outside 2000-2134")
+    return ts
+
+
+def _number(d: dict[str, Any], name: str) -> float:
+    v = d[name]
+    if isinstance(v, bool) or not isinstance(v, int | float | str):
+        raise MessageError("non_numeric", f"{name} {v!r} is not a number")
+    try:
+        x = float(v)
+    except ValueError:
+        raise MessageError("non_numeric", f"{name} {v!r} is not a number") from None
+    if not math.isfinite(x):
+        raise MessageError("non_numeric", f"{name} {v!r} is not finite")
+    return x
+
+
+def _row(d: Any, default_ts: Any) -> ReadingRow:
+    if not isinstance(d, dict):
+        raise MessageError("missing_field", "a reading must be a JSON object")
+    meter_id = d.get("meter_id")
+    if not isinstance(meter_id, str) or not meter_id.strip():
+        raise MessageError("missing_field", "meter_id is missing or empty")
+    ts_raw = d.get("ts", default_ts)
+    if ts_raw is None:
+        raise MessageError("missing_field", f"{meter_id}: ts is missing")
+    has_reg, has_itv = "register_kwh" in d, "interval_kwh" in d
+    if has_reg == has_itv:
+        raise MessageError(
+            "missing_field", f"{meter_id}: needs exactly one of register_kwh and interval_kwh"
+        )
+    value = _number(d, "register_kwh" if has_reg else "interval_kwh")
+    voltage = _number(d, "voltage_v") if d.get("voltage_v") is not None else math.nan
+    event = d.get("event") or ""
+    if not isinstance(event, str):
+        raise MessageError("bad_value", f"{meter_id}: event {event!r} is not a name")
+    return ReadingRow(meter_id.strip(), parse_ts(ts_raw), value, has_itv, voltage, event)
+
+
+def decode_rows(raw: bytes | None) -> list[ReadingRow | MessageError]:
+    """The readings of one message (single or batch). A message-level problem is one
+    ``MessageError``; a batch with one bad reading keeps the others."""
+    if raw is None:
+        return [MessageError("malformed_json", "empty message (tombstone)")]
+    try:
+        msg = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return [MessageError("malformed_json", str(exc))]
+    if not isinstance(msg, dict):
+        return [MessageError("malformed_json", "message is not a JSON object")]
+    schema, version = msg.get("schema"), msg.get("version")
+    if schema not in SUPPORTED:
+        return [MessageError("unknown_schema", f"schema {schema!r} is not a reading message")]
+    if version not in SUPPORTED[schema]:
+        return [
+            MessageError(
+                "unsupported_version",
+                f"{schema} version {version!r}; this worker reads {sorted(SUPPORTED[schema])}",
+            )
+        ]
+    if schema == CONTROL:
+        return []
+    if schema == READING:
+        try:
+            return [_row(msg, None)]
+        except MessageError as exc:
+            return [exc]
+    readings = msg.get("readings")
+    if not isinstance(readings, list):
+        return [MessageError("missing_field", "a concentrator batch needs a readings list")]
+    out: list[ReadingRow | MessageError] = []
+    for d in readings:
+        try:
+            out.append(_row(d, msg.get("ts")))
+        except MessageError as exc:
+            out.append(exc)
+    return out
+
+
+def control_type(raw: bytes | None) -> str | None:
+    """The ``type`` of a control message, None for any other message."""
+    if raw is None or b'"' + CONTROL.encode() + b'"' not in raw:
+        return None
+    try:
+        msg = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if isinstance(msg, dict) and msg.get("schema") == CONTROL and msg.get("version") == 1:
+        return str(msg.get("type"))
+    return None
+
+
+@dataclass
+class Decoded:
+    batch: ReadingBatch  # source_pos = index into ``origins``
+    origins: list[Origin]
+    meter_ids: list[str]  # as written, parallel to ``origins``
+    dead_letters: list[DeadLetter]
+
+
+def decode_messages(
+    messages: Sequence[tuple[Origin, bytes | None]], topology: Topology
+) -> Decoded:
+    """Many messages -> one columnar batch for the core, plus their dead letters."""
+    rows: list[ReadingRow] = []
+    origins: list[Origin] = []
+    dead: list[DeadLetter] = []
+    for origin, raw in messages:
+        for k, item in enumerate(decode_rows(raw)):
+            at = replace(origin, index=k)
+            if isinstance(item, MessageError):
+                dead.append(_dead(item.reason, item.detail, at, "", raw))
+            else:
+                rows.append(item)
+                origins.append(at)
+    idx = topology.index_of([r.meter_id for r in rows]) if rows else np.empty(0, np.int64)
+    known = idx != NO_INDEX
+    for j in np.flatnonzero(~known).tolist():
+        r, o = rows[j], origins[j]
+        dead.append(_dead("unknown_meter", f"{r.meter_id} is not in the topology", o, r.meter_id))
+    keep = np.flatnonzero(known).tolist()
+    rows = [rows[k] for k in keep]
+    origins = [origins[k] for k in keep]
+    events = {name: MeterEvent.parse(name).value for name in {r.event for r in rows}}
+    batch = ReadingBatch(
+        meter_idx=idx[keep].astype(np.int64),
+        ts=np.array([r.ts for r in rows], np.int64),
+        value=np.array([r.value for r in rows], np.float64),
+        is_interval=np.array([r.is_interval for r in rows], np.bool_),
+        event=np.array([events[r.event] for r in rows], np.int16),
+        voltage_v=np.array([r.voltage_v for r in rows], np.float32),
+        source_pos=np.arange(len(rows), dtype=np.int64),
+    )
+    return Decoded(batch, origins, [r.meter_id for r in rows], dead)
+
+
+def _dead(
+    reason: str, detail: str, o: Origin, meter_id: str, raw: bytes | None = None
+) -> DeadLetter:
+    text = raw.decode("utf-8", "replace")[:1000] if raw else ""
+    return DeadLetter(reason, detail, o.topic, o.partition, o.offset, meter_id, text, o.index)
+
+
+def area_key(topology: Topology, meter_id: str) -> str:
+    """The partition key of a meter's readings: its area, else its feeder, else itself."""
+    i = int(topology.index_of([meter_id])[0])
+    if i == NO_INDEX:
+        return meter_id
+    a, f = int(topology.meter_area[i]), int(topology.meter_feeder[i])
+    if a != NO_INDEX:
+        return topology.area_ids[a]
+    return topology.feeder_ids[f] if f != NO_INDEX else meter_id
+
+
+def encode_balance(b: Balance) -> bytes:
+    d = asdict(b)
+    d["level"], d["status"] = b.level.value, b.status.value
+    if not math.isfinite(b.loss_rate):
+        d["loss_rate"] = None
+    return _dumps({"schema": BALANCE, "version": VERSION, **d})
+
+
+def decode_balance(raw: bytes) -> Balance:
+    d = json.loads(raw)
+    d.pop("schema"), d.pop("version")
+    d["loss_rate"] = math.nan if d["loss_rate"] is None else d["loss_rate"]
+    return Balance(**{**d, "level": BalanceLevel(d["level"]), "status": BalanceStatus(d["status"])})
+
+
+def encode_suspicion(s: Suspicion) -> bytes:
+    d = asdict(s)
+    d["target_kind"], d["category"] = s.target_kind.value, s.category.value
+    return _dumps({"schema": SUSPICION, "version": VERSION, **d})
+
+
+def decode_suspicion(raw: bytes) -> Suspicion:
+    d = json.loads(raw)
+    d.pop("schema"), d.pop("version")
+    return Suspicion(
+        **{
+            **d,
+            "target_kind": TargetKind(d["target_kind"]),
+            "category": SuspicionCategory(d["category"]),
+        }
+    )
+
+
+def suspicion_key(s: Suspicion) -> str:
+    return f"{s.target_id}|{s.category.value}|{s.detector}"
+
+
+def meter_message(topology: Topology, i: int) -> bytes:
+    m = topology.meter(i)
+    return _dumps(
+        {
+            "schema": METER,
+            "version": VERSION,
+            "meter_id": m.meter_id,
+            "role": m.role.value,
+            "area_id": m.area_id,
+            "feeder_id": m.feeder_id,
+            "multiplier": m.multiplier,
+            "customer_class": m.customer_class,
+        }
+    )

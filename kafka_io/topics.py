@@ -1,0 +1,80 @@
+"""Topic names, client settings and topic creation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    """How to reach the cluster. ``security`` holds kafka-python settings such as
+    ``security_protocol``, ``sasl_mechanism``, ``sasl_plain_username``,
+    ``sasl_plain_password``, ``ssl_cafile`` (docs/streaming.md#your-own-cluster)."""
+
+    bootstrap: str
+    prefix: str = "lineloss"
+    partitions: int = 4
+    replication: int = 1
+    security: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def readings(self) -> str:
+        return f"{self.prefix}.readings"
+
+    @property
+    def topology(self) -> str:
+        return f"{self.prefix}.topology"
+
+    @property
+    def balances(self) -> str:
+        return f"{self.prefix}.balances"
+
+    @property
+    def suspicions(self) -> str:
+        return f"{self.prefix}.suspicions"
+
+    @property
+    def dead_letters(self) -> str:
+        return f"{self.prefix}.dead-letters"
+
+    @property
+    def checkpoints(self) -> str:
+        return f"{self.prefix}.checkpoints"
+
+    @property
+    def group_id(self) -> str:
+        return f"{self.prefix}.worker"
+
+    def client(self) -> dict[str, Any]:
+        """Keyword arguments common to every kafka-python client."""
+        return {"bootstrap_servers": self.bootstrap.split(","), **self.security}
+
+
+def ensure_topics(settings: KafkaSettings) -> None:
+    """Create the topics if missing: readings and outputs with ``partitions``
+    partitions; topology and checkpoints compacted."""
+    from kafka.admin import KafkaAdminClient
+
+    n, rf = settings.partitions, settings.replication
+    compacted = {"cleanup.policy": "compact"}
+    want: dict[str, dict[str, Any]] = {
+        settings.readings: {"num_partitions": n, "replication_factor": rf},
+        settings.balances: {"num_partitions": n, "replication_factor": rf},
+        settings.suspicions: {"num_partitions": n, "replication_factor": rf},
+        settings.dead_letters: {"num_partitions": n, "replication_factor": rf},
+        settings.topology: {"num_partitions": 1, "replication_factor": rf, "configs": compacted},
+        settings.checkpoints: {
+            "num_partitions": 1,
+            "replication_factor": rf,
+            "configs": {**compacted, "max.message.bytes": str(64 * 1024 * 1024)},
+        },
+    }
+    admin = KafkaAdminClient(**settings.client())
+    try:
+        existing = set(admin.list_topics())
+        missing = {name: opts for name, opts in want.items() if name not in existing}
+        if missing:
+            admin.create_topics(missing, raise_errors=False, wait_for_metadata=True)
+    finally:
+        admin.close()

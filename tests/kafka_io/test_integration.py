@@ -1,0 +1,172 @@
+"""The production path through the real broker: same finals as the embedded replay,
+dead letters for bad messages, and recovery from a SIGKILLed worker."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from kafka_io.collect import collect, exited, run_through_kafka, worker_command, write_outputs
+from kafka_io.produce import publish_data_dir
+from kafka_io.schema import ReadingRow, encode_batch, encode_reading
+from kafka_io.topics import KafkaSettings, ensure_topics
+from kafka_io.worker import read_compacted
+from lineloss.config import EngineConfig, engine_config_to_dict
+from loaders.synthetic import SyntheticGridConfig, generate_grid, write_grid
+from streams.replay import run_replay
+
+pytestmark = pytest.mark.integration
+
+# Re-collection horizon beyond the data's latest arrival, so that no reading is
+# too late in either runner whatever the batch boundaries (docs/streaming.md).
+CONFIG = EngineConfig(recollect_horizon_s=30 * 86400)
+COMPARED = {
+    "balances.csv": ["window_start", "area_id"],
+    "feeder_balances.csv": ["window_start", "feeder_id"],
+    "suspicions.csv": ["target_id", "category", "detector"],
+}
+
+
+@pytest.fixture(scope="module")
+def grid_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("grid")
+    grid = generate_grid(SyntheticGridConfig(seed=3, n_feeders=1, areas_per_feeder=2, days=4))
+    write_grid(grid, d)
+    return d
+
+
+@pytest.fixture(scope="module")
+def embedded(grid_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("embedded")
+    run_replay(grid_dir, out, CONFIG)
+    return out
+
+
+def assert_same_finals(embedded: Path, through: Path) -> None:
+    for name, key in COMPARED.items():
+        # Row order is issue order, which depends on partitioning; the rows must not.
+        a = pd.read_csv(embedded / name, keep_default_na=False).sort_values(key)
+        b = pd.read_csv(through / name, keep_default_na=False).sort_values(key)
+        a, b = a.reset_index(drop=True), b.reset_index(drop=True)
+        # ``revision`` counts re-issues, which depend on how readings were batched;
+        # every number, status and reason must be identical.
+        a, b = a.drop(columns=["revision"], errors="ignore"), b.drop(
+            columns=["revision"], errors="ignore"
+        )
+        pd.testing.assert_frame_equal(a, b, check_exact=True, obj=name)
+    assert len(pd.read_csv(embedded / "suspicions.csv")) >= 1
+
+
+def engine_reasons(out: Path) -> pd.Series:
+    r = pd.read_csv(out / "rejects.csv", keep_default_na=False)
+    r = r[~r["reason"].isin(["malformed"])]
+    return r["reason"].value_counts().sort_index()
+
+
+def start_worker(settings: KafkaSettings, tmp: Path, *extra: str) -> subprocess.Popen[bytes]:
+    config = tmp / "engine.json"
+    config.write_text(json.dumps(engine_config_to_dict(CONFIG)))
+    return subprocess.Popen([*worker_command(settings, config), *extra], env=os.environ.copy())
+
+
+def test_through_kafka_gives_the_embedded_finals(
+    grid_dir: Path, embedded: Path, kafka_settings: KafkaSettings, tmp_path: Path
+) -> None:
+    t0 = time.monotonic()
+    run_through_kafka(grid_dir, tmp_path / "out", CONFIG, kafka_settings, timeout_s=120)
+    assert_same_finals(embedded, tmp_path / "out")
+    pd.testing.assert_series_equal(engine_reasons(embedded), engine_reasons(tmp_path / "out"))
+    assert time.monotonic() - t0 < 90
+
+
+def test_bad_messages_land_in_dead_letters_and_the_worker_goes_on(
+    grid_dir: Path, embedded: Path, kafka_settings: KafkaSettings, tmp_path: Path
+) -> None:
+    from kafka import KafkaProducer
+
+    ensure_topics(kafka_settings)
+    bad = {
+        "malformed_json": b'{"schema": "lineloss.reading", "version": 1, "meter_id": ',
+        "unsupported_version": b'{"schema": "lineloss.reading", "version": 7}',
+        "unknown_schema": b'{"schema": "somebody.else", "version": 1}',
+        "unknown_meter": encode_reading(ReadingRow("NOBODY", 1772323200, 5.0)),
+        "non_numeric": b'{"schema": "lineloss.concentrator_batch", "version": 1, "area_id": '
+        b'"FD01-TA01", "ts": "2026-03-01T00:00:00Z", '
+        b'"readings": [{"meter_id": "X", "register_kwh": "12,5"}]}',
+        "missing_field": encode_batch("FD01-TA01", []).replace(b'"readings":[]', b'"r":[]'),
+    }
+    producer = KafkaProducer(**kafka_settings.client())
+    where = {}
+    for reason, raw in bad.items():
+        md = producer.send(kafka_settings.readings, key=b"FD01-TA01", value=raw).get(timeout=30)
+        where[reason] = (md.topic, md.partition, md.offset)
+    producer.close()
+    published = publish_data_dir(grid_dir, kafka_settings)
+    worker = start_worker(kafka_settings, tmp_path, "--take-max", "20")
+    try:
+        collected = collect(kafka_settings, timeout_s=120, gave_up=lambda: exited(worker))
+        assert worker.wait(timeout=60) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert collected.drained
+    found = {
+        d["reason"]: (d["topic"], d["partition"], d["offset"])
+        for d in collected.dead_letters
+        if d["reason"] in bad and d["meter_id"] in ("", "NOBODY")
+    }
+    assert found == where
+    write_outputs(
+        tmp_path / "out", CONFIG, collected, published.topology_rejects, published.reading_rejects
+    )
+    assert_same_finals(embedded, tmp_path / "out")
+
+
+def test_sigkilled_worker_restarts_from_its_checkpoint_with_identical_finals(
+    grid_dir: Path, embedded: Path, kafka_settings: KafkaSettings, tmp_path: Path
+) -> None:
+    published = publish_data_dir(grid_dir, kafka_settings)
+    # Small steps, so the stream is still running when the worker dies.
+    worker = start_worker(kafka_settings, tmp_path, "--take-max", "3", "--take-within-s", "0.2")
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if read_compacted(kafka_settings, kafka_settings.checkpoints):
+                break
+            time.sleep(0.2)
+        time.sleep(0.5)
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=30)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    from kafka_io.core import WorkerCore
+    from kafka_io.worker import checkpoint_key, load_topology
+
+    saved = read_compacted(kafka_settings, kafka_settings.checkpoints)[
+        checkpoint_key(kafka_settings)
+    ]
+    core = WorkerCore.restore(load_topology(kafka_settings), CONFIG, saved)
+    assert not core.flushed, "the worker drained before it was killed: make the steps smaller"
+    assert sum(core.next_offset.values()) > 0
+
+    worker = start_worker(kafka_settings, tmp_path)
+    try:
+        collected = collect(kafka_settings, timeout_s=120, gave_up=lambda: exited(worker))
+        assert worker.wait(timeout=60) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert collected.drained
+    write_outputs(
+        tmp_path / "out", CONFIG, collected, published.topology_rejects, published.reading_rejects
+    )
+    assert_same_finals(embedded, tmp_path / "out")
+    pd.testing.assert_series_equal(engine_reasons(embedded), engine_reasons(tmp_path / "out"))
