@@ -35,6 +35,17 @@ def _engine_config(args: argparse.Namespace) -> EngineConfig:
     )
 
 
+def _detector_settings(args: argparse.Namespace) -> dict[str, dict[str, object]] | None:
+    """Detector parameters from ``--detectors`` (the file ``lineloss tune`` writes)."""
+    path: Path | None = getattr(args, "detectors", None)
+    if path is None:
+        return None
+    data = json.loads(path.read_text())
+    if not isinstance(data, dict):
+        raise SystemExit(f"lineloss: {path}: expected a JSON object of detector settings")
+    return data
+
+
 def _add_engine_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--window", help="window length: 15min, 1h or 1d (default 1d)")
     p.add_argument("--tz", help="time zone the windows align to (default Asia/Shanghai)")
@@ -114,6 +125,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             batch_rows=args.batch_rows,
             progress=None if args.quiet else _progress,
             sink=sink,
+            detector_settings=_detector_settings(args),
         )
     except DataContractError as exc:
         print(f"lineloss replay: {exc}", file=sys.stderr)
@@ -244,8 +256,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def _add_kafka_options(p: argparse.ArgumentParser, *, bootstrap_flag: bool) -> None:
     g = p.add_argument_group("Kafka (docs/streaming.md)")
     if bootstrap_flag:
-        g.add_argument("--bootstrap", default=os.environ.get("LINELOSS_KAFKA_BOOTSTRAP"),
-                       help="bootstrap servers host:port[,...] (default $LINELOSS_KAFKA_BOOTSTRAP)")
+        g.add_argument(
+            "--bootstrap",
+            default=os.environ.get("LINELOSS_KAFKA_BOOTSTRAP"),
+            help="bootstrap servers host:port[,...] (default $LINELOSS_KAFKA_BOOTSTRAP)",
+        )
     g.add_argument("--prefix", default="lineloss", help="topic name prefix (default lineloss)")
     g.add_argument("--partitions", type=int, default=4, help="readings partitions (default 4)")
     g.add_argument(
@@ -285,7 +300,10 @@ def cmd_replay_kafka(args: argparse.Namespace) -> int:
 
         settings = _kafka_settings(args, args.through_kafka)
         collected = run_through_kafka(
-            args.data_dir, args.out, _engine_config(args), settings,
+            args.data_dir,
+            args.out,
+            _engine_config(args),
+            settings,
             progress=None if args.quiet else _progress,
         )
         finals = sum(1 for b in collected.history if b.final)
@@ -339,8 +357,11 @@ def _add_kafka_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     _add_kafka_options(p, bootstrap_flag=True)
     p.add_argument("--take-max", type=int, default=5000, help="messages per step")
     p.add_argument("--take-within-s", type=float, default=0.5, help="max wait to fill a step [s]")
-    p.add_argument("--exit-on-drain", action="store_true",
-                   help="stop once every partition reached its end-of-stream marker")
+    p.add_argument(
+        "--exit-on-drain",
+        action="store_true",
+        help="stop once every partition reached its end-of-stream marker",
+    )
     _add_engine_options(p)
     p.set_defaults(func=cmd_worker)
 
@@ -357,13 +378,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="output directory (not with --to-kafka)")
     p.add_argument("--batch-rows", type=int, default=1_000_000)
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.add_argument(
+        "--detectors",
+        type=Path,
+        help="detector settings JSON, as written by `lineloss tune` (default: built-in)",
+    )
     _add_engine_options(p)
     _add_influx_options(p)
     g = p.add_argument_group("Kafka replay")
     g.add_argument("--to-kafka", metavar="BOOTSTRAP", help="publish to Kafka instead of replaying")
     g.add_argument("--speed", default="max", help="with --to-kafka: N x event time, or max")
-    g.add_argument("--through-kafka", metavar="BOOTSTRAP",
-                   help="publish, run a worker until drained, collect its output into --out")
+    g.add_argument(
+        "--through-kafka",
+        metavar="BOOTSTRAP",
+        help="publish, run a worker until drained, collect its output into --out",
+    )
     _add_kafka_options(p, bootstrap_flag=False)
     p.set_defaults(func=cmd_replay)
 

@@ -18,6 +18,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
+from detectors import DetectorSettings
 from lineloss.config import EngineConfig
 from lineloss.domain import Balance, BalanceLevel, Rejects, Suspicion
 from loaders.files import REJECT_COLUMNS, LoadedReadings, read_readings, read_topology
@@ -204,6 +205,7 @@ def run_replay(
     batch_rows: int = 1_000_000,
     progress: ProgressFn | None = None,
     sink: ReplaySink | None = None,
+    detector_settings: DetectorSettings | None = None,
 ) -> ReplayResult:
     """Replay ``data_dir`` through the pipeline and write the results to ``out_dir``.
 
@@ -221,7 +223,7 @@ def run_replay(
     n = len(loaded.batch)
     say(f"readings: {n:,} usable rows, {len(loaded.rejects):,} malformed")
 
-    pipeline = Pipeline(topology, config)
+    pipeline = Pipeline(topology, config, detector_settings=detector_settings)
     history: list[Balance] = []
     meter_windows: list[MeterWindowResult] = []
     engine_rejects: list[Rejects] = []

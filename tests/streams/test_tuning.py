@@ -60,3 +60,26 @@ def test_settings_change_what_is_raised(grid_dir: Path) -> None:
     # Re-running the same settings over the same recording is deterministic.
     again = run_detection(rec, {}, labels)
     assert json.dumps(again, sort_keys=True) == json.dumps(default, sort_keys=True)
+
+
+def test_replay_loads_detector_settings(grid_dir: Path, tmp_path: Path) -> None:
+    strict = tmp_path / "strict.json"
+    strict.write_text(json.dumps({"decider": {"min_score": 1.01}}))
+    out_default, out_strict = tmp_path / "default", tmp_path / "strict"
+    assert main(["replay", str(grid_dir), "--out", str(out_default), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "replay",
+                str(grid_dir),
+                "--out",
+                str(out_strict),
+                "--quiet",
+                "--detectors",
+                str(strict),
+            ]
+        )
+        == 0
+    )
+    assert len(pd.read_csv(out_default / "suspicions.csv")) > 0
+    assert len(pd.read_csv(out_strict / "suspicions.csv")) == 0
