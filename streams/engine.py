@@ -276,13 +276,17 @@ class BalanceEngine:
         assert self._first_start_s is not None and self._frontier_s is not None
         # Every window from the first seen to the last closed one gets a balance,
         # including windows in which no meter reported (an analyst must see holes).
+        # Windows before the evicted ones are final and gone: start after them.
         last_start = int(self.grid.window_start(np.array([self._frontier_s]))[0])
-        for s in self.grid.starts_between(self._first_start_s, last_start):
-            s = int(s)
-            if s not in self._windows and (
-                self._evicted_before_s is None or s >= self._evicted_before_s
-            ):
-                self._windows[s] = _WindowState(s, int(self.grid.window_end(np.array([s]))[0]))
+        first = self._first_start_s
+        if self._evicted_before_s is not None:
+            first = max(first, self._evicted_before_s)
+        starts = self.grid.starts_between(first, last_start)
+        ends = self.grid.window_end(starts)
+        for s_arr, e_arr in zip(starts, ends, strict=True):
+            s = int(s_arr)
+            if s not in self._windows:
+                self._windows[s] = _WindowState(s, int(e_arr))
 
         horizon = self.config.recollect_horizon_s
         due: list[_WindowState] = []
