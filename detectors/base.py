@@ -51,6 +51,21 @@ class Detector(Protocol[ObsT_contra]):
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
+class HistoryOnly:
+    """For detectors whose only memory is the shared per-area history they are
+    given: learning is a no-op and the state is empty, so a detector re-reads its
+    reference period each time and follows seasons and network changes."""
+
+    def learn_one(self, x: Any) -> None:
+        return None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        return None
+
+
 @dataclass(frozen=True)
 class ThresholdDecider:
     """Turns scores into decisions: a finding counts when its score reaches

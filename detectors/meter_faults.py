@@ -15,12 +15,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from detectors._stats import corr_columns, quiet_nanmedian
-from detectors.base import Finding
+from detectors.base import Finding, HistoryOnly
 from detectors.observations import AreaHistory, AreaWindow
 from lineloss.domain import MeterEvent, SuspicionCategory, TargetKind
 from streams.registers import FLAG_RESET, FLAG_STEP_BACK
@@ -36,7 +35,7 @@ _RATIOS = (0.1, 0.2, 0.25, 0.5, 2.0, 4.0, 5.0, 10.0, 20.0)
 
 
 @dataclass
-class MeterFaultDetector:
+class MeterFaultDetector(HistoryOnly):
     stuck_windows: int = 2
     min_usual_kwh: float = 0.5
     drift_windows: int = 4
@@ -204,12 +203,3 @@ class MeterFaultDetector:
                 )
             )
         return out
-
-    def learn_one(self, x: AreaHistory) -> None:
-        """Stateless beyond the shared history."""
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        return None

@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from detectors._stats import quiet_nanmedian
-from detectors.base import Finding
+from detectors.base import Finding, HistoryOnly
 from detectors.observations import AreaHistory
 from lineloss.domain import SuspicionCategory, TargetKind
 
@@ -59,7 +59,7 @@ def _longest_zero_run(p: Matrix, usual: Matrix) -> Matrix:
 
 
 @dataclass
-class ConsumptionShapeDetector:
+class ConsumptionShapeDetector(HistoryOnly):
     reference_windows: int = 10
     of_days: int = 3
     min_days: int = 2
@@ -197,12 +197,3 @@ class ConsumptionShapeDetector:
                     area_id=today.area_id,
                 )
             )
-
-    def learn_one(self, x: AreaHistory) -> None:
-        """Stateless: the customer's own history is the model."""
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        return None

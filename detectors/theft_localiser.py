@@ -25,7 +25,6 @@ detector's job.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from scipy.optimize import nnls
@@ -38,13 +37,13 @@ from detectors._stats import (
     saturate,
     slope_through_origin,
 )
-from detectors.base import Finding
+from detectors.base import Finding, HistoryOnly
 from detectors.observations import AreaHistory
 from lineloss.domain import SuspicionCategory, TargetKind
 
 
 @dataclass
-class TheftLocaliser:
+class TheftLocaliser(HistoryOnly):
     recent_windows: int = 7
     min_reference_windows: int = 7
     min_z: float = 4.0  # significance (autocorrelation-corrected) of the deficit-loss correlation
@@ -146,16 +145,6 @@ class TheftLocaliser:
 
     def score_one(self, x: AreaHistory) -> list[Finding]:
         return self._analyse(x)
-
-    def learn_one(self, x: AreaHistory) -> None:
-        """Stateless beyond the shared history: the reference period is re-read each
-        time, so an area's model follows seasons and network changes."""
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        return None
 
 
 def _lag1(x: np.ndarray) -> np.ndarray:

@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from scipy.optimize import nnls
 
 from detectors._stats import quiet_nanmedian
-from detectors.base import Finding
+from detectors.base import Finding, HistoryOnly
 from detectors.observations import AreaHistory
 from lineloss.domain import SuspicionCategory, TargetKind
 
@@ -68,7 +67,7 @@ def _partial_fit(
 
 
 @dataclass
-class TopologyDetector:
+class TopologyDetector(HistoryOnly):
     """A customer whose consumption enters its recorded area's loss with a
     coefficient near -1 is not supplied there; the area whose loss takes it with a
     coefficient near +1 is where it really is (same feeder preferred)."""
@@ -143,15 +142,9 @@ class TopologyDetector:
                 )
         return out
 
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        return None
-
 
 @dataclass
-class VoltageTopologyDetector:
+class VoltageTopologyDetector(HistoryOnly):
     """Customers of one transformer share its voltage: the upstream level and the
     drop along the same network move them together. A customer whose voltage follows
     another area's customers far better than its recorded area's is wired there.
@@ -223,12 +216,6 @@ class VoltageTopologyDetector:
                     )
                 )
         return out
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        return None
 
 
 def _nanmean_rows(v: np.ndarray) -> np.ndarray:

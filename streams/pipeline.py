@@ -6,7 +6,7 @@ and the streaming workers. Same readings in, same balances and suspicions out.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from detectors import (
     DetectorSettings,
@@ -133,8 +133,6 @@ def _with_tamper(f: Finding, tamper: set[str]) -> Finding:
     """Tamper events raise a theft score (never required, always in the evidence)."""
     if f.category != SuspicionCategory.THEFT or f.target_id not in tamper:
         return f
-    from dataclasses import replace
-
     return replace(
         f,
         score=round(1.0 - (1.0 - f.score) * 0.7, 6),
