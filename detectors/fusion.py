@@ -28,6 +28,8 @@ class _Entry:
     reportable_since: int | None = None  # stream time it became a reportable case
     kwh_by_detector: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     detectors: set[str] = field(default_factory=set)
+    score_by_detector: dict[str, float] = field(default_factory=dict)
+    start_s: int | None = None  # earliest estimated anomaly start of any finding
 
 
 def _day(ts: int) -> str:
@@ -68,6 +70,11 @@ class SuspicionBook:
             e.reportable_since = finding.ts
         e.kwh_by_detector[finding.detector] += finding.estimated_kwh
         e.detectors.add(finding.detector)
+        e.score_by_detector[finding.detector] = max(
+            finding.score, e.score_by_detector.get(finding.detector, 0.0)
+        )
+        if finding.start_s is not None:
+            e.start_s = finding.start_s if e.start_s is None else min(e.start_s, finding.start_s)
         return True
 
     def suspicions(self) -> list[Suspicion]:
@@ -86,6 +93,13 @@ class SuspicionBook:
                 ),
                 area_id=e.area_id,
                 detector=e.best.detector,
+                detector_scores=tuple(
+                    sorted(
+                        ((d, round(v, 6)) for d, v in e.score_by_detector.items()),
+                        key=lambda dv: (-dv[1], dv[0]),
+                    )
+                ),
+                start_s=e.start_s,
             )
             for (target, category), e in self._entries.items()
             if e.reportable_since is not None
@@ -134,6 +148,8 @@ class SuspicionBook:
                     "flagged_windows": e.flagged_windows,
                     "kwh_by_detector": dict(e.kwh_by_detector),
                     "detectors": sorted(e.detectors),
+                    "score_by_detector": dict(e.score_by_detector),
+                    "start_s": e.start_s,
                 }
                 for e in self._entries.values()
             ]
@@ -153,7 +169,9 @@ class SuspicionBook:
                 best=best,
                 flagged_windows=item["flagged_windows"],
                 reportable_since=item["reportable_since"],
+                start_s=item.get("start_s"),
             )
+            e.score_by_detector.update(item.get("score_by_detector", {}))
             e.kwh_by_detector.update(item["kwh_by_detector"])
             e.detectors.update(item["detectors"])
             self._entries[(best.target_id, best.category)] = e

@@ -347,6 +347,9 @@ def decode_suspicion(raw: bytes) -> Suspicion:
             **d,
             "target_kind": TargetKind(d["target_kind"]),
             "category": SuspicionCategory(d["category"]),
+            "detector_scores": tuple(
+                (str(name), float(score)) for name, score in d.get("detector_scores", ())
+            ),
         }
     )
 

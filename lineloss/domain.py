@@ -319,3 +319,7 @@ class Suspicion:
     evidence: str  # one line a person can read
     area_id: str | None = None
     detector: str = ""
+    # Best score of each detector that flagged the target, strongest first: the
+    # evidence pack shows them so an inspector sees which views agree.
+    detector_scores: tuple[tuple[str, float], ...] = ()
+    start_s: int | None = None  # estimated start of the anomaly [s since epoch]

@@ -55,6 +55,8 @@ SUSPICION_COLUMNS = [
     "evidence",
     "area_id",
     "detector",
+    "detector_scores",
+    "start",
 ]
 
 
@@ -138,6 +140,20 @@ def balances_frame(balances: list[Balance], tz: str, level: BalanceLevel) -> pd.
     return df.reset_index(drop=True)
 
 
+def format_detector_scores(scores: tuple[tuple[str, float], ...]) -> str:
+    """``theft_localiser=0.91;meter_shape=0.62``: one CSV cell, strongest first."""
+    return ";".join(f"{name}={score:g}" for name, score in scores)
+
+
+def parse_detector_scores(text: str) -> tuple[tuple[str, float], ...]:
+    """Inverse of :func:`format_detector_scores` (empty text -> no scores)."""
+    out = []
+    for part in filter(None, str(text).split(";")):
+        name, _, score = part.partition("=")
+        out.append((name, float(score)))
+    return tuple(out)
+
+
 def suspicions_frame(suspicions: list[Suspicion], tz: str) -> pd.DataFrame:
     return pd.DataFrame(
         {
@@ -150,6 +166,10 @@ def suspicions_frame(suspicions: list[Suspicion], tz: str) -> pd.DataFrame:
             "evidence": [s.evidence for s in suspicions],
             "area_id": [s.area_id or "" for s in suspicions],
             "detector": [s.detector for s in suspicions],
+            "detector_scores": [format_detector_scores(s.detector_scores) for s in suspicions],
+            "start": [
+                "" if s.start_s is None else _iso([s.start_s], tz)[0] for s in suspicions
+            ],
         },
         columns=SUSPICION_COLUMNS,
     )
