@@ -30,8 +30,10 @@ from kafka_io.schema import (
 from kafka_io.topics import KafkaSettings
 from lineloss.config import EngineConfig, engine_config_to_dict
 from lineloss.domain import Balance, BalanceLevel, Suspicion
-from loaders.files import REJECT_COLUMNS
+from loaders.files import REJECT_COLUMNS, read_topology
 from streams.replay import balances_frame, history_frame, suspicions_frame
+from workorders.backtest import write_workorders
+from workorders.settings import WorkOrderSettings
 
 
 @dataclass(frozen=True)
@@ -151,6 +153,7 @@ def run_through_kafka(
     *,
     timeout_s: float = 600.0,
     progress: Callable[[str], None] | None = None,
+    workorder_settings: WorkOrderSettings | None = None,
 ) -> Collected:
     """Publish ``data_dir``, run one worker until drained, write ``out_dir``."""
     say = progress or (lambda _m: None)
@@ -176,6 +179,15 @@ def run_through_kafka(
     if not collected.drained:
         raise TimeoutError(f"the worker did not drain {settings.readings} in {timeout_s} s")
     write_outputs(out_dir, config, collected, published.topology_rejects, published.reading_rejects)
+    topology, _ = read_topology(data_dir)
+    write_workorders(
+        out_dir,
+        collected.suspicions,
+        topology,
+        now_s=max((b.window_end for b in collected.history), default=0),
+        settings=workorder_settings,
+        tz=config.tz,
+    )
     say(
         f"through Kafka: {published.readings:,} readings, {len(collected.history):,} balances, "
         f"{len(collected.suspicions)} suspicions, {len(collected.dead_letters)} dead letters "

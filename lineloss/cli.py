@@ -441,6 +441,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_kafka_commands(sub)
 
+    from workorders.cli import add_commands as add_workorder_commands
+
+    add_workorder_commands(sub)
+
     p = sub.add_parser("demo", help="generate a grid, replay it, print a summary")
     p.add_argument("--out", type=Path, default=Path("demo-output"))
     p.add_argument("--seed", type=int, default=7)

@@ -20,11 +20,20 @@ import pandas as pd
 
 from detectors import DetectorSettings
 from lineloss.config import EngineConfig
-from lineloss.domain import Balance, BalanceLevel, Rejects, Suspicion
+from lineloss.domain import (
+    Balance,
+    BalanceLevel,
+    Rejects,
+    Suspicion,
+    SuspicionCategory,
+    TargetKind,
+)
 from loaders.files import REJECT_COLUMNS, LoadedReadings, read_readings, read_topology
 from streams.engine import MeterWindowResult
 from streams.pipeline import Pipeline, StepOutput
 from streams.registers import flag_names
+from workorders.backtest import write_workorders
+from workorders.settings import WorkOrderSettings
 
 ProgressFn = Callable[[str], None]
 
@@ -175,6 +184,31 @@ def suspicions_frame(suspicions: list[Suspicion], tz: str) -> pd.DataFrame:
     )
 
 
+def read_suspicions(path: Path) -> list[Suspicion]:
+    """Suspicions back from a ``suspicions.csv`` (the inverse of suspicions_frame)."""
+    df = pd.read_csv(path, keep_default_na=False, dtype=str)
+
+    def epoch_s(text: str) -> int | None:
+        return int(pd.Timestamp(text).timestamp()) if text else None
+
+    return [
+        Suspicion(
+            target_id=r["target_id"],
+            target_kind=TargetKind(r["target_kind"]),
+            category=SuspicionCategory(r["category"]),
+            score=float(r["score"]),
+            first_detected=epoch_s(r["first_detected"]) or 0,
+            estimated_kwh=float(r["estimated_kwh"]),
+            evidence=r["evidence"],
+            area_id=r["area_id"] or None,
+            detector=r["detector"],
+            detector_scores=parse_detector_scores(r.get("detector_scores", "")),
+            start_s=epoch_s(r.get("start", "")),
+        )
+        for r in df.to_dict("records")
+    ]
+
+
 def _engine_rejects_frame(rejects: list[Rejects], loaded: LoadedReadings) -> pd.DataFrame:
     if not rejects or sum(len(r) for r in rejects) == 0:
         return pd.DataFrame(columns=REJECT_COLUMNS)
@@ -226,6 +260,7 @@ def run_replay(
     progress: ProgressFn | None = None,
     sink: ReplaySink | None = None,
     detector_settings: DetectorSettings | None = None,
+    workorder_settings: WorkOrderSettings | None = None,
 ) -> ReplayResult:
     """Replay ``data_dir`` through the pipeline and write the results to ``out_dir``.
 
@@ -304,6 +339,15 @@ def run_replay(
     history_frame(history, tz).to_csv(out_dir / "balance_history.csv", index=False)
     suspicions = pipeline.suspicions()
     suspicions_frame(suspicions, tz).to_csv(out_dir / "suspicions.csv", index=False)
+    orders = write_workorders(
+        out_dir,
+        suspicions,
+        topology,
+        now_s=max((b.window_end for b in history), default=0),
+        settings=workorder_settings,
+        meter_windows=meter_windows,
+        tz=tz,
+    )
     rejects = pd.concat(
         [
             topo_rejects.assign(source="topology.csv") if len(topo_rejects) else None,
@@ -338,6 +382,7 @@ def run_replay(
                 "area_windows": result.area_windows,
                 "status_counts": result.status_counts,
                 "suspicions": len(suspicions),
+                "workorders": len(orders),
                 "window_s": config.window_s,
                 "tz": tz,
             },

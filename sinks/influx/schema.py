@@ -34,14 +34,7 @@ SUSPICION: Final = "suspicion"
 PIPELINE_HEALTH: Final = "pipeline_health"
 PIPELINE_REJECTS: Final = "pipeline_rejects"
 WORKORDER_STATE: Final = "workorder_state"
-"""Reserved for work-order counts by state and age.
-
-TODO(work-order issue): the work-order package does not exist yet. When it lands it
-writes one point per state per minute: tag ``state``; fields ``count`` (int),
-``oldest_age_s`` (float, age of the oldest open order in that state) and
-``median_age_s``; and the suspects dashboard gets its "work orders by state and age"
-panels (dashboards/suspects.py).
-"""
+WORKORDER_HIT_RATE: Final = "workorder_hit_rate"
 
 NS_PER_S: Final = 1_000_000_000
 
@@ -139,4 +132,41 @@ def rejects_point(component: str, reason: str, rejected_total: int, *, time_ns: 
         {"component": component, "reason": reason},
         {"rejected_total": int(rejected_total)},
         time_ns,
+    )
+
+
+def workorder_state_point(
+    team: str, state: str, *, orders: int, overdue: int, oldest_age_s: int, time_ns: int
+) -> Point:
+    """Work orders of one team in one state at a moment (a snapshot, written
+    periodically; zero counts are written too, so ``last()`` never shows a stale one)."""
+    return Point(
+        WORKORDER_STATE,
+        {"team": team, "state": state},
+        {"orders": int(orders), "overdue": int(overdue), "oldest_age_s": int(oldest_age_s)},
+        time_ns,
+    )
+
+
+def workorder_hit_rate_point(
+    detector: str,
+    *,
+    month_start_s: int,
+    closed: int,
+    inspected: int,
+    confirmed: int,
+    hit_rate: float,
+) -> Point:
+    """Share of inspected orders confirmed as theft or fault, per detector and month
+    of closing; stamped at the month's start so a recount overwrites it."""
+    return Point(
+        WORKORDER_HIT_RATE,
+        {"detector": detector},
+        {
+            "closed": int(closed),
+            "inspected": int(inspected),
+            "confirmed": int(confirmed),
+            "hit_rate": float(hit_rate),  # NaN (nothing inspected) is dropped by the encoder
+        },
+        month_start_s * NS_PER_S,
     )

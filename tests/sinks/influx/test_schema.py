@@ -25,6 +25,7 @@ from sinks.influx.schema import (
     PIPELINE_HEALTH,
     PIPELINE_REJECTS,
     SUSPICION,
+    WORKORDER_HIT_RATE,
     WORKORDER_STATE,
     balance_point,
     health_point,
@@ -159,4 +160,7 @@ def test_docs_list_every_tag_and_field() -> None:
     }
     assert replay_fields <= _doc_names(PIPELINE_HEALTH)
     assert {"component", "reason", "rejected_total"} <= _doc_names(PIPELINE_REJECTS)
-    assert f"`{WORKORDER_STATE}` (reserved)" in DOC
+    assert {"team", "state", "orders", "overdue", "oldest_age_s"} <= _doc_names(WORKORDER_STATE)
+    assert {"detector", "closed", "inspected", "confirmed", "hit_rate"} <= _doc_names(
+        WORKORDER_HIT_RATE
+    )

@@ -1,0 +1,1 @@
+"""Work orders for inspectors: lifecycle, storage, evidence packs and the service around them."""
