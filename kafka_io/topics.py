@@ -39,6 +39,11 @@ class KafkaSettings:
         return f"{self.prefix}.dead-letters"
 
     @property
+    def workorders(self) -> str:
+        """Compacted, keyed by order id: the latest state of every work order."""
+        return f"{self.prefix}.workorders"
+
+    @property
     def checkpoints(self) -> str:
         return f"{self.prefix}.checkpoints"
 
@@ -64,6 +69,7 @@ def ensure_topics(settings: KafkaSettings) -> None:
         settings.suspicions: {"num_partitions": n, "replication_factor": rf},
         settings.dead_letters: {"num_partitions": n, "replication_factor": rf},
         settings.topology: {"num_partitions": 1, "replication_factor": rf, "configs": compacted},
+        settings.workorders: {"num_partitions": n, "replication_factor": rf, "configs": compacted},
         settings.checkpoints: {
             "num_partitions": 1,
             "replication_factor": rf,

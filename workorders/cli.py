@@ -234,6 +234,34 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    """The live service: suspicions topic in, orders topic out."""
+    from kafka_io.topics import KafkaSettings
+    from kafka_io.workorders import KafkaOrderSink, run_workorder_consumer
+
+    if not args.bootstrap:
+        print("lineloss workorders run: --bootstrap or $LINELOSS_KAFKA_BOOTSTRAP", file=sys.stderr)
+        return 2
+    kafka = KafkaSettings(args.bootstrap, args.prefix)
+    svc, _ = _service(args)
+    sink = KafkaOrderSink(kafka)
+    svc.sinks = [sink]
+    try:
+        report = run_workorder_consumer(
+            kafka,
+            svc,
+            idle_exit_s=args.idle_exit_s,
+            say=lambda m: print(m, file=sys.stderr, flush=True),
+        )
+    finally:
+        sink.close()
+    print(
+        f"{report.created} orders created, {report.updated} updated, {report.reopened} "
+        f"reopened -> {kafka.workorders}"
+    )
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("workorders", help="inspectors' work orders (docs/workorders.md)")
     p.add_argument(
@@ -298,6 +326,17 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     q.add_argument("--influx-db", default="lineloss")
     q.add_argument("--influx-token", default=os.environ.get("LINELOSS_INFLUX_TOKEN"))
     q.set_defaults(func=cmd_metrics)
+
+    q = wo.add_parser("run", help="live: ingest the suspicions topic, publish orders to Kafka")
+    q.add_argument("--bootstrap", default=os.environ.get("LINELOSS_KAFKA_BOOTSTRAP"))
+    q.add_argument("--prefix", default="lineloss", help="topic prefix (default lineloss)")
+    q.add_argument("--data-dir", type=Path, help="topology for customer classes (tariffs)")
+    q.add_argument(
+        "--idle-exit-s",
+        type=float,
+        help="stop after this long without a suspicion (default: never)",
+    )
+    q.set_defaults(func=cmd_run)
 
     q = wo.add_parser("serve", help="REST API and the inspectors' web page")
     q.add_argument("--host", default="127.0.0.1")
