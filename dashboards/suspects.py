@@ -1,8 +1,8 @@
 """Suspects: for the supervisors of inspectors deciding where to send a crew.
 
 Ranked suspects with their evidence, how their scores evolved, and the unbilled
-energy they are estimated to hide. Work orders by state and age come with the
-work-order package (TODO below).
+energy they are estimated to hide, work orders by state and age, and how often an
+inspection confirmed what the detectors said.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dashboards.styles import (
     sort_table,
     unit_of,
 )
-from sinks.influx.schema import SUSPICION, WORKORDER_STATE
+from sinks.influx.schema import SUSPICION, WORKORDER_HIT_RATE, WORKORDER_STATE
 
 _LATEST = (
     'SELECT last("estimated_kwh") AS "estimated_kwh", last("score") AS "score" '
@@ -171,21 +171,55 @@ def build() -> Dashboard:
             ),
             Panel(
                 "Work orders by state and age",
-                "text",
-                "Arrives with the work-order package.",
-                width=24,
-                height=3,
-                options={
-                    "mode": "markdown",
-                    "content": (
-                        "Work orders by state and age arrive with the work-order package: it "
-                        f"will write the `{WORKORDER_STATE}` measurement (reserved in "
-                        "docs/influxdb.md) and this panel becomes its chart."
+                "table",
+                "Inspectors' work orders now, all teams: how many in each state, how many "
+                "past their due date, and the age of the oldest (from the latest snapshot "
+                "that `lineloss workorders metrics` wrote in the time range).",
+                (
+                    Query(
+                        "A",
+                        'SELECT sum("orders") AS "orders", sum("overdue") AS "overdue", '
+                        'max("oldest_age_s") AS "oldest_age_s" FROM (SELECT last("orders") AS '
+                        '"orders", last("overdue") AS "overdue", last("oldest_age_s") AS '
+                        f'"oldest_age_s" FROM "{WORKORDER_STATE}" {where(TIME)} '
+                        'GROUP BY "team", "state") GROUP BY "state"',
+                        ("time", "orders", "overdue", "oldest_age_s"),
+                        tags=("state",),
+                        result_format="table",
                     ),
+                ),
+                width=12,
+                height=8,
+                options=sort_table("orders"),
+                overrides=(unit_of("oldest_age_s", "s"),),
+                transformations=(hide_time(),),
+            ),
+            Panel(
+                "Inspection hit rate by detector",
+                "timeseries",
+                "Share of inspected work orders (closed, site reached) confirmed as theft or "
+                "a meter fault, per detector that flagged them and month of closing; "
+                "`all` counts every order once.",
+                (
+                    Query(
+                        "A",
+                        f'SELECT "hit_rate" FROM "{WORKORDER_HIT_RATE}" {where(TIME)} '
+                        'GROUP BY "detector"',
+                        ("time", "hit_rate"),
+                        tags=("detector",),
+                        alias="$tag_detector",
+                    ),
+                ),
+                width=12,
+                height=8,
+                options=TIMESERIES_OPTIONS,
+                defaults={
+                    **LINES,
+                    "unit": "percentunit",
+                    "min": 0,
+                    "max": 1,
+                    "custom": {**LINES["custom"], "showPoints": "always"},
                 },
             ),
-            # TODO(work-order issue): replace the text panel with "Work orders by state"
-            # (sum("count") GROUP BY "state") and "Oldest open order per state"
-            # (last("oldest_age_s") GROUP BY "state") from WORKORDER_STATE.
         ),
     )

@@ -307,6 +307,27 @@ def test_suspects_dashboard(replayed: Replayed, suspicions: pd.DataFrame) -> Non
     assert best == pytest.approx(suspicions.groupby("target_id")["score"].max().to_dict(), abs=1e-6)
 
 
+def test_work_order_panels(replayed: Replayed) -> None:
+    orders = pd.read_csv(replayed.out_dir / "workorders.csv")
+    assert len(orders) > 1
+    got = {
+        r["state"]: r
+        for r in rows(run(replayed, "lineloss-suspects", "Work orders by state and age"))
+    }
+    assert set(got) == {"open", "assigned", "in_progress", "closed"}
+    assert sum(r["orders"] for r in got.values()) == len(orders)
+    assert (got["closed"]["orders"], got["open"]["orders"]) == (1, len(orders) - 1)
+    assert got["closed"]["overdue"] == 0 and got["closed"]["oldest_age_s"] == 0
+    assert (
+        3600
+        <= got["open"]["oldest_age_s"]
+        <= 3600 + (replayed.finished_s - replayed.started_s) + 60
+    )
+    series = run(replayed, "lineloss-suspects", "Inspection hit rate by detector")
+    rates = {s.tags["detector"]: s.column("hit_rate") for s in series}
+    assert rates["all"] == [1.0]
+
+
 def test_pipeline_health_dashboard(replayed: Replayed) -> None:
     summary = json.loads((replayed.out_dir / "summary.json").read_text())
     got = {

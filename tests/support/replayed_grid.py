@@ -17,7 +17,12 @@ from influx_server import drop_database, fresh_database, influx_url
 from lineloss.config import EngineConfig
 from loaders.synthetic import SyntheticGridConfig, generate_grid, write_grid
 from sinks.influx import InfluxReplaySink, InfluxSettings, InfluxWriter, SinkHealth
-from streams.replay import ReplayResult, run_replay
+from streams.replay import ReplayResult, read_suspicions, run_replay
+from workorders.feedback import hit_rates
+from workorders.metrics import workorder_points
+from workorders.model import OrderState, Outcome
+from workorders.service import SYSTEM, WorkOrderService
+from workorders.store import OrderQuery, WorkOrderStore
 
 __all__ = ["AREA_NAMES", "GRID", "Replayed", "influx_url", "replayed"]
 
@@ -57,6 +62,25 @@ def _rename_areas(data_dir: Path) -> None:
     topo.to_csv(path, index=False)
 
 
+def _work_orders(root: Path, writer: InfluxWriter, tz: str) -> None:
+    """The replay's suspicions as work orders; the first one inspected and confirmed
+    (now, in wall-clock time, as inspectors work); the snapshot written to InfluxDB
+    the way `lineloss workorders metrics` writes it."""
+    now_s = int(time.time())
+    with WorkOrderStore(f"sqlite:///{root / 'orders.db'}") as store:
+        svc = WorkOrderService(store)
+        svc.ingest(read_suspicions(root / "out" / "suspicions.csv"), now_s=now_s - 3600)
+        first = store.find()[0]
+        svc.assign(SYSTEM, first.order_id, "li", now_s=now_s - 1800)
+        svc.close(SYSTEM, first.order_id, Outcome.THEFT_CONFIRMED, now_s=now_s - 60)
+        closed = store.find(OrderQuery(states=frozenset({OrderState.CLOSED})))
+        writer.write(
+            workorder_points(
+                store.state_counts(now_s), hit_rates(closed, tz=tz), now_s=now_s, tz=tz
+            )
+        )
+
+
 @pytest.fixture(scope="module")
 def replayed(influx_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replayed]:
     root = tmp_path_factory.mktemp("grid")
@@ -73,6 +97,7 @@ def replayed(influx_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
         batch_rows=3000,  # several batches: suspicions evolve, progress is reported
         sink=InfluxReplaySink(writer, config),
     )
+    _work_orders(root, writer, GRID.tz)
     health = writer.close()
     yield Replayed(settings, root / "out", result, health, started, time.time())
     drop_database(settings)
