@@ -267,10 +267,12 @@ class ReplayOutputSource:
         self._areas: dict[str, pd.DataFrame] | None = None
         self._feeders: dict[str, pd.DataFrame] | None = None
         self._meters: OrderedDict[str, pd.DataFrame] = OrderedDict()
+        self._stamp: tuple[tuple[int, int] | None, ...] | None = None
 
     # -- public
 
     def series(self, subject: EvidenceSubject, *, from_s: int, to_s: int) -> EvidenceSeries:
+        self._forget_if_rewritten()
         tz, window_s = self._tz_and_window()
         notes: list[str] = []
         area_id = subject.target_id if subject.target_kind == "area" else subject.area_id
@@ -284,6 +286,19 @@ class ReplayOutputSource:
         return EvidenceSeries(frame, tuple(notes))
 
     # -- reading
+
+    def _forget_if_rewritten(self) -> None:
+        """A long-running service outlives a replay: when the output is rewritten,
+        what was read from the old one is dropped (one stat per file and call)."""
+        stamp = tuple(
+            (st.st_mtime_ns, st.st_size) if (st := _stat(self.out_dir / name)) else None
+            for name in _REPLAY_FILES
+        )
+        with self._lock:
+            if stamp != self._stamp:
+                self._settings, self._areas, self._feeders = None, None, None
+                self._meters.clear()
+                self._stamp = stamp
 
     def _path(self, name: str) -> Path:
         path = self.out_dir / name
@@ -359,6 +374,21 @@ class ReplayOutputSource:
             while len(self._meters) > max(self.max_cached_meters, 0):
                 self._meters.popitem(last=False)
         return frame
+
+
+_REPLAY_FILES: Final = (
+    "summary.json",
+    "balances.csv",
+    "feeder_balances.csv",
+    "meter_windows.parquet",
+)
+
+
+def _stat(path: Path) -> os.stat_result | None:
+    try:
+        return path.stat()
+    except FileNotFoundError:
+        return None
 
 
 # Bit-exact floats: the CSV of a pack must equal the replay's numbers. pandas 3.1
@@ -536,6 +566,13 @@ def _num(x: Any, digits: int = 6) -> float | None:
     return round(value, digits) if math.isfinite(value) else None
 
 
+def _finite(x: float) -> float | None:
+    """The subject's own numbers pass unrounded (the summary must match the order);
+    only NaN and infinities, which JSON cannot hold, become None."""
+    value = float(x)
+    return value if math.isfinite(value) else None
+
+
 def _window_s(frame: pd.DataFrame) -> int:
     if len(frame) == 0:
         return DAY_S
@@ -576,6 +613,15 @@ def _summarise(
     requested: tuple[int, int],
     source_notes: Sequence[str],
 ) -> dict[str, Any]:
+    """The facts of the pack as plain JSON data.
+
+    Before and after are the windows wholly before the split and those starting at or
+    after it (the window the change happens in is neither), so a partial day does
+    not blur the drop. Means skip what is not a measurement: windows the meter did
+    not report in, and incomputable area balances (no supply, too few meters). The
+    area's loss rate is pooled (loss / supply over the windows), not a mean of rates,
+    so small windows do not dominate it.
+    """
     starts = _epoch_s(frame["window_start"])
     ends = _epoch_s(frame["window_end"])
     split_s, split_on = _split(subject)
@@ -625,6 +671,8 @@ def _summarise(
         reporting = frame["meter_reporting"].fillna(False).to_numpy(dtype=bool)
         has_row = frame["meter_reporting"].notna().to_numpy()
         energy = frame["meter_energy_kwh"].to_numpy(np.float64)
+        # A window the meter did not report in may still carry energy interpolated
+        # across a long gap: a guess, so it is neither averaged nor drawn.
         ok = reporting & np.isfinite(energy)
         meter = {
             "windows": len(frame),
@@ -667,11 +715,11 @@ def _summarise(
         "target_kind": subject.target_kind,
         "category": subject.category,
         "area_id": subject.area_id,
-        "score": subject.score,
+        "score": _finite(subject.score),
         "reason": subject.reason,
-        "detector_scores": {name: score for name, score in subject.detector_scores},
-        "estimated_kwh": subject.estimated_kwh,
-        "estimated_value": subject.estimated_value,
+        "detector_scores": {name: _finite(score) for name, score in subject.detector_scores},
+        "estimated_kwh": _finite(subject.estimated_kwh),
+        "estimated_value": _finite(subject.estimated_value),
         "currency": subject.currency,
         "start": None if subject.start_s is None else _iso(subject.start_s, tz),
         "first_detected": _iso(subject.first_detected_s, tz),
@@ -700,7 +748,7 @@ def _summarise(
 _FIG_SIZE_IN: Final = (6.0, 7.5)  # portrait: reads on a phone without zooming
 _DPI: Final = 110
 _FONT_PT: Final = 8.0
-_WRAP_CHARS: Final = 98  # footer characters per line at _FONT_PT on the figure's width
+_WRAP_CHARS: Final = 94  # footer characters per line at _FONT_PT on the figure's width
 _MAX_REASON_LINES: Final = 4  # the whole reason is in the summary
 _STATUS_COLOURS: Final = {
     "normal": "#8fa8c8",
@@ -824,38 +872,14 @@ def _render_png(subject: EvidenceSubject, frame: pd.DataFrame, summary: dict[str
     else:
         _coverage_panel(ax_low, frame, x0, widths)
 
-    lines = [(subject.first_detected_s, "│ detected {}", "-", _DETECTED_COLOUR, "left")]
-    if subject.start_s is not None:
-        lines.insert(0, (subject.start_s, "est. start {} ┆", "--", _START_COLOUR, "right"))
-    for when_s, label, style, colour, side in lines:
-        xv = float(mdates.date2num(np.datetime64(int(when_s), "s")))
-        for ax in (ax_area, ax_low):
-            ax.axvline(xv, linestyle=style, color=colour, linewidth=1.3, zorder=4)
-        stamp = pd.Timestamp(int(when_s), unit="s", tz="UTC").tz_convert(tz)
-        when = f"{stamp:%m-%d}" if stamp == stamp.normalize() else f"{stamp:%m-%d %H:%M}"
-        # Above the panel, pointing away from each other: never on a bar or the
-        # legend, and the two never overlap however close the dates are.
-        ax_area.text(
-            xv,
-            1.01,
-            label.format(when),
-            transform=ax_area.get_xaxis_transform(),
-            ha=side,
-            va="bottom",
-            color=colour,
-            **_text_kw(7.5, weight="bold"),
-        )
-
     if len(frame):
-        ax_low.set_xlim(float(x0.min()), float((x0 + widths).max()))
+        xlim = (float(x0.min()), float((x0 + widths).max()))
     else:  # nothing to show: at least the dates asked for, not autoscaled years
         rng = summary["window_range"]
-        ax_low.set_xlim(
-            *(
-                float(mdates.date2num(np.datetime64(_ts_s(rng[k]), "s")))
-                for k in ("requested_from", "requested_to")
-            )
-        )
+        xlim = (_date_num(_ts_s(rng["requested_from"])), _date_num(_ts_s(rng["requested_to"])))
+    ax_low.set_xlim(*xlim)
+    _mark_start_and_detection(subject, (ax_area, ax_low), xlim, tz)
+
     locator = mdates.AutoDateLocator(tz=tz, minticks=4, maxticks=8)
     ax_low.xaxis.set_major_locator(locator)
     ax_low.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz=tz))
@@ -869,6 +893,73 @@ def _render_png(subject: EvidenceSubject, frame: pd.DataFrame, summary: dict[str
     # No "Software" chunk: the bytes depend only on the content, not the matplotlib build.
     fig.savefig(buf, format="png", dpi=_DPI, metadata={"Software": None})
     return buf.getvalue()
+
+
+def _date_num(epoch_s: int) -> float:
+    return float(mdates.date2num(np.datetime64(int(epoch_s), "s")))
+
+
+def _mark_start_and_detection(
+    subject: EvidenceSubject,
+    axes: tuple[Axes, Axes],
+    xlim: tuple[float, float],
+    tz: tzinfo,
+) -> None:
+    """Dashed line at the estimated start, solid at the first detection, through both
+    panels, labelled above the top one: there a label never hides a bar or the legend.
+
+    The start's label points left and the detection's right, so they cannot overlap
+    however close the dates are; near an edge a label turns inwards, and if that
+    brings the two together they become one label."""
+    span = xlim[1] - xlim[0]
+    # Width of a label in axes fraction: ~0.6 em per character at 7.5 pt on the
+    # panel's 0.77 x 6 in.
+    char = 7.5 * 0.6 / (0.77 * _FIG_SIZE_IN[0] * 72)
+    # A label may reach this far (axes fraction) into the figure's side margins.
+    label_overhang = 0.1
+
+    def label(when_s: int, name: str) -> str:
+        stamp = pd.Timestamp(int(when_s), unit="s", tz="UTC").tz_convert(tz)
+        when = f"{stamp:%m-%d}" if stamp == stamp.normalize() else f"{stamp:%m-%d %H:%M}"
+        return f"{name} {when}"
+
+    marks: list[tuple[float, str, str]] = []  # (axes fraction, text, side)
+    detected_x = _date_num(subject.first_detected_s)
+    detected = "│ " + label(subject.first_detected_s, "detected")
+    if subject.start_s is not None:
+        start_x = _date_num(subject.start_s)
+        for ax in axes:
+            ax.axvline(start_x, linestyle="--", color=_START_COLOUR, linewidth=1.3, zorder=4)
+        start = label(subject.start_s, "est. start") + " ┆"
+        fs = (start_x - xlim[0]) / span if span > 0 else 0.0
+        if 0.0 <= fs <= 1.0:
+            side = "right" if fs >= len(start) * char - label_overhang else "left"
+            marks.append((fs, start, side))
+    for ax in axes:
+        ax.axvline(detected_x, linestyle="-", color=_DETECTED_COLOUR, linewidth=1.3, zorder=4)
+    fd = (detected_x - xlim[0]) / span if span > 0 else 1.0
+    if 0.0 <= fd <= 1.0:
+        side = "left" if fd + len(detected) * char <= 1.0 + label_overhang else "right"
+        if marks and marks[0][2] == side:
+            # Both labels turned the same way: one label for both lines.
+            fs, start, _ = marks.pop()
+            anchor = fs if side == "left" else fd
+            marks.append((anchor, f"{start}  {detected}", side))
+        else:
+            marks.append((fd, detected, side))
+    ax_top = axes[0]
+    for frac, text, side in marks:
+        colour = _DETECTED_COLOUR if text.startswith("│") else _START_COLOUR
+        ax_top.text(
+            frac,
+            1.01,
+            text,
+            transform=ax_top.transAxes,
+            ha=side,
+            va="bottom",
+            color=colour,
+            **_text_kw(7.5, weight="bold"),
+        )
 
 
 def _spans(

@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yml"
 PROVISIONING = REPO / "deploy" / "grafana" / "provisioning"
 
-LONG_RUNNING = {"kafka", "influxdb", "grafana", "worker"}
+LONG_RUNNING = {"kafka", "influxdb", "grafana", "worker", "workorders", "workorders-api"}
 ONE_SHOT = {"simulator"}
 EXPECTED_IMAGES = {
     "kafka": r"apache/kafka:4\.\d+\.\d+",
@@ -33,11 +33,14 @@ EXPECTED_IMAGES = {
     "grafana": r"grafana/grafana:\d+\.\d+\.\d+",
     "worker": r"lineloss:local",
     "simulator": r"lineloss:local",
+    "workorders": r"lineloss:local",
+    "workorders-api": r"lineloss:local",
 }
 EXPECTED_PORTS = {
     "kafka": {"9092:9092"},
     "influxdb": {"127.0.0.1:8086:8086"},
     "grafana": {"3000:3000"},
+    "workorders-api": {"8080:8080"},
 }
 
 

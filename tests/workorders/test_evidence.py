@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -303,20 +304,16 @@ def test_meter_that_never_reported_gives_nan_and_a_note(grid: Grid, thief: Evide
     assert _png_pixels(pack.png).shape[:2] == (825, 660)
 
 
-def test_meter_without_area_is_shown_alone(grid: Grid, thief: EvidenceSubject) -> None:
-    pack = build_evidence_pack(
-        ReplayOutputSource(grid.out), dataclasses.replace(thief, area_id=None)
-    )
+def test_meter_without_area_is_shown_alone(
+    grid: Grid, thief: EvidenceSubject, thief_pack: EvidencePack
+) -> None:
+    subject = dataclasses.replace(thief, area_id=None)
+    pack = build_evidence_pack(ReplayOutputSource(grid.out), subject)
     csv = _read_csv(pack.csv)
     assert csv.area_loss_kwh.isna().all() and csv.meter_energy_kwh.notna().any()
     assert pack.summary["area"] is None
-    assert pack.summary["meter"] == _read_meter_summary(grid, thief)
+    assert pack.summary["meter"] == thief_pack.summary["meter"]  # same windows, same numbers
     assert any("no area recorded" in n for n in pack.summary["notes"])
-
-
-def _read_meter_summary(grid: Grid, thief: EvidenceSubject) -> dict[str, Any]:
-    """The meter part of the thief's summary with its area: the area changes nothing."""
-    return build_evidence_pack(ReplayOutputSource(grid.out), thief).summary["meter"]  # type: ignore[no-any-return]
 
 
 def test_unknown_area_is_a_clear_error(grid: Grid, thief: EvidenceSubject) -> None:
@@ -364,6 +361,21 @@ def test_source_reads_one_meter_with_a_filter_and_keeps_it(
     again = source.series(thief, from_s=data_from_s + DAY, to_s=to_s)
     assert reads == [[("meter_id", "==", thief.target_id)]]
     assert len(again.frame) == len(first.frame) - 1
+
+
+def test_source_rereads_a_rewritten_output(
+    grid: Grid, thief: EvidenceSubject, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    shutil.copytree(grid.out, out)
+    source = ReplayOutputSource(out)
+    from_s, to_s = evidence_range_s(thief)
+    before = source.series(thief, from_s=from_s, to_s=to_s).frame
+    balances = pd.read_csv(out / "balances.csv", dtype=str, keep_default_na=False)
+    balances["loss_kwh"] = "1234.5"  # the next day's replay
+    balances.to_csv(out / "balances.csv", index=False)
+    after = source.series(thief, from_s=from_s, to_s=to_s).frame
+    assert (before.area_loss_kwh != 1234.5).all() and (after.area_loss_kwh == 1234.5).all()
 
 
 # -------------------------------------------------------------- cache and determinism
@@ -429,9 +441,11 @@ def test_order_id_stays_one_directory_under_the_cache(
     assert ".." not in path.parts and "/" not in path.parent.name
 
 
-def test_building_twice_gives_identical_bytes(grid: Grid, thief: EvidenceSubject) -> None:
-    a = build_evidence_pack(ReplayOutputSource(grid.out), thief)
-    b = build_evidence_pack(ReplayOutputSource(grid.out), thief)
+def test_building_twice_gives_identical_bytes(
+    grid: Grid, thief: EvidenceSubject, thief_pack: EvidencePack
+) -> None:
+    a = thief_pack
+    b = build_evidence_pack(ReplayOutputSource(grid.out), thief)  # a fresh source
     assert a.csv == b.csv
     assert a.summary == b.summary and a.summary_json == b.summary_json
     assert a.png == b.png
