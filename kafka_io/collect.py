@@ -97,9 +97,7 @@ def collect(
                     else:
                         d = json.loads(rec.value)
                         if d.get("schema") == DEAD_LETTER:
-                            k = tuple(
-                                d.get(f) for f in ("topic", "partition", "offset", "index")
-                            )
+                            k = tuple(d.get(f) for f in ("topic", "partition", "offset", "index"))
                             dead.setdefault(k, d)
         ranked = sorted(sus.values(), key=lambda s: (-s.score, s.target_id, s.category.value))
         return Collected(list(seen.values()), ranked, list(dead.values()), drained)
@@ -128,11 +126,18 @@ def worker_command(
     never on the command line."""
     extra = ["--kafka-security", str(security_path)] if security_path is not None else []
     return [
-        sys.executable, "-m", "lineloss.cli", "worker",
-        "--bootstrap", settings.bootstrap,
-        "--prefix", settings.prefix,
-        "--partitions", str(settings.partitions),
-        "--config", str(config_path),
+        sys.executable,
+        "-m",
+        "lineloss.cli",
+        "worker",
+        "--bootstrap",
+        settings.bootstrap,
+        "--prefix",
+        settings.prefix,
+        "--partitions",
+        str(settings.partitions),
+        "--config",
+        str(config_path),
         "--exit-on-drain",
         *extra,
     ]

@@ -85,7 +85,8 @@ def publish_data_dir(
     try:
         for i in range(topology.n_meters):
             producer.send(
-                settings.topology, key=str(topology.meter_ids[i]).encode(),
+                settings.topology,
+                key=str(topology.meter_ids[i]).encode(),
                 value=meter_message(topology, i),
             )
         keys: dict[str, str] = {}
@@ -126,6 +127,4 @@ def publish_data_dir(
         producer.close()
     elapsed = time.monotonic() - t0
     say(f"published {len(rows):,} readings in {messages:,} messages in {elapsed:.1f} s")
-    return Published(
-        len(rows), messages, topology.n_meters, topo_rejects, reading_rejects, elapsed
-    )
+    return Published(len(rows), messages, topology.n_meters, topo_rejects, reading_rejects, elapsed)

@@ -264,9 +264,7 @@ class Decoded:
     dead_letters: list[DeadLetter]
 
 
-def decode_messages(
-    messages: Sequence[tuple[Origin, bytes | None]], topology: Topology
-) -> Decoded:
+def decode_messages(messages: Sequence[tuple[Origin, bytes | None]], topology: Topology) -> Decoded:
     """Many messages -> one columnar batch for the core, plus their dead letters."""
     rows: list[ReadingRow] = []
     origins: list[Origin] = []

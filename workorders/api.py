@@ -10,7 +10,6 @@ Authentication is a bearer token per person, mapped to a name, a role and a team
 a tokens file (docs/workorders.md). The clock is injected, so tests control time.
 """
 
-
 import hashlib
 import hmac
 import json
