@@ -119,6 +119,17 @@ def _dead_letter_frame(dead: list[dict[str, object]]) -> pd.DataFrame:
     )
 
 
+def worker_env() -> dict[str, str]:
+    """The environment of a back-test's worker: ours, minus the production worker's
+    InfluxDB and heartbeat defaults, so a back-test never writes into the live
+    database or touches the live health file."""
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("LINELOSS_INFLUX_") and k != "LINELOSS_HEARTBEAT"
+    }
+
+
 def worker_command(
     settings: KafkaSettings, config_path: Path, security_path: Path | None = None
 ) -> list[str]:
@@ -172,7 +183,7 @@ def run_through_kafka(
             security_path.touch(mode=0o600)
             security_path.write_text(json.dumps(settings.security))
         worker = subprocess.Popen(
-            worker_command(settings, config_path, security_path), env=os.environ.copy()
+            worker_command(settings, config_path, security_path), env=worker_env()
         )
         try:
             collected = collect(settings, timeout_s=timeout_s, gave_up=lambda: exited(worker))

@@ -39,6 +39,7 @@ class Outputs:
     suspicions: list[tuple[str, bytes]] = field(default_factory=list)  # key, message
     dead_letters: list[DeadLetter] = field(default_factory=list)
     drained: bool = False  # every partition reached end of stream and the engine flushed
+    readings: int = 0  # decoded readings fed to the pipeline in this step
 
 
 class WorkerCore:
@@ -74,6 +75,7 @@ class WorkerCore:
         out = Outputs()
         decoded = decode_messages(fresh, self.topology)
         out.dead_letters.extend(decoded.dead_letters)
+        out.readings = len(decoded.batch)
         if len(decoded.batch):
             step = self.pipeline.step(decoded.batch)
             out.balances.extend(step.balances)
@@ -83,6 +85,12 @@ class WorkerCore:
             self.flushed = out.drained = True
         out.suspicions = self._changed_suspicions()
         return out
+
+    @property
+    def stream_time_s(self) -> int | None:
+        """Event time of the newest accepted reading [s since epoch], None before any."""
+        wm = self.pipeline.engine.watermark_s
+        return None if wm is None else wm + self.config.allowed_lateness_s
 
     def _rejected(
         self, step: StepOutput, origins: list[Origin], meter_ids: list[str]

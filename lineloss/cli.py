@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -59,10 +60,32 @@ def _add_engine_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_influx_options(p: argparse.ArgumentParser) -> None:
+def _add_influx_options(p: argparse.ArgumentParser, *, from_env: bool = False) -> None:
+    """The --influx-* options; with ``from_env`` (the worker, configured by its
+    environment in docker-compose) URL, database and spill directory default to
+    $LINELOSS_INFLUX_URL, $LINELOSS_INFLUX_DB and $LINELOSS_INFLUX_SPILL_DIR."""
     g = p.add_argument_group("InfluxDB output (docs/influxdb.md)")
-    g.add_argument("--influx-url", help="also write the results to this InfluxDB (v1 API)")
-    g.add_argument("--influx-db", default="lineloss", help="database (default lineloss)")
+    if from_env:
+        g.add_argument(
+            "--influx-url",
+            default=os.environ.get("LINELOSS_INFLUX_URL") or None,
+            help="also write the results to this InfluxDB (v1 API; default $LINELOSS_INFLUX_URL)",
+        )
+        g.add_argument(
+            "--influx-db",
+            default=os.environ.get("LINELOSS_INFLUX_DB") or "lineloss",
+            help="database (default $LINELOSS_INFLUX_DB or lineloss)",
+        )
+        g.add_argument(
+            "--influx-spill-dir",
+            type=Path,
+            default=os.environ.get("LINELOSS_INFLUX_SPILL_DIR") or None,
+            help="points wait here while InfluxDB is down (default $LINELOSS_INFLUX_SPILL_DIR "
+            "or a directory under the system's temporary directory)",
+        )
+    else:
+        g.add_argument("--influx-url", help="also write the results to this InfluxDB (v1 API)")
+        g.add_argument("--influx-db", default="lineloss", help="database (default lineloss)")
     g.add_argument("--influx-rp", help="retention policy (default: the database's default)")
     g.add_argument(
         "--influx-token",
@@ -77,11 +100,13 @@ def _add_influx_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _influx_settings(args: argparse.Namespace) -> InfluxSettings | None:
+def _influx_settings(
+    args: argparse.Namespace, spill_dir: Path | None = None
+) -> InfluxSettings | None:
     """Settings of the InfluxDB sink, or None without --influx-url.
 
-    Points InfluxDB cannot take wait in OUT/influx-spill; the next replay with the
-    same --out writes them first.
+    Points InfluxDB cannot take wait in ``spill_dir`` (default OUT/influx-spill); the
+    next run with the same directory writes them first.
     """
     if not args.influx_url:
         return None
@@ -94,7 +119,7 @@ def _influx_settings(args: argparse.Namespace) -> InfluxSettings | None:
         token=args.influx_token,
         username=args.influx_user,
         password=args.influx_password if args.influx_user else None,
-        spill_dir=args.out / "influx-spill",
+        spill_dir=spill_dir if spill_dir is not None else args.out / "influx-spill",
     )
 
 
@@ -342,11 +367,22 @@ def cmd_worker(args: argparse.Namespace) -> int:
         msg = "lineloss worker: --bootstrap or $LINELOSS_KAFKA_BOOTSTRAP is needed"
         print(msg, file=sys.stderr)
         return 2
+    kafka = _kafka_settings(args, args.bootstrap)
+    spill_dir = args.influx_spill_dir or (
+        Path(tempfile.gettempdir()) / "lineloss-influx-spill" / kafka.group_id
+    )
+    try:
+        influx = _influx_settings(args, spill_dir=spill_dir)
+    except ValueError as exc:
+        print(f"lineloss worker: {exc}", file=sys.stderr)
+        return 2
     settings = WorkerSettings(
-        _kafka_settings(args, args.bootstrap),
+        kafka,
         take_max=args.take_max,
         take_within_s=args.take_within_s,
         exit_on_drain=args.exit_on_drain,
+        influx=influx,
+        heartbeat=args.heartbeat,
     )
     run_worker(settings, _engine_config(args), say=_progress)
     return 0
@@ -362,7 +398,16 @@ def _add_kafka_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         action="store_true",
         help="stop once every partition reached its end-of-stream marker",
     )
+    p.add_argument(
+        "--heartbeat",
+        type=Path,
+        default=os.environ.get("LINELOSS_HEARTBEAT") or None,
+        metavar="PATH",
+        help="refresh this file after each step and every 5 s while idle "
+        "(default $LINELOSS_HEARTBEAT, else none)",
+    )
     _add_engine_options(p)
+    _add_influx_options(p, from_env=True)
     p.set_defaults(func=cmd_worker)
 
 

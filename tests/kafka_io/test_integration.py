@@ -4,7 +4,6 @@ dead letters for bad messages, and recovery from a SIGKILLed worker."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import time
@@ -13,7 +12,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from kafka_io.collect import collect, exited, run_through_kafka, worker_command, write_outputs
+from kafka_io.collect import (
+    collect,
+    exited,
+    run_through_kafka,
+    worker_command,
+    worker_env,
+    write_outputs,
+)
 from kafka_io.produce import publish_data_dir
 from kafka_io.schema import ReadingRow, encode_batch, encode_reading
 from kafka_io.topics import KafkaSettings, ensure_topics
@@ -57,8 +63,9 @@ def assert_same_finals(embedded: Path, through: Path) -> None:
         a, b = a.reset_index(drop=True), b.reset_index(drop=True)
         # ``revision`` counts re-issues, which depend on how readings were batched;
         # every number, status and reason must be identical.
-        a, b = a.drop(columns=["revision"], errors="ignore"), b.drop(
-            columns=["revision"], errors="ignore"
+        a, b = (
+            a.drop(columns=["revision"], errors="ignore"),
+            b.drop(columns=["revision"], errors="ignore"),
         )
         pd.testing.assert_frame_equal(a, b, check_exact=True, obj=name)
     assert len(pd.read_csv(embedded / "suspicions.csv")) >= 1
@@ -73,7 +80,7 @@ def engine_reasons(out: Path) -> pd.Series:
 def start_worker(settings: KafkaSettings, tmp: Path, *extra: str) -> subprocess.Popen[bytes]:
     config = tmp / "engine.json"
     config.write_text(json.dumps(engine_config_to_dict(CONFIG)))
-    return subprocess.Popen([*worker_command(settings, config), *extra], env=os.environ.copy())
+    return subprocess.Popen([*worker_command(settings, config), *extra], env=worker_env())
 
 
 def test_through_kafka_gives_the_embedded_finals(
