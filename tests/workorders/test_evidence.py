@@ -20,11 +20,12 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from workorder_factories import THEFT_GRID
 
 import workorders.evidence as ev
 from lineloss.config import EngineConfig
 from lineloss.domain import MeterEvent
-from loaders.synthetic import SyntheticGridConfig, generate_grid, write_grid
+from loaders.synthetic import generate_grid, write_grid
 from streams.replay import parse_detector_scores, run_replay
 from workorders.evidence import (
     EvidenceCache,
@@ -44,21 +45,7 @@ DAY = 86400
 DAY0 = 1772294400
 PRICE_PER_KWH = 0.56  # CNY
 
-# Small enough to replay in well under a second; thefts that lower the recorded
-# consumption (h1 = scaled down, bypass) and always raise a tamper event, so the
-# pack has a drop and events to show; one dedicated customer (feeder's unmetered part).
-GRID = SyntheticGridConfig(
-    seed=4,
-    n_feeders=1,
-    areas_per_feeder=2,
-    customers_per_area=(10, 16),
-    dedicated_per_feeder=(1, 1),
-    areas_without_meter_fraction=0.0,
-    days=21,
-    theft_fraction=0.1,
-    theft_kinds=("h1", "bypass"),
-    theft_event_probability=1.0,
-)
+GRID = THEFT_GRID
 
 
 def _ts(text: str) -> int:
