@@ -117,6 +117,11 @@ def test_command_line_round_trip_and_feedback(
     metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
     assert metrics["customers"] == len(visited)
     assert metrics["theft"]["cases"] == int((got["label"] == "theft").sum())
+    # The same feedback drives a tuning run (two trials: it must accept them, not win).
+    tuned = tmp_path / "detectors.json"
+    args = ["tune", str(replayed.data), "--labels", str(fb), "--out", str(tuned), "--trials", "2"]
+    assert main(args) == 0
+    assert isinstance(json.loads(tuned.read_text()), dict)
 
 
 def test_show_writes_the_evidence_pack(
