@@ -86,12 +86,6 @@ class WorkerCore:
         out.suspicions = self._changed_suspicions()
         return out
 
-    @property
-    def stream_time_s(self) -> int | None:
-        """Event time of the newest accepted reading [s since epoch], None before any."""
-        wm = self.pipeline.engine.watermark_s
-        return None if wm is None else wm + self.config.allowed_lateness_s
-
     def _rejected(
         self, step: StepOutput, origins: list[Origin], meter_ids: list[str]
     ) -> list[DeadLetter]:

@@ -124,7 +124,7 @@ class StepReporter:
 
         assert self.sink is not None
         self.sink.balances(out.balances)
-        stream_time_s = self.core.stream_time_s
+        stream_time_s = self.core.pipeline.stream_time_s
         if stream_time_s is not None:
             self.sink.suspicions(self.core.pipeline.suspicions(), stream_time_s)
         rejected = sum(self.rejected.values())
@@ -155,7 +155,9 @@ class StepReporter:
             return
         try:
             write_heartbeat(
-                self.heartbeat, unix_s=self._wall_clock(), stream_time_s=self.core.stream_time_s
+                self.heartbeat,
+                unix_s=self._wall_clock(),
+                stream_time_s=self.core.pipeline.stream_time_s,
             )
         except OSError as exc:
             self._log_error(f"cannot write the heartbeat {self.heartbeat}", exc)

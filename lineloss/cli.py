@@ -65,27 +65,26 @@ def _add_influx_options(p: argparse.ArgumentParser, *, from_env: bool = False) -
     environment in docker-compose) URL, database and spill directory default to
     $LINELOSS_INFLUX_URL, $LINELOSS_INFLUX_DB and $LINELOSS_INFLUX_SPILL_DIR."""
     g = p.add_argument_group("InfluxDB output (docs/influxdb.md)")
+    env = os.environ if from_env else {}
+    g.add_argument(
+        "--influx-url",
+        default=env.get("LINELOSS_INFLUX_URL") or None,
+        help="also write the results to this InfluxDB (v1 API"
+        + ("; default $LINELOSS_INFLUX_URL)" if from_env else ")"),
+    )
+    g.add_argument(
+        "--influx-db",
+        default=env.get("LINELOSS_INFLUX_DB") or "lineloss",
+        help="database (default " + ("$LINELOSS_INFLUX_DB or " if from_env else "") + "lineloss)",
+    )
     if from_env:
-        g.add_argument(
-            "--influx-url",
-            default=os.environ.get("LINELOSS_INFLUX_URL") or None,
-            help="also write the results to this InfluxDB (v1 API; default $LINELOSS_INFLUX_URL)",
-        )
-        g.add_argument(
-            "--influx-db",
-            default=os.environ.get("LINELOSS_INFLUX_DB") or "lineloss",
-            help="database (default $LINELOSS_INFLUX_DB or lineloss)",
-        )
         g.add_argument(
             "--influx-spill-dir",
             type=Path,
-            default=os.environ.get("LINELOSS_INFLUX_SPILL_DIR") or None,
+            default=env.get("LINELOSS_INFLUX_SPILL_DIR") or None,
             help="points wait here while InfluxDB is down (default $LINELOSS_INFLUX_SPILL_DIR "
             "or a directory under the system's temporary directory)",
         )
-    else:
-        g.add_argument("--influx-url", help="also write the results to this InfluxDB (v1 API)")
-        g.add_argument("--influx-db", default="lineloss", help="database (default lineloss)")
     g.add_argument("--influx-rp", help="retention policy (default: the database's default)")
     g.add_argument(
         "--influx-token",

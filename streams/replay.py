@@ -291,8 +291,7 @@ def run_replay(
             return
         sink.balances(out.balances)
         rejected_by_reason.update(r.value for r in out.rejects.reason)
-        wm = pipeline.engine.watermark_s
-        stream_time_s = None if wm is None else wm + config.allowed_lateness_s
+        stream_time_s = pipeline.stream_time_s
         if stream_time_s is not None:
             sink.suspicions(pipeline.suspicions(), stream_time_s)
         sink.progress(

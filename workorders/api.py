@@ -390,7 +390,7 @@ def create_app(
     def get_hit_rates(who: Who) -> list[HitRateOut]:
         """Share of inspected orders confirmed as theft or a meter fault, per detector
         and month of closing, over the orders the caller can see."""
-        closed = service.find(who, OrderQuery(states=frozenset({OrderState.CLOSED}), limit=10**9))
+        closed = service.find(who, OrderQuery.closed())
         return [
             HitRateOut(
                 detector=h.detector,

@@ -8,8 +8,8 @@ dedupe, valuation, priority, SLA and capacity rules of the live service.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -41,22 +41,44 @@ WORKORDER_COLUMNS = [
 ]
 
 
+def monthly_kwh(
+    meter_ids: np.ndarray, total_kwh: np.ndarray, seconds: np.ndarray
+) -> dict[str, float]:
+    """Energy per 30 days of each meter that consumed any, from its total over the
+    ``seconds`` in which its energy was known."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        monthly = np.where(seconds > 0, total_kwh / seconds * 30 * 86400, 0.0)
+    return {str(m): float(v) for m, v in zip(meter_ids, monthly, strict=True) if v > 0}
+
+
 def billed_kwh_per_month(
     results: Sequence[MeterWindowResult], meter_ids: np.ndarray
 ) -> dict[str, float]:
     """Each meter's mean billed energy per 30 days over the replayed windows (what a
     stepped tariff prices stolen energy on top of)."""
-    if not results:
-        return {}
     total = np.zeros(len(meter_ids))
     seconds = np.zeros(len(meter_ids))
     for r in results:
         known = np.isfinite(r.energy_kwh)
         total[known] += r.energy_kwh[known]
         seconds[known] += r.window_end - r.window_start
-    with np.errstate(invalid="ignore", divide="ignore"):
-        monthly = np.where(seconds > 0, total / seconds * 30 * 86400, 0.0)
-    return {str(m): float(v) for m, v in zip(meter_ids, monthly, strict=True) if v > 0}
+    return monthly_kwh(meter_ids, total, seconds)
+
+
+def billed_kwh_per_month_of_replay(out_dir: Path) -> dict[str, float]:
+    """The same from a replay's ``meter_windows.parquet`` ({} when there is none)."""
+    path = out_dir / "meter_windows.parquet"
+    if not path.exists():
+        return {}
+    window_s = int(json.loads((out_dir / "summary.json").read_text())["window_s"])
+    mw = pd.read_parquet(path, columns=["meter_id", "energy_kwh"])
+    known = mw[np.isfinite(mw["energy_kwh"])]
+    per_meter = known.groupby("meter_id")["energy_kwh"].agg(["sum", "count"])
+    return monthly_kwh(
+        per_meter.index.to_numpy(),
+        per_meter["sum"].to_numpy(),
+        per_meter["count"].to_numpy() * window_s,
+    )
 
 
 def directory_for(
@@ -77,7 +99,7 @@ def directory_for(
 
 
 def _iso(ts_s: int, tz: str) -> str:
-    return datetime.fromtimestamp(ts_s, UTC).astimezone(pd.Timestamp(0, tz=tz).tzinfo).isoformat()
+    return pd.Timestamp(ts_s, unit="s", tz="UTC").tz_convert(tz).isoformat()
 
 
 def backtest_orders(

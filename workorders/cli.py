@@ -12,13 +12,17 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from workorders.service import WorkOrderService
+    from workorders.settings import WorkOrderSettings
 
 DEFAULT_DB = "sqlite:///workorders.db"
 
 
-def _service(args: argparse.Namespace) -> Any:
-    from workorders.backtest import directory_for
+def _service(args: argparse.Namespace) -> tuple[WorkOrderService, WorkOrderSettings]:
+    from workorders.backtest import billed_kwh_per_month_of_replay, directory_for
     from workorders.policy import Directory
     from workorders.service import WorkOrderService
     from workorders.settings import WorkOrderSettings
@@ -30,27 +34,16 @@ def _service(args: argparse.Namespace) -> Any:
         from loaders.files import read_topology
 
         topology, _ = read_topology(args.data_dir)
-        directory = directory_for(topology, settings, _billed(getattr(args, "out_dir", None)))
-    return WorkOrderService(
+        out_dir: Path | None = getattr(args, "out_dir", None)
+        billed = billed_kwh_per_month_of_replay(out_dir) if out_dir is not None else {}
+        directory = directory_for(topology, settings, billed)
+    service = WorkOrderService(
         WorkOrderStore(args.db),
         policy=settings.policy,
         tariffs=settings.tariffs,
         directory=directory,
-    ), settings
-
-
-def _billed(out_dir: Path | None) -> dict[str, float]:
-    """Monthly billed kWh per meter from a replay's meter_windows.parquet, if any."""
-    if out_dir is None or not (out_dir / "meter_windows.parquet").exists():
-        return {}
-    import pandas as pd
-
-    mw = pd.read_parquet(out_dir / "meter_windows.parquet", columns=["meter_id", "energy_kwh"])
-    days = pd.read_parquet(out_dir / "meter_windows.parquet", columns=["window_start"])[
-        "window_start"
-    ].nunique()
-    monthly = mw.groupby("meter_id")["energy_kwh"].mean() * (30 if days else 0)
-    return {str(k): float(v) for k, v in monthly.items() if v > 0}
+    )
+    return service, settings
 
 
 def _actor(args: argparse.Namespace) -> Any:
@@ -123,7 +116,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     from workorders.api import _audit_out, order_out
 
-    svc, _ = _service(args)
+    svc, settings = _service(args)
     who = _actor(args)
     order = svc.get(who, args.order_id)
     out = order_out(order, _now_s(args)).model_dump(mode="json")
@@ -132,7 +125,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.evidence_from is not None:
         from workorders.packs import EvidenceProvider
 
-        provider = EvidenceProvider.for_replay(args.evidence_from, currency=_currency(args))
+        provider = EvidenceProvider.for_replay(
+            args.evidence_from, currency=settings.tariffs.currency
+        )
         pack = provider(order)
         dest: Path = args.evidence_to or Path(f"{order.order_id}-evidence")
         dest.mkdir(parents=True, exist_ok=True)
@@ -141,12 +136,6 @@ def cmd_show(args: argparse.Namespace) -> int:
         (dest / "summary.json").write_bytes(pack.summary_json)
         print(f"evidence -> {dest}", file=sys.stderr)
     return 0
-
-
-def _currency(args: argparse.Namespace) -> str:
-    from workorders.settings import WorkOrderSettings
-
-    return WorkOrderSettings.load(args.config).tariffs.currency
 
 
 def cmd_assign(args: argparse.Namespace) -> int:
@@ -174,11 +163,10 @@ def cmd_close(args: argparse.Namespace) -> int:
 
 def cmd_labels(args: argparse.Namespace) -> int:
     from workorders.feedback import feedback_labels
-    from workorders.model import OrderState
     from workorders.store import OrderQuery
 
     svc, _ = _service(args)
-    closed = svc.find(_actor(args), OrderQuery(states=frozenset({OrderState.CLOSED}), limit=10**9))
+    closed = svc.find(_actor(args), OrderQuery.closed())
     labels = feedback_labels(closed, tz=args.tz)
     labels.to_csv(args.out, index=False)
     print(f"{len(labels)} labels from {len(closed)} closed orders -> {args.out}")
@@ -189,12 +177,11 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     from sinks.influx import InfluxSettings, InfluxWriter
     from workorders.feedback import hit_rates
     from workorders.metrics import workorder_points
-    from workorders.model import OrderState
     from workorders.store import OrderQuery
 
     svc, _ = _service(args)
     now_s = _now_s(args)
-    closed = svc.store.find(OrderQuery(states=frozenset({OrderState.CLOSED}), limit=10**9))
+    closed = svc.store.find(OrderQuery.closed())
     points = workorder_points(
         svc.store.state_counts(now_s), hit_rates(closed, tz=args.tz), now_s=now_s, tz=args.tz
     )

@@ -962,6 +962,19 @@ def _mark_start_and_detection(
         )
 
 
+def _bars(
+    ax: Axes,
+    x0: npt.NDArray[np.float64],
+    widths: npt.NDArray[np.float64],
+    values: npt.NDArray[np.float64],
+    mask: npt.NDArray[np.bool_],
+    colour: str,
+) -> None:
+    """One bar per masked window, starting at its window start, a little narrower
+    than the window so adjacent windows stay apart."""
+    ax.bar(x0[mask], values[mask], width=widths[mask] * 0.85, align="edge", color=colour, zorder=2)
+
+
 def _spans(
     ax: Axes,
     x0: npt.NDArray[np.float64],
@@ -999,25 +1012,11 @@ def _area_panel(
     for name, colour in _STATUS_COLOURS.items():
         mask = has & (status == name)
         if mask.any():
-            ax.bar(
-                x0[mask],
-                loss[mask],
-                width=widths[mask] * 0.85,
-                align="edge",
-                color=colour,
-                zorder=2,
-            )
+            _bars(ax, x0, widths, loss, mask, colour)
             handles.append(Patch(color=colour, label=f"loss, {name.replace('_', ' ')}"))
     other = has & ~incomputable & ~np.isin(status, list(_STATUS_COLOURS))
     if other.any():
-        ax.bar(
-            x0[other],
-            loss[other],
-            width=widths[other] * 0.85,
-            align="edge",
-            color="#bbbbbb",
-            zorder=2,
-        )
+        _bars(ax, x0, widths, loss, other, "#bbbbbb")
         handles.append(Patch(color="#bbbbbb", label="loss"))
     if incomputable.any():
         _spans(
@@ -1088,9 +1087,7 @@ def _meter_panel(
     )
     handles: list[Any] = []
     if ok.any():
-        ax.bar(
-            x0[ok], energy[ok], width=widths[ok] * 0.85, align="edge", color=_METER_COLOUR, zorder=2
-        )
+        _bars(ax, x0, widths, energy, ok, _METER_COLOUR)
         handles.append(Patch(color=_METER_COLOUR, label="consumption"))
     else:
         ax.text(
@@ -1160,14 +1157,7 @@ def _coverage_panel(
     coverage = frame["area_coverage"].to_numpy(np.float64) * 100.0
     has = np.isfinite(coverage)
     if has.any():
-        ax.bar(
-            x0[has],
-            coverage[has],
-            width=widths[has] * 0.85,
-            align="edge",
-            color="#9ecae1",
-            zorder=2,
-        )
+        _bars(ax, x0, widths, coverage, has, "#9ecae1")
     ax.axhline(100.0, color="#888888", linewidth=0.7, linestyle=":")
     ax.set_ylim(0.0, 110.0)
 

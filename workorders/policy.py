@@ -166,11 +166,10 @@ def evidence_of(
 
 
 def _strongest_per_target(
-    suspicions: Iterable[Suspicion], evidence: Mapping[int, Evidence]
+    valued: Iterable[tuple[Suspicion, Evidence]],
 ) -> dict[str, tuple[Suspicion, Evidence]]:
     best: dict[str, tuple[Suspicion, Evidence]] = {}
-    for s in suspicions:
-        ev = evidence[id(s)]
+    for s, ev in valued:
         cur = best.get(s.target_id)
         if cur is None or (ev.priority, ev.score, ev.category) > (
             cur[1].priority,
@@ -218,12 +217,12 @@ def plan(
             skipped.append(Skipped(s.target_id, "below_threshold"))
         else:
             kept.append(s)
-    evidence = {
-        id(s): evidence_of(s, now_s=now_s, directory=directory, tariffs=tariffs, policy=policy)
+    valued = [
+        (s, evidence_of(s, now_s=now_s, directory=directory, tariffs=tariffs, policy=policy))
         for s in kept
-    }
+    ]
     changes: list[Change] = []
-    for target_id, (s, ev) in sorted(_strongest_per_target(kept, evidence).items()):
+    for target_id, (s, ev) in sorted(_strongest_per_target(valued).items()):
         sla_s = policy.priority_class(ev.priority).sla_s
         old = latest.get(target_id)
         if old is None:

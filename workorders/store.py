@@ -132,6 +132,11 @@ class OrderQuery:
     overdue_at_s: int | None = None  # only orders overdue at this time
     limit: int = 1000
 
+    @classmethod
+    def closed(cls) -> OrderQuery:
+        """Every closed order: what feedback labels and hit rates are made of."""
+        return cls(states=frozenset({OrderState.CLOSED}), limit=10**9)
+
 
 @dataclass(frozen=True)
 class StateCount:

@@ -20,7 +20,7 @@ from sinks.influx import InfluxReplaySink, InfluxSettings, InfluxWriter, SinkHea
 from streams.replay import ReplayResult, read_suspicions, run_replay
 from workorders.feedback import hit_rates
 from workorders.metrics import workorder_points
-from workorders.model import OrderState, Outcome
+from workorders.model import Outcome
 from workorders.service import SYSTEM, WorkOrderService
 from workorders.store import OrderQuery, WorkOrderStore
 
@@ -73,7 +73,7 @@ def _work_orders(root: Path, writer: InfluxWriter, tz: str) -> None:
         first = store.find()[0]
         svc.assign(SYSTEM, first.order_id, "li", now_s=now_s - 1800)
         svc.close(SYSTEM, first.order_id, Outcome.THEFT_CONFIRMED, now_s=now_s - 60)
-        closed = store.find(OrderQuery(states=frozenset({OrderState.CLOSED})))
+        closed = store.find(OrderQuery.closed())
         writer.write(
             workorder_points(
                 store.state_counts(now_s), hit_rates(closed, tz=tz), now_s=now_s, tz=tz
