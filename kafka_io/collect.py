@@ -50,10 +50,11 @@ def collect(
     timeout_s: float = 300.0,
     gave_up: Callable[[], str | None] | None = None,
 ) -> Collected:
-    """Wait for the worker's drained marker, then read the three output topics to
-    their ends. Balances and suspicions re-sent after a worker restart are the same
-    messages again and are kept once. ``gave_up`` is asked between polls; a message
-    from it (e.g. "the worker exited with 1") stops the wait with an error."""
+    """Wait for the drained marker of every readings partition, then read the three
+    output topics to their ends. Balances and suspicions re-sent after a worker
+    restart or a rebalance are the same messages again and are kept once.
+    ``gave_up`` is asked between polls; a message from it (e.g. "a worker exited
+    with 1") stops the wait with an error."""
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(**settings.client(), enable_auto_commit=False, group_id=None)
@@ -69,6 +70,7 @@ def collect(
         seen: dict[tuple[object, ...], Balance] = {}
         sus: dict[bytes, Suspicion] = {}
         dead: dict[tuple[object, ...], dict[str, object]] = {}
+        drained_partitions: set[int] = set()
         drained = False
         end: dict[TopicPartition, int] | None = None
         deadline = time.monotonic() + timeout_s
@@ -84,7 +86,8 @@ def collect(
             for tp, records in consumer.poll(timeout_ms=500).items():
                 for rec in records:
                     if control_type(rec.value) == DRAINED:
-                        drained = True
+                        drained_partitions.add(int(json.loads(rec.value)["partition"]))
+                        drained = len(drained_partitions) >= settings.partitions
                     elif rec.value is None:
                         if tp.topic == settings.suspicions:
                             sus.pop(rec.key, None)
@@ -131,11 +134,17 @@ def worker_env() -> dict[str, str]:
 
 
 def worker_command(
-    settings: KafkaSettings, config_path: Path, security_path: Path | None = None
+    settings: KafkaSettings,
+    config_path: Path,
+    security_path: Path | None = None,
+    *,
+    exit_on_drain: bool = True,
 ) -> list[str]:
     """``lineloss worker`` as a child process; security settings travel in a file,
     never on the command line."""
     extra = ["--kafka-security", str(security_path)] if security_path is not None else []
+    if exit_on_drain:
+        extra.append("--exit-on-drain")
     return [
         sys.executable,
         "-m",
@@ -149,16 +158,18 @@ def worker_command(
         str(settings.partitions),
         "--config",
         str(config_path),
-        "--exit-on-drain",
         *extra,
     ]
 
 
-def exited(process: subprocess.Popen[bytes]) -> str | None:
-    """Why waiting for a worker's output is pointless: it has failed. (A worker that
-    exits 0 has drained, and its drained marker is on the way.)"""
-    code = process.poll()
-    return None if code in (None, 0) else f"the worker exited with {code}"
+def exited(*processes: subprocess.Popen[bytes]) -> str | None:
+    """Why waiting for the workers' output is pointless: one has failed. (A worker
+    that exits 0 has drained, and its drained markers are on the way.)"""
+    for process in processes:
+        code = process.poll()
+        if code not in (None, 0):
+            return f"a worker exited with {code}"
+    return None
 
 
 def run_through_kafka(
@@ -170,8 +181,12 @@ def run_through_kafka(
     timeout_s: float = 600.0,
     progress: Callable[[str], None] | None = None,
     workorder_settings: WorkOrderSettings | None = None,
+    workers: int = 1,
+    detectors_path: Path | None = None,
 ) -> Collected:
-    """Publish ``data_dir``, run one worker until drained, write ``out_dir``."""
+    """Publish ``data_dir``, run ``workers`` workers until every partition drained,
+    write ``out_dir``. One worker exits by itself once drained; several share the
+    partitions and are stopped once the output is collected."""
     say = progress or (lambda _m: None)
     published = publish_data_dir(data_dir, settings, progress=say)
     with tempfile.TemporaryDirectory() as tmp:
@@ -182,16 +197,23 @@ def run_through_kafka(
             security_path = Path(tmp) / "security.json"
             security_path.touch(mode=0o600)
             security_path.write_text(json.dumps(settings.security))
-        worker = subprocess.Popen(
-            worker_command(settings, config_path, security_path), env=worker_env()
-        )
+        command = worker_command(settings, config_path, security_path, exit_on_drain=workers == 1)
+        if detectors_path is not None:
+            command += ["--detectors", str(detectors_path)]
+        procs = [subprocess.Popen(command, env=worker_env()) for _ in range(workers)]
         try:
-            collected = collect(settings, timeout_s=timeout_s, gave_up=lambda: exited(worker))
-            worker.wait(timeout=60)
+            collected = collect(settings, timeout_s=timeout_s, gave_up=lambda: exited(*procs))
+            if workers == 1:
+                procs[0].wait(timeout=60)
         finally:
-            if worker.poll() is None:
-                worker.terminate()
-                worker.wait(timeout=30)
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.terminate()
+            for proc in procs:
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
     if not collected.drained:
         raise TimeoutError(f"the worker did not drain {settings.readings} in {timeout_s} s")
     write_outputs(out_dir, config, collected, published.topology_rejects, published.reading_rejects)

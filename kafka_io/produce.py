@@ -1,8 +1,11 @@
 """Publish a data directory (docs/data-contract.md) to Kafka with kafka-python.
 
 Readings go out in arrival order (``received_at``, else file order) as concentrator
-batches keyed by area, so one area's readings stay on one partition and in order;
-the topology goes to its compacted topic keyed by meter. Rows the loader refuses
+batches, one area each, keyed by the area's feeder (the shard key,
+kafka_io.shards), so one feeder's readings stay on one partition and in order; the
+topology goes to its compacted topic keyed by meter. ``key_by`` can also play a
+head-end that keys by area, or firmware that sends single readings keyed by meter:
+workers forward such readings to their partition. Rows the loader refuses
 (malformed) are not published: they are returned for the caller's rejects.
 """
 
@@ -23,11 +26,24 @@ from kafka_io.schema import (
     area_key,
     encode_batch,
     encode_control,
+    encode_reading,
     meter_message,
 )
+from kafka_io.shards import shard_key
 from kafka_io.topics import KafkaSettings, ensure_topics
 from lineloss.domain import NO_INDEX, MeterEvent, Topology
 from loaders.files import read_readings, read_topology
+
+KEY_BY = ("feeder", "area", "meter")
+
+
+def _keys(topology: Topology, meter_id: str, key_by: str) -> tuple[str, str]:
+    """(the batch's area, the message key) of a meter's readings."""
+    area = area_key(topology, meter_id)
+    if key_by == "area":
+        return area, area
+    i = int(topology.index_of([meter_id])[0])
+    return area, shard_key(topology, i) if i != NO_INDEX else meter_id
 
 
 @dataclass(frozen=True)
@@ -70,11 +86,16 @@ def publish_data_dir(
     speed: float = math.inf,
     chunk_rows: int = 2000,
     batch_max: int = 500,
+    key_by: str = "feeder",
     progress: Callable[[str], None] | None = None,
 ) -> Published:
     """Publish topology and readings, then an end-of-stream marker on every readings
     partition. ``speed`` N plays the stream N times faster than event time (by the
-    readings' ``ts``); ``math.inf`` sends as fast as the broker takes it."""
+    readings' ``ts``); ``math.inf`` sends as fast as the broker takes it. ``key_by``:
+    ``feeder`` (batches keyed by the shard key), ``area`` (batches keyed by area) or
+    ``meter`` (one reading per message, keyed by meter)."""
+    if key_by not in KEY_BY:
+        raise ValueError(f"key_by must be one of {KEY_BY}, not {key_by!r}")
     from kafka import KafkaProducer
 
     t0 = time.monotonic()
@@ -89,7 +110,7 @@ def publish_data_dir(
                 key=str(topology.meter_ids[i]).encode(),
                 value=meter_message(topology, i),
             )
-        keys: dict[str, str] = {}
+        keys: dict[str, tuple[str, str]] = {}
         messages = 0
         ts0 = rows[0].ts if rows else 0
         newest = ts0
@@ -102,18 +123,25 @@ def publish_data_dir(
                 wait = t0 + (newest - ts0) / speed - time.monotonic()
                 if wait > 0:
                     time.sleep(wait)
-            groups: dict[str, list[ReadingRow]] = {}
+            if key_by == "meter":
+                for r in chunk:
+                    producer.send(
+                        settings.readings, key=r.meter_id.encode(), value=encode_reading(r)
+                    )
+                messages += len(chunk)
+                continue
+            groups: dict[tuple[str, str], list[ReadingRow]] = {}
             for r in chunk:
-                key = keys.get(r.meter_id)
-                if key is None:
-                    key = keys[r.meter_id] = area_key(topology, r.meter_id)
-                groups.setdefault(key, []).append(r)
-            for key, group in groups.items():
+                keys_of = keys.get(r.meter_id)
+                if keys_of is None:
+                    keys_of = keys[r.meter_id] = _keys(topology, r.meter_id, key_by)
+                groups.setdefault(keys_of, []).append(r)
+            for (area, key), group in groups.items():
                 for k in range(0, len(group), batch_max):
                     producer.send(
                         settings.readings,
                         key=key.encode(),
-                        value=encode_batch(key, group[k : k + batch_max]),
+                        value=encode_batch(area, group[k : k + batch_max]),
                     )
                     messages += 1
             if lo and lo % (50 * chunk_rows) == 0:

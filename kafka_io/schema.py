@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -40,6 +40,7 @@ VERSION: Final = 1
 SUPPORTED: Final = {READING: {1}, BATCH: {1}, CONTROL: {1}}
 
 END_OF_STREAM: Final = "end_of_stream"
+END_OF_FORWARDS: Final = "end_of_forwards"  # a partition forwarded all it will
 DRAINED: Final = "drained"
 
 _MIN_TS: Final = 946684800  # 2000-01-01 UTC, the data contract's plausible range
@@ -262,10 +263,13 @@ class Decoded:
     origins: list[Origin]
     meter_ids: list[str]  # as written, parallel to ``origins``
     dead_letters: list[DeadLetter]
+    rows: list[ReadingRow] = field(default_factory=list)  # parallel to ``origins``
 
 
-def decode_messages(messages: Sequence[tuple[Origin, bytes | None]], topology: Topology) -> Decoded:
-    """Many messages -> one columnar batch for the core, plus their dead letters."""
+def parse_messages(
+    messages: Sequence[tuple[Origin, bytes | None]],
+) -> tuple[list[ReadingRow], list[Origin], list[DeadLetter]]:
+    """Every reading of the messages with where it came from, and the refused ones."""
     rows: list[ReadingRow] = []
     origins: list[Origin] = []
     dead: list[DeadLetter] = []
@@ -277,6 +281,19 @@ def decode_messages(messages: Sequence[tuple[Origin, bytes | None]], topology: T
             else:
                 rows.append(item)
                 origins.append(at)
+    return rows, origins, dead
+
+
+def decode_messages(messages: Sequence[tuple[Origin, bytes | None]], topology: Topology) -> Decoded:
+    """Many messages -> one columnar batch for the core, plus their dead letters."""
+    return build_batch(*parse_messages(messages), topology)
+
+
+def build_batch(
+    rows: list[ReadingRow], origins: list[Origin], dead: list[DeadLetter], topology: Topology
+) -> Decoded:
+    """Readings -> one columnar batch indexed by ``topology``; unknown meters are
+    dead letters (added to ``dead``)."""
     idx = topology.index_of([r.meter_id for r in rows]) if rows else np.empty(0, np.int64)
     known = idx != NO_INDEX
     for j in np.flatnonzero(~known).tolist():
@@ -295,7 +312,27 @@ def decode_messages(messages: Sequence[tuple[Origin, bytes | None]], topology: T
         voltage_v=np.array([r.voltage_v for r in rows], np.float32),
         source_pos=np.arange(len(rows), dtype=np.int64),
     )
-    return Decoded(batch, origins, [r.meter_id for r in rows], dead)
+    return Decoded(batch, origins, [r.meter_id for r in rows], dead, rows)
+
+
+def encode_forwarded(rows: Sequence[ReadingRow], origins: Sequence[Origin]) -> bytes:
+    """Readings a worker passes on to the partition that owns their meters: a
+    concentrator batch that also says where each reading first arrived, so that dead
+    letters point at the original message and a re-sent forward is recognised."""
+    msg = json.loads(encode_batch("", rows))
+    msg["forwarded"] = [[o.topic, o.partition, o.offset, o.index] for o in origins]
+    return _dumps(msg)
+
+
+def forwarded_origins(raw: bytes | None) -> list[Origin] | None:
+    """The original origins of a forwarded message's readings; None for any other."""
+    if raw is None or b'"forwarded"' not in raw:
+        return None
+    try:
+        msg = json.loads(raw)
+        return [Origin(str(t), int(p), int(o), int(i)) for t, p, o, i in msg["forwarded"]]
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None
 
 
 def _dead(

@@ -23,6 +23,13 @@ class KafkaSettings:
         return f"{self.prefix}.readings"
 
     @property
+    def routed(self) -> str:
+        """Readings a worker passed on to the partition that owns their meters (same
+        partition count as ``readings``; faust assigns both topics' partition p to
+        the same worker)."""
+        return f"{self.prefix}.readings.routed"
+
+    @property
     def topology(self) -> str:
         return f"{self.prefix}.topology"
 
@@ -65,6 +72,7 @@ def ensure_topics(settings: KafkaSettings) -> None:
     compacted = {"cleanup.policy": "compact"}
     want: dict[str, dict[str, Any]] = {
         settings.readings: {"num_partitions": n, "replication_factor": rf},
+        settings.routed: {"num_partitions": n, "replication_factor": rf},
         settings.balances: {"num_partitions": n, "replication_factor": rf},
         settings.suspicions: {"num_partitions": n, "replication_factor": rf},
         settings.dead_letters: {"num_partitions": n, "replication_factor": rf},

@@ -1,14 +1,17 @@
 """``lineloss worker``: a faust-streaming app whose one agent is thin wiring around
-``WorkerCore`` (and so around ``streams.pipeline.Pipeline``).
+``WorkerCores`` (one ``PartitionCore``, and so one ``streams.pipeline.Pipeline``,
+per readings partition the worker owns).
 
 Event time belongs to the core: no faust windowed tables (they close windows by the
-wall clock). The agent takes batches with ``stream.take_events``, steps the
-pipeline, sends balances, suspicions and dead letters, then writes a checkpoint to
-the compacted checkpoint topic and waits for the broker to acknowledge it. Only
-then does the loop go on, and only then does faust ack the batch's events and may
-commit their offsets. So a committed offset is never ahead of a checkpoint: after a
-crash the worker restores the last checkpoint, faust re-delivers from the committed
-offset, and the core skips what the checkpoint already holds (docs/streaming.md).
+wall clock). The agent takes batches with ``stream.take_events``, steps each
+partition's pipeline, sends balances, suspicions, dead letters and forwarded
+readings, then writes each stepped partition's checkpoint to the compacted
+checkpoint topic and waits for the broker to acknowledge all of it. Only then does
+the loop go on, and only then does faust ack the batch's events and may commit their
+offsets. So a committed offset is never ahead of its partition's checkpoint: after a
+crash or a rebalance the new owner restores the partition's last checkpoint, faust
+re-delivers from the committed offset, and the core skips what the checkpoint
+already holds (docs/streaming.md).
 
 After each step, ``StepReporter`` (the I/O edge; the core knows nothing of it)
 writes the step's balances, changed suspicions and the worker's health to InfluxDB
@@ -31,13 +34,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kafka_io.core import Outputs, WorkerCore
+from kafka_io.core import Outputs, WorkerCores
 from kafka_io.schema import DRAINED, METER, Origin, encode_balance, encode_control
 from kafka_io.topics import KafkaSettings, ensure_topics
 from lineloss.config import EngineConfig
 from lineloss.domain import Meter, MeterRole, Topology
 
 if TYPE_CHECKING:
+    from detectors import DetectorSettings
     from sinks.influx import InfluxReplaySink, InfluxSettings, InfluxWriter
 
 log = logging.getLogger("lineloss.worker")
@@ -81,12 +85,12 @@ class StepReporter:
         self,
         settings: WorkerSettings,
         config: EngineConfig,
-        core: WorkerCore,
+        cores: WorkerCores,
         *,
         writer: InfluxWriter | None = None,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
-        self.core = core
+        self.cores = cores
         self.heartbeat = settings.heartbeat
         self._wall_clock = wall_clock
         self._t0 = time.monotonic()
@@ -108,25 +112,27 @@ class StepReporter:
         self.rejected: Counter[str] = Counter()
         self._last_error_log = 0.0
 
-    def step(self, out: Outputs) -> None:
-        self.readings += out.readings
-        self.balances += len(out.balances)
-        self.rejected.update(d.reason for d in out.dead_letters)
+    def step(self, outs: list[Outputs]) -> None:
+        """After one step over the partitions in ``outs``."""
+        for out in outs:
+            self.readings += out.readings
+            self.balances += len(out.balances)
+            self.rejected.update(d.reason for d in out.dead_letters)
         if self.sink is not None:
             try:
-                self._write(out)
+                self._write(outs)
             except Exception as exc:  # InfluxDB must never stop the stream
                 self._log_error("InfluxDB output of a step failed", exc)
         self.beat()
 
-    def _write(self, out: Outputs) -> None:
+    def _write(self, outs: list[Outputs]) -> None:
         from streams.replay import ReplayProgress
 
         assert self.sink is not None
-        self.sink.balances(out.balances)
-        stream_time_s = self.core.pipeline.stream_time_s
+        self.sink.balances([b for out in outs for b in out.balances])
+        stream_time_s = self.cores.stream_time_s
         if stream_time_s is not None:
-            self.sink.suspicions(self.core.pipeline.suspicions(), stream_time_s)
+            self.sink.suspicions(self.cores.suspicions(), stream_time_s)
         rejected = sum(self.rejected.values())
         self.sink.progress(
             ReplayProgress(
@@ -137,7 +143,7 @@ class StepReporter:
                 balances_emitted=self.balances,
                 stream_time_s=stream_time_s,
                 elapsed_s=time.monotonic() - self._t0,
-                done=out.drained,
+                done=len(self.cores.drained) == self.cores.partitions,
             )
         )
 
@@ -157,7 +163,7 @@ class StepReporter:
             write_heartbeat(
                 self.heartbeat,
                 unix_s=self._wall_clock(),
-                stream_time_s=self.core.pipeline.stream_time_s,
+                stream_time_s=self.cores.stream_time_s,
             )
         except OSError as exc:
             self._log_error(f"cannot write the heartbeat {self.heartbeat}", exc)
@@ -187,9 +193,14 @@ class StepReporter:
 
 
 def read_compacted(
-    settings: KafkaSettings, topic: str, timeout_s: float = 30.0
+    settings: KafkaSettings,
+    topic: str,
+    timeout_s: float = 30.0,
+    newer: Callable[[Any, Any], bool] | None = None,
 ) -> dict[bytes, bytes]:
-    """The latest value of every key of a (compacted) topic, read to its end now."""
+    """The latest value of every key of a (compacted) topic, read to its end now.
+    ``newer(record, kept)`` decides between two records of a key (default: the later
+    one wins)."""
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(**settings.client(), enable_auto_commit=False, group_id=None)
@@ -201,7 +212,7 @@ def read_compacted(
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)
         end = consumer.end_offsets(tps)
-        latest: dict[bytes, bytes] = {}
+        latest: dict[bytes, Any] = {}
         deadline = time.monotonic() + timeout_s
         while any(consumer.position(tp) < end[tp] for tp in tps):
             if time.monotonic() > deadline:
@@ -210,9 +221,9 @@ def read_compacted(
                 for rec in records:
                     if rec.value is None:
                         latest.pop(rec.key, None)
-                    else:
-                        latest[rec.key] = rec.value
-        return latest
+                    elif newer is None or rec.key not in latest or newer(rec, latest[rec.key]):
+                        latest[rec.key] = rec
+        return {k: rec.value for k, rec in latest.items()}
     finally:
         consumer.close()
 
@@ -238,19 +249,54 @@ def load_topology(settings: KafkaSettings) -> Topology:
     return Topology.from_meters(meters)
 
 
-def checkpoint_key(settings: KafkaSettings) -> bytes:
-    return settings.group_id.encode()
+CHECKPOINT_POSITION = "position"  # header of a checkpoint: PartitionCore.position
 
 
-def start_core(settings: KafkaSettings, config: EngineConfig) -> WorkerCore:
-    """Restore the last checkpoint, or start fresh."""
+def checkpoint_key(settings: KafkaSettings, partition: int) -> bytes:
+    return f"{settings.group_id}/{settings.readings}/{partition}".encode()
+
+
+def _position(record: Any) -> int:
+    for name, value in record.headers or ():
+        if name == CHECKPOINT_POSITION:
+            return int(value)
+    return -1
+
+
+def read_checkpoints(settings: KafkaSettings, partitions: set[int]) -> dict[int, bytes]:
+    """The saved state of each of ``partitions`` that has one. Of two checkpoints of a
+    partition the further one wins, whatever the order they were written in: a worker
+    that lost its partition in a rebalance but finished its step (a zombie) must not
+    roll the new owner back."""
+    saved = read_compacted(
+        settings,
+        settings.checkpoints,
+        newer=lambda rec, kept: _position(rec) >= _position(kept),
+    )
+    out = {}
+    for p in partitions:
+        data = saved.get(checkpoint_key(settings, p))
+        if data is not None:
+            out[p] = data
+    return out
+
+
+def start_cores(
+    settings: KafkaSettings,
+    config: EngineConfig,
+    detector_settings: DetectorSettings | None = None,
+) -> WorkerCores:
+    """The worker's partition cores; each restores its checkpoint when first needed."""
     ensure_topics(settings)
     topology = load_topology(settings)
-    saved = read_compacted(settings, settings.checkpoints).get(checkpoint_key(settings))
-    if saved is not None:
-        log.warning("restoring checkpoint (%d bytes)", len(saved))
-        return WorkerCore.restore(topology, config, saved)
-    return WorkerCore(topology, config, settings.partitions)
+
+    def load(partitions: set[int]) -> dict[int, bytes]:
+        saved = read_checkpoints(settings, partitions)
+        for p in sorted(saved):
+            log.warning("partition %d: restoring its checkpoint (%d bytes)", p, len(saved[p]))
+        return saved
+
+    return WorkerCores(topology, config, settings.partitions, detector_settings, load=load)
 
 
 def _faust_credentials(security: dict[str, Any]) -> Any:
@@ -276,7 +322,7 @@ def _faust_credentials(security: dict[str, Any]) -> Any:
 
 def build_app(
     settings: WorkerSettings,
-    core: WorkerCore,
+    cores: WorkerCores,
     reporter: StepReporter | None = None,
     executor: ThreadPoolExecutor | None = None,
 ) -> Any:
@@ -305,7 +351,8 @@ def build_app(
         producer_max_request_size=64 * 1024 * 1024,
     )
     raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
-    readings = app.topic(k.readings, **raw)
+    readings = app.topic(k.readings, k.routed, **raw)  # copartitioned: same owner
+    routed = app.topic(k.routed, **raw)
     balances = app.topic(k.balances, **raw)
     suspicions = app.topic(k.suspicions, **raw)
     dead_letters = app.topic(k.dead_letters, **raw)
@@ -322,6 +369,23 @@ def build_app(
         if reporter is not None and not in_step:
             await report(reporter.idle)
 
+    def readings_partitions(tps: Any) -> set[int]:
+        return {tp.partition for tp in tps if tp.topic in (k.readings, k.routed)}
+
+    @app.on_partitions_revoked.connect
+    def revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        # The next owner restores these partitions from their checkpoints; if they
+        # come back here, so do we, instead of going on from a stale state.
+        gone = readings_partitions(args[0])
+        cores.revoke(gone)
+        owned.difference_update(gone)
+
+    @app.on_partitions_assigned.connect
+    def assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        owned.update(readings_partitions(args[0]))
+
+    owned: set[int] = set()
+
     @app.agent(readings)
     async def balance(stream: Any) -> None:
         nonlocal in_step
@@ -330,47 +394,68 @@ def build_app(
             messages = [
                 (Origin(e.message.topic, e.message.partition, e.message.offset), e.message.value)
                 for e in events
+                # events fetched before a revocation belong to the partition's new owner
+                if e.message.partition in owned
             ]
-            out = core.process(messages)
+            outs = cores.process(messages)
             sent = []
-            for b in out.balances:
-                sent.append(await balances.send(key=b.target_id.encode(), value=encode_balance(b)))
-            for key, msg in out.suspicions:
-                sent.append(await suspicions.send(key=key.encode(), value=msg))
-            for d in out.dead_letters:
-                sent.append(await dead_letters.send(key=d.meter_id.encode(), value=d.encode()))
-            sent.append(await checkpoints.send(key=checkpoint_key(k), value=core.snapshot()))
+            for out in outs.values():
+                for b in out.balances:
+                    sent.append(
+                        await balances.send(key=b.target_id.encode(), value=encode_balance(b))
+                    )
+                for key, msg in out.suspicions:
+                    sent.append(await suspicions.send(key=key.encode(), value=msg))
+                for d in out.dead_letters:
+                    sent.append(await dead_letters.send(key=d.meter_id.encode(), value=d.encode()))
+                for partition, msg in out.forwards:
+                    sent.append(await routed.send(value=msg, partition=partition))
+            for p in outs:
+                core = cores.cores[p]
+                sent.append(
+                    await checkpoints.send(
+                        key=checkpoint_key(k, p),
+                        value=core.snapshot(),
+                        headers={CHECKPOINT_POSITION: str(core.position).encode()},
+                    )
+                )
             for fut in sent:
                 await fut  # delivered before faust may commit these events' offsets
             if reporter is not None:
-                await report(reporter.step, out)
+                await report(reporter.step, list(outs.values()))
             in_step = False
-            if out.drained:
-                await (await balances.send(value=encode_control(DRAINED), partition=0))
-                log.warning("drained: every partition reached its end-of-stream marker")
-                if settings.exit_on_drain:
-                    os.kill(os.getpid(), signal.SIGTERM)
+            for p, out in outs.items():
+                if out.drained:
+                    marker = encode_control(DRAINED, partition=p)
+                    await (await balances.send(value=marker, partition=0))
+                    log.warning("partition %d drained", p)
+            if settings.exit_on_drain and len(cores.drained) == cores.partitions:
+                log.warning("drained: every partition reached its end of stream")
+                os.kill(os.getpid(), signal.SIGTERM)
 
     return app
 
 
 def run_worker(
-    settings: WorkerSettings, config: EngineConfig, say: Callable[[str], None] | None = None
+    settings: WorkerSettings,
+    config: EngineConfig,
+    say: Callable[[str], None] | None = None,
+    detector_settings: DetectorSettings | None = None,
 ) -> None:
     from faust.worker import Worker
 
-    core = start_core(settings.kafka, config)
+    cores = start_cores(settings.kafka, config, detector_settings)
     if say is not None:
         say(
-            f"worker {settings.kafka.group_id}: {core.topology.n_meters} meters, "
-            f"{len(core.topology.area_ids)} areas, consuming {settings.kafka.readings}"
+            f"worker {settings.kafka.group_id}: {cores.topology.n_meters} meters, "
+            f"{len(cores.topology.area_ids)} areas, consuming {settings.kafka.readings}"
         )
-    reporter = StepReporter(settings, config, core)
+    reporter = StepReporter(settings, config, cores)
     reporter.beat()
     if say is not None and settings.influx is not None:
         say(f"worker {settings.kafka.group_id}: results also to {settings.influx.redacted()}")
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lineloss-report")
-    app = build_app(settings, core, reporter, executor)
+    app = build_app(settings, cores, reporter, executor)
     try:
         Worker(app, loglevel="WARNING", quiet=True).execute_from_commandline()
     finally:

@@ -47,6 +47,14 @@ def _detector_settings(args: argparse.Namespace) -> dict[str, dict[str, object]]
     return data
 
 
+def _add_detectors_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--detectors",
+        type=Path,
+        help="detector settings JSON, as written by `lineloss tune` (default: built-in)",
+    )
+
+
 def _add_engine_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--window", help="window length: 15min, 1h or 1d (default 1d)")
     p.add_argument("--tz", help="time zone the windows align to (default Asia/Shanghai)")
@@ -329,6 +337,8 @@ def cmd_replay_kafka(args: argparse.Namespace) -> int:
             _engine_config(args),
             settings,
             progress=None if args.quiet else _progress,
+            workers=args.workers,
+            detectors_path=args.detectors,
         )
         finals = sum(1 for b in collected.history if b.final)
         print(
@@ -383,7 +393,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
         influx=influx,
         heartbeat=args.heartbeat,
     )
-    run_worker(settings, _engine_config(args), say=_progress)
+    run_worker(
+        settings,
+        _engine_config(args),
+        say=_progress,
+        detector_settings=_detector_settings(args),
+    )
     return 0
 
 
@@ -405,6 +420,7 @@ def _add_kafka_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         help="refresh this file after each step and every 5 s while idle "
         "(default $LINELOSS_HEARTBEAT, else none)",
     )
+    _add_detectors_option(p)
     _add_engine_options(p)
     _add_influx_options(p, from_env=True)
     p.set_defaults(func=cmd_worker)
@@ -422,11 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="output directory (not with --to-kafka)")
     p.add_argument("--batch-rows", type=int, default=1_000_000)
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
-    p.add_argument(
-        "--detectors",
-        type=Path,
-        help="detector settings JSON, as written by `lineloss tune` (default: built-in)",
-    )
+    _add_detectors_option(p)
     _add_engine_options(p)
     _add_influx_options(p)
     g = p.add_argument_group("Kafka replay")
@@ -436,6 +448,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--through-kafka",
         metavar="BOOTSTRAP",
         help="publish, run a worker until drained, collect its output into --out",
+    )
+    g.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="with --through-kafka: workers sharing the partitions (default 1)",
     )
     _add_kafka_options(p, bootstrap_flag=False)
     p.set_defaults(func=cmd_replay)

@@ -81,9 +81,18 @@ class DetectionStage:
                 for f in det.score_one(h):
                     self.book.add(_with_tamper(f, tamper))
                 det.learn_one(h)
-        for grid_det in self.grid_detectors:
-            for f in grid_det.score_many(self.histories):
-                self.book.add(f)
+        # Grid detectors look across the areas of one feeder (an area without a
+        # feeder alone): the feeder is the shard unit of the streaming workers, so a
+        # worker owning some feeders finds exactly what one process over the whole
+        # grid finds (docs/streaming.md#shards).
+        scopes: dict[str, dict[str, AreaHistory]] = {}
+        for area, h in self.histories.items():
+            feeder = h.windows[-1].feeder_id if len(h) else None
+            scopes.setdefault(feeder or f"area:{area}", {})[area] = h
+        for scope in sorted(scopes):
+            for grid_det in self.grid_detectors:
+                for f in grid_det.score_many(scopes[scope]):
+                    self.book.add(f)
 
 
 class Pipeline:

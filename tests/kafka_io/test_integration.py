@@ -154,15 +154,16 @@ def test_sigkilled_worker_restarts_from_its_checkpoint_with_identical_finals(
     finally:
         if worker.poll() is None:
             worker.kill()
-    from kafka_io.core import WorkerCore
-    from kafka_io.worker import checkpoint_key, load_topology
+    from kafka_io.core import PartitionCore
+    from kafka_io.worker import load_topology, read_checkpoints
 
-    saved = read_compacted(kafka_settings, kafka_settings.checkpoints)[
-        checkpoint_key(kafka_settings)
-    ]
-    core = WorkerCore.restore(load_topology(kafka_settings), CONFIG, saved)
-    assert not core.flushed, "the worker drained before it was killed: make the steps smaller"
-    assert sum(core.next_offset.values()) > 0
+    saved = read_checkpoints(kafka_settings, set(range(kafka_settings.partitions)))
+    topology = load_topology(kafka_settings)
+    cores = [PartitionCore.restore(topology, CONFIG, data) for data in saved.values()]
+    assert cores and not all(c.flushed for c in cores), (
+        "the worker drained before it was killed: make the steps smaller"
+    )
+    assert sum(c.position for c in cores) > 0
 
     worker = start_worker(kafka_settings, tmp_path)
     try:
