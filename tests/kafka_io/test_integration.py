@@ -178,3 +178,83 @@ def test_sigkilled_worker_restarts_from_its_checkpoint_with_identical_finals(
     )
     assert_same_finals(embedded, tmp_path / "out")
     pd.testing.assert_series_equal(engine_reasons(embedded), engine_reasons(tmp_path / "out"))
+
+
+@pytest.fixture(scope="module")
+def three_feeders(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A grid whose feeders land on both partitions of a two-partition topic (FD01 and
+    FD02 on 1, FD03 on 0), and its embedded replay."""
+    d = tmp_path_factory.mktemp("three-feeders")
+    cfg = SyntheticGridConfig(seed=5, n_feeders=3, areas_per_feeder=1, days=4)
+    write_grid(generate_grid(cfg), d)
+    out = tmp_path_factory.mktemp("three-feeders-embedded")
+    run_replay(d, out, CONFIG)
+    return d, out
+
+
+def test_two_workers_and_rebalances_give_the_embedded_results(
+    three_feeders: tuple[Path, Path], kafka_settings: KafkaSettings, tmp_path: Path
+) -> None:
+    """Worker a starts alone; b joins (rebalance: they split the partitions); a is
+    SIGKILLed (rebalance: b takes a's partition over from its checkpoint). Readings
+    are keyed by area, so part of them is forwarded between partitions."""
+    from dataclasses import replace
+
+    from kafka_io.shards import Shards
+    from kafka_io.worker import load_topology
+
+    grid_dir, embedded_out = three_feeders
+    settings = replace(kafka_settings, partitions=2)
+    published = publish_data_dir(grid_dir, settings, key_by="area")
+    shards = Shards(load_topology(settings), settings.partitions)
+    assert set(shards.meter_partition.tolist()) == {0, 1}
+    slow = ("--take-max", "5", "--take-within-s", "0.1")
+    beats = {w: tmp_path / f"{w}.heartbeat" for w in "ab"}
+    config = tmp_path / "engine.json"
+    config.write_text(json.dumps(engine_config_to_dict(CONFIG)))
+
+    def start(w: str) -> subprocess.Popen[bytes]:
+        command = worker_command(settings, config, exit_on_drain=False)
+        return subprocess.Popen([*command, *slow, "--heartbeat", str(beats[w])], env=worker_env())
+
+    def stream_time(w: str) -> int | None:
+        if not beats[w].exists():
+            return None
+        return json.loads(beats[w].read_text())["stream_time_s"]
+
+    workers = {"a": start("a")}
+    try:
+        deadline = time.monotonic() + 90
+        while stream_time("a") is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        workers["b"] = start("b")
+        while stream_time("b") is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert stream_time("b") is not None, "worker b never got a partition"
+        saved = read_checkpoints_now(settings)
+        workers["a"].send_signal(signal.SIGKILL)
+        workers["a"].wait(timeout=30)
+        assert not all(saved.values()), "the stream drained before the rebalance"
+        collected = collect(settings, timeout_s=180, gave_up=lambda: exited(workers["b"]))
+    finally:
+        for proc in workers.values():
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in workers.values():
+            proc.wait(timeout=60)
+    assert collected.drained
+    write_outputs(
+        tmp_path / "out", CONFIG, collected, published.topology_rejects, published.reading_rejects
+    )
+    assert_same_finals(embedded_out, tmp_path / "out")
+    pd.testing.assert_series_equal(engine_reasons(embedded_out), engine_reasons(tmp_path / "out"))
+
+
+def read_checkpoints_now(settings: KafkaSettings) -> dict[int, bool]:
+    """Partition -> drained, of the checkpoints written so far."""
+    from kafka_io.core import PartitionCore
+    from kafka_io.worker import load_topology, read_checkpoints
+
+    topology = load_topology(settings)
+    saved = read_checkpoints(settings, set(range(settings.partitions)))
+    return {p: PartitionCore.restore(topology, CONFIG, data).flushed for p, data in saved.items()}

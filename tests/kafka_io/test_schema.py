@@ -164,8 +164,22 @@ def test_keys_route_meters_to_their_area() -> None:
 
 def test_balance_round_trip_keeps_nan_loss_rate() -> None:
     b = Balance(
-        BalanceLevel.AREA, "A1", "F1", DAY0, DAY0 + 86400, 0.0, 1.0, -1.0, math.nan, 0.5,
-        2, 1, BalanceStatus.INCOMPUTABLE, "no area meter in the topology", 0, True,
+        BalanceLevel.AREA,
+        "A1",
+        "F1",
+        DAY0,
+        DAY0 + 86400,
+        0.0,
+        1.0,
+        -1.0,
+        math.nan,
+        0.5,
+        2,
+        1,
+        BalanceStatus.INCOMPUTABLE,
+        "no area meter in the topology",
+        0,
+        True,
     )
     back = decode_balance(encode_balance(b))
     assert repr(back) == repr(b)
