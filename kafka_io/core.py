@@ -36,15 +36,17 @@ from kafka_io.schema import (
     END_OF_FORWARDS,
     END_OF_STREAM,
     DeadLetter,
+    Decoded,
+    MessageError,
     Origin,
+    ReadingColumns,
     ReadingRow,
-    build_batch,
     control_type,
+    decode_rows,
     encode_control,
     encode_forwarded,
     encode_suspicion,
     forwarded_origins,
-    parse_messages,
     suspicion_key,
 )
 from kafka_io.shards import Shards
@@ -64,6 +66,7 @@ class Outputs:
     forwards: list[tuple[int, bytes]] = field(default_factory=list)  # partition, message
     drained: bool = False  # this partition reached its end of stream and flushed
     readings: int = 0  # decoded readings fed to the pipeline in this step
+    position: int = 0  # PartitionCore.position after the step
 
 
 class PartitionCore:
@@ -96,9 +99,7 @@ class PartitionCore:
         self.flushed = False
 
     def process(self, messages: Sequence[tuple[Origin, bytes | None]]) -> Outputs:
-        own: list[tuple[Origin, bytes | None]] = []
-        rows: list[ReadingRow] = []
-        origins: list[Origin] = []
+        cols = ReadingColumns()
         ended = False
         for origin, raw in messages:
             if origin.partition != self.partition:
@@ -116,15 +117,14 @@ class PartitionCore:
             elif kind is None:
                 sources = forwarded_origins(raw)
                 if sources is None:
-                    own.append((origin, raw))
+                    cols.add_message(origin, raw)
                 else:
-                    self._take_forwarded(raw, sources, rows, origins)
-        own_rows, own_origins, dead = parse_messages(own)
-        decoded = build_batch(own_rows + rows, own_origins + origins, dead, self.full_topology)
+                    self._take_forwarded(origin, raw, sources, cols)
+        decoded = cols.decoded(self.full_topology)
         out = Outputs(dead_letters=decoded.dead_letters)
         home = self.shards.meter_partition[decoded.batch.meter_idx]
         mine = home == self.partition
-        out.forwards = self._forwards(decoded.rows, decoded.origins, home, mine)
+        out.forwards = self._forwards(decoded, home, mine)
         if ended:
             end = encode_control(END_OF_FORWARDS, source_partition=self.partition)
             out.forwards += [(p, end) for p in range(self.partitions) if p != self.partition]
@@ -134,11 +134,12 @@ class PartitionCore:
         if len(batch):
             step = self.pipeline.step(batch)
             out.balances.extend(step.balances)
-            out.dead_letters.extend(self._rejected(step, decoded.origins, decoded.meter_ids))
+            out.dead_letters.extend(self._rejected(step, decoded))
         if not self.flushed and self.drainable:
             out.balances.extend(self.pipeline.flush().balances)
             self.flushed = out.drained = True
         out.suspicions = self._changed_suspicions()
+        out.position = self.position
         return out
 
     @property
@@ -154,28 +155,22 @@ class PartitionCore:
         return self.end_of_stream and others <= self.forwards_done
 
     def _take_forwarded(
-        self,
-        raw: bytes | None,
-        sources: list[Origin],
-        rows: list[ReadingRow],
-        origins: list[Origin],
+        self, origin: Origin, raw: bytes | None, sources: list[Origin], cols: ReadingColumns
     ) -> None:
         """Readings another partition passed on, minus any it passed on before."""
-        got, _, _ = parse_messages([(Origin("", self.partition, 0), raw)])
-        for row, src in zip(got, sources, strict=True):
+        rows: list[ReadingRow | MessageError] = []
+        origins: list[Origin] = []
+        for item, src in zip(decode_rows(raw), sources, strict=True):
             at = (src.offset, src.index)
             if at <= self.forwarded_upto.get(src.partition, (-1, -1)):
                 continue  # re-sent after the forwarding worker restarted
             self.forwarded_upto[src.partition] = at
-            rows.append(row)
+            rows.append(item)
             origins.append(src)
+        cols.add_rows(origin, rows, raw, origins=origins)
 
     def _forwards(
-        self,
-        rows: list[ReadingRow],
-        origins: list[Origin],
-        home: np.ndarray,
-        mine: np.ndarray,
+        self, decoded: Decoded, home: np.ndarray, mine: np.ndarray
     ) -> list[tuple[int, bytes]]:
         out: list[tuple[int, bytes]] = []
         away = np.flatnonzero(~mine)
@@ -183,26 +178,29 @@ class PartitionCore:
             pos = away[home[away] == p].tolist()  # in arrival order: positions only grow
             for lo in range(0, len(pos), FORWARD_MAX_READINGS):
                 chunk = pos[lo : lo + FORWARD_MAX_READINGS]
-                msg = encode_forwarded([rows[k] for k in chunk], [origins[k] for k in chunk])
+                msg = encode_forwarded(
+                    [decoded.row(k) for k in chunk], [decoded.origin(k) for k in chunk]
+                )
                 out.append((p, msg))
         return out
 
-    def _rejected(
-        self, step: StepOutput, origins: list[Origin], meter_ids: list[str]
-    ) -> list[DeadLetter]:
+    def _rejected(self, step: StepOutput, decoded: Decoded) -> list[DeadLetter]:
         r = step.rejects
-        return [
-            DeadLetter(
-                reason.value,
-                detail,
-                origins[pos].topic,
-                origins[pos].partition,
-                origins[pos].offset,
-                meter_ids[pos],
-                index=origins[pos].index,
+        out = []
+        for pos, reason, detail in zip(r.source_pos.tolist(), r.reason, r.detail, strict=True):
+            o = decoded.origin(pos)
+            out.append(
+                DeadLetter(
+                    reason.value,
+                    detail,
+                    o.topic,
+                    o.partition,
+                    o.offset,
+                    decoded.meter_ids[pos],
+                    index=o.index,
+                )
             )
-            for pos, reason, detail in zip(r.source_pos.tolist(), r.reason, r.detail, strict=True)
-        ]
+        return out
 
     def _changed_suspicions(self) -> list[tuple[str, bytes]]:
         out = []

@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Final
 
 import numpy as np
+import numpy.typing as npt
+import orjson
 
 from lineloss.domain import (
     NO_INDEX,
@@ -210,9 +212,14 @@ def decode_rows(raw: bytes | None) -> list[ReadingRow | MessageError]:
     if raw is None:
         return [MessageError("malformed_json", "empty message (tombstone)")]
     try:
-        msg = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        msg = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:  # (also bad UTF-8, NaN and Infinity literals)
         return [MessageError("malformed_json", str(exc))]
+    return message_rows(msg)
+
+
+def message_rows(msg: Any) -> list[ReadingRow | MessageError]:
+    """``decode_rows`` of a message already parsed from JSON."""
     if not isinstance(msg, dict):
         return [MessageError("malformed_json", "message is not a JSON object")]
     schema, version = msg.get("schema"), msg.get("version")
@@ -259,60 +266,231 @@ def control_type(raw: bytes | None) -> str | None:
 
 @dataclass
 class Decoded:
-    batch: ReadingBatch  # source_pos = index into ``origins``
-    origins: list[Origin]
-    meter_ids: list[str]  # as written, parallel to ``origins``
+    """Readings of many messages as one columnar batch, with where each came from.
+    ``batch.source_pos`` is each reading's position in ``meter_ids``, ``origin(pos)``
+    and ``row(pos)``."""
+
+    batch: ReadingBatch
+    meter_ids: list[str]  # as written
     dead_letters: list[DeadLetter]
-    rows: list[ReadingRow] = field(default_factory=list)  # parallel to ``origins``
+    messages: list[Origin]  # the origin of each decoded message (or forwarded reading)
+    message_of: npt.NDArray[np.int64]  # reading -> its entry in ``messages``
+    index: npt.NDArray[np.int64]  # reading -> its position in its message
+
+    def origin(self, pos: int) -> Origin:
+        return replace(self.messages[int(self.message_of[pos])], index=int(self.index[pos]))
+
+    def row(self, pos: int) -> ReadingRow:
+        """The reading at ``pos`` as it travels (for forwarding)."""
+        b = self.batch
+        code = int(b.event[pos])
+        return ReadingRow(
+            self.meter_ids[pos],
+            int(b.ts[pos]),
+            float(b.value[pos]),
+            bool(b.is_interval[pos]),
+            float(b.voltage_v[pos]),
+            MeterEvent(code).name.lower() if code else "",
+        )
 
 
-def parse_messages(
-    messages: Sequence[tuple[Origin, bytes | None]],
-) -> tuple[list[ReadingRow], list[Origin], list[DeadLetter]]:
-    """Every reading of the messages with where it came from, and the refused ones."""
-    rows: list[ReadingRow] = []
-    origins: list[Origin] = []
-    dead: list[DeadLetter] = []
-    for origin, raw in messages:
-        for k, item in enumerate(decode_rows(raw)):
-            at = replace(origin, index=k)
-            if isinstance(item, MessageError):
-                dead.append(_dead(item.reason, item.detail, at, "", raw))
+class ReadingColumns:
+    """Collects decoded readings column by column. A concentrator batch in the common
+    shape (one ``ts``, plain numbers) is taken whole, with no per-reading objects: that
+    is most of the traffic. Any other message goes through ``decode_rows``, which
+    checks every reading on its own; both give the same columns."""
+
+    _FAST_OPTIONAL: Final = frozenset({"voltage_v", "event", "ts"})
+
+    def __init__(self) -> None:
+        self.meter_ids: list[str] = []
+        self._ts: list[npt.NDArray[np.int64]] = []
+        self._value: list[npt.NDArray[np.float64]] = []
+        self._interval: list[npt.NDArray[np.bool_]] = []
+        self._voltage: list[npt.NDArray[np.float32]] = []
+        self._event: list[npt.NDArray[np.int16]] = []
+        self._message_of: list[npt.NDArray[np.int64]] = []
+        self._index: list[npt.NDArray[np.int64]] = []
+        self.messages: list[Origin] = []
+        self.dead: list[DeadLetter] = []
+
+        self._ts_cache: dict[Any, int] = {}
+        self._event_cache: dict[str, int] = {}
+
+    def add_message(self, origin: Origin, raw: bytes | None) -> None:
+        if raw is not None and b'"readings"' in raw:
+            try:
+                msg = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                pass  # decode_rows says why
             else:
-                rows.append(item)
-                origins.append(at)
-    return rows, origins, dead
+                if not (isinstance(msg, dict) and self._add_fast(origin, msg)):
+                    self.add_rows(origin, message_rows(msg), raw)
+                return
+        self.add_rows(origin, decode_rows(raw), raw)
+
+    def add_rows(
+        self,
+        origin: Origin,
+        items: Sequence[ReadingRow | MessageError],
+        raw: bytes | None = None,
+        origins: Sequence[Origin] | None = None,
+    ) -> None:
+        """Readings one by one (errors become dead letters); ``origins`` gives each
+        its own origin (forwarded readings), else they share ``origin``."""
+        rows: list[ReadingRow] = []
+        index: list[int] = []
+        first = len(self.messages)
+        message_of: list[int] = []
+        for k, item in enumerate(items):
+            if isinstance(item, MessageError):
+                at = replace(origin, index=k)
+                self.dead.append(_dead(item.reason, item.detail, at, "", raw))
+                continue
+            rows.append(item)
+            if origins is None:
+                index.append(k)
+                message_of.append(first)
+            else:
+                index.append(origins[k].index)
+                message_of.append(len(self.messages))
+                self.messages.append(origins[k])
+        if origins is None:
+            self.messages.append(origin)
+        if not rows:
+            return
+        events = {name: MeterEvent.parse(name).value for name in {r.event for r in rows}}
+        self.meter_ids.extend(r.meter_id for r in rows)
+        self._ts.append(np.array([r.ts for r in rows], np.int64))
+        self._value.append(np.array([r.value for r in rows], np.float64))
+        self._interval.append(np.array([r.is_interval for r in rows], np.bool_))
+        self._voltage.append(np.array([r.voltage_v for r in rows], np.float32))
+        self._event.append(np.array([events[r.event] for r in rows], np.int16))
+        self._message_of.append(np.array(message_of, np.int64))
+        self._index.append(np.array(index, np.int64))
+
+    def _add_fast(self, origin: Origin, msg: dict[str, Any]) -> bool:
+        """A well-formed concentrator batch of plain numbers, taken whole with a few
+        passes over its readings; False (nothing taken) for anything the one-by-one
+        path must look at (it then finds the same values, or says what is wrong)."""
+        readings = msg.get("readings")
+        if (
+            msg.get("schema") != BATCH
+            or msg.get("version") not in SUPPORTED[BATCH]
+            or not isinstance(readings, list)
+            or not readings
+            or not all(type(d) is dict for d in readings)
+        ):
+            return False
+        fields = frozenset().union(*readings)
+        kinds = fields & {"register_kwh", "interval_kwh"}
+        if len(kinds) != 1 or not fields - kinds <= {"meter_id"} | self._FAST_OPTIONAL:
+            return False
+        value_key = next(iter(kinds))
+        try:
+            ids = [d["meter_id"] for d in readings]
+            values = [d[value_key] for d in readings]
+            ts_raw = [d["ts"] for d in readings] if "ts" in fields else None
+            volts = [d["voltage_v"] for d in readings] if "voltage_v" in fields else None
+        except KeyError:
+            return False  # a reading lacks a field the others have
+        if set(map(type, ids)) != {str} or "" in ids or [i.strip() for i in ids] != ids:
+            return False
+        if not set(map(type, values)) <= {float, int}:
+            return False
+        n = len(ids)
+        value = np.array(values, np.float64)
+        voltage = np.full(n, np.nan, np.float32)
+        if volts is not None:
+            if not set(map(type, volts)) <= {float, int}:
+                return False
+            v64 = np.array(volts, np.float64)
+            if not np.isfinite(v64).all():
+                return False
+            voltage = v64.astype(np.float32)
+        if not np.isfinite(value).all():
+            return False
+        try:
+            if ts_raw is None:
+                if msg.get("ts") is None:
+                    return False
+                ts = np.full(n, parse_ts(msg["ts"]), np.int64)
+            else:
+                ts = np.array([self._parse_ts(t) for t in ts_raw], np.int64)
+        except (MessageError, TypeError):
+            return False  # (TypeError: an unhashable ts, e.g. a list)
+        event = np.zeros(n, np.int16)
+        if "event" in fields:
+            names = [d.get("event") or "" for d in readings]
+            if set(map(type, names)) != {str}:
+                return False
+            event = np.array([self._event_code(e) for e in names], np.int16)
+        self.meter_ids.extend(ids)
+        self._ts.append(ts)
+        self._value.append(value)
+        self._interval.append(np.full(n, value_key == "interval_kwh", np.bool_))
+        self._voltage.append(voltage)
+        self._event.append(event)
+        self._message_of.append(np.full(n, len(self.messages), np.int64))
+        self._index.append(np.arange(n, dtype=np.int64))
+        self.messages.append(origin)
+        return True
+
+    def _parse_ts(self, raw: Any) -> int:
+        ts = self._ts_cache.get(raw)
+        if ts is None:
+            ts = self._ts_cache[raw] = parse_ts(raw)
+        return ts
+
+    def _event_code(self, name: str) -> int:
+        code = self._event_cache.get(name)
+        if code is None:
+            code = self._event_cache[name] = MeterEvent.parse(name).value
+        return code
+
+    def decoded(self, topology: Topology) -> Decoded:
+        """One batch indexed by ``topology``; unknown meters become dead letters."""
+
+        def cat(parts: list[Any], dtype: Any) -> Any:
+            return np.concatenate(parts) if parts else np.empty(0, dtype)
+
+        idx = (
+            topology.index_of(self.meter_ids) if self.meter_ids else np.empty(0, np.int64)
+        ).astype(np.int64)
+        message_of, index = cat(self._message_of, np.int64), cat(self._index, np.int64)
+        out = Decoded(
+            ReadingBatch(
+                meter_idx=idx,
+                ts=cat(self._ts, np.int64),
+                value=cat(self._value, np.float64),
+                is_interval=cat(self._interval, np.bool_),
+                event=cat(self._event, np.int16),
+                voltage_v=cat(self._voltage, np.float32),
+                source_pos=np.arange(len(idx), dtype=np.int64),
+            ),
+            self.meter_ids,
+            self.dead,
+            self.messages,
+            message_of,
+            index,
+        )
+        unknown = np.flatnonzero(idx == NO_INDEX)
+        for j in unknown.tolist():
+            m = self.meter_ids[j]
+            self.dead.append(
+                _dead("unknown_meter", f"{m} is not in the topology", out.origin(j), m)
+            )
+        if len(unknown):
+            out.batch = out.batch.take(idx != NO_INDEX)
+        return out
 
 
 def decode_messages(messages: Sequence[tuple[Origin, bytes | None]], topology: Topology) -> Decoded:
     """Many messages -> one columnar batch for the core, plus their dead letters."""
-    return build_batch(*parse_messages(messages), topology)
-
-
-def build_batch(
-    rows: list[ReadingRow], origins: list[Origin], dead: list[DeadLetter], topology: Topology
-) -> Decoded:
-    """Readings -> one columnar batch indexed by ``topology``; unknown meters are
-    dead letters (added to ``dead``)."""
-    idx = topology.index_of([r.meter_id for r in rows]) if rows else np.empty(0, np.int64)
-    known = idx != NO_INDEX
-    for j in np.flatnonzero(~known).tolist():
-        r, o = rows[j], origins[j]
-        dead.append(_dead("unknown_meter", f"{r.meter_id} is not in the topology", o, r.meter_id))
-    keep = np.flatnonzero(known).tolist()
-    rows = [rows[k] for k in keep]
-    origins = [origins[k] for k in keep]
-    events = {name: MeterEvent.parse(name).value for name in {r.event for r in rows}}
-    batch = ReadingBatch(
-        meter_idx=idx[keep].astype(np.int64),
-        ts=np.array([r.ts for r in rows], np.int64),
-        value=np.array([r.value for r in rows], np.float64),
-        is_interval=np.array([r.is_interval for r in rows], np.bool_),
-        event=np.array([events[r.event] for r in rows], np.int16),
-        voltage_v=np.array([r.voltage_v for r in rows], np.float32),
-        source_pos=np.arange(len(rows), dtype=np.int64),
-    )
-    return Decoded(batch, origins, [r.meter_id for r in rows], dead, rows)
+    cols = ReadingColumns()
+    for origin, raw in messages:
+        cols.add_message(origin, raw)
+    return cols.decoded(topology)
 
 
 def encode_forwarded(rows: Sequence[ReadingRow], origins: Sequence[Origin]) -> bytes:

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from kafka_io.core import Outputs, WorkerCores
 from kafka_io.schema import DRAINED, METER, Origin, encode_balance, encode_control
@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from sinks.influx import InfluxReplaySink, InfluxSettings, InfluxWriter
 
 log = logging.getLogger("lineloss.worker")
+T = TypeVar("T")
 
 HEALTH_COMPONENT = "worker"
 
@@ -326,8 +327,13 @@ def build_app(
     reporter: StepReporter | None = None,
     executor: ThreadPoolExecutor | None = None,
 ) -> Any:
-    """The faust app. ``reporter`` runs on ``executor`` (one thread: order is kept,
-    and a slow InfluxDB never blocks the event loop and with it Kafka's heartbeats)."""
+    """The faust app. Steps, checkpoints and ``reporter`` run on ``executor``, one
+    thread: the cores are touched by one thread only, in order, and the event loop
+    stays free to fetch the next messages and keep Kafka's heartbeats while a step
+    computes or a slow InfluxDB answers. (Blocking the loop for a step's CPU time
+    stalls aiokafka's fetching far beyond that time: docs/benchmarks.md.)"""
+    if executor is None:
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lineloss-step")
     import faust
 
     k = settings.kafka
@@ -349,6 +355,10 @@ def build_app(
         broker_session_timeout=settings.session_timeout_s,
         broker_heartbeat_interval=1.0,
         producer_max_request_size=64 * 1024 * 1024,
+        # take_events returns early only when ``take_max`` events wait in the
+        # stream's buffer: a buffer smaller than that makes every step of a backlog
+        # wait the whole ``take_within_s``.
+        stream_buffer_maxsize=4 * settings.take_max,
     )
     raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
     readings = app.topic(k.readings, k.routed, **raw)  # copartitioned: same owner
@@ -359,9 +369,12 @@ def build_app(
     checkpoints = app.topic(k.checkpoints, **raw)
     in_step = False
 
+    async def off_loop(fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(executor, fn, *args)
+
     async def report(fn: Callable[..., None], *args: Any) -> None:
         if reporter is not None:
-            await asyncio.get_running_loop().run_in_executor(executor, fn, *args)
+            await off_loop(fn, *args)
 
     @app.timer(interval=settings.heartbeat_interval_s)
     async def idle() -> None:
@@ -377,14 +390,24 @@ def build_app(
         # The next owner restores these partitions from their checkpoints; if they
         # come back here, so do we, instead of going on from a stale state.
         gone = readings_partitions(args[0])
-        cores.revoke(gone)
         owned.difference_update(gone)
+        revoked_since_step.update(gone)  # dropped on the step thread, between steps
 
     @app.on_partitions_assigned.connect
     def assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         owned.update(readings_partitions(args[0]))
 
     owned: set[int] = set()
+    revoked_since_step: set[int] = set()
+
+    def step(
+        messages: list[tuple[Origin, bytes | None]],
+    ) -> tuple[dict[int, Outputs], dict[int, bytes]]:
+        gone = revoked_since_step - owned
+        revoked_since_step.clear()
+        cores.revoke(gone)
+        outs = cores.process(messages)
+        return outs, {p: cores.cores[p].snapshot() for p in outs}
 
     @app.agent(readings)
     async def balance(stream: Any) -> None:
@@ -397,7 +420,7 @@ def build_app(
                 # events fetched before a revocation belong to the partition's new owner
                 if e.message.partition in owned
             ]
-            outs = cores.process(messages)
+            outs, snapshots = await off_loop(step, messages)
             sent = []
             for out in outs.values():
                 for b in out.balances:
@@ -410,13 +433,12 @@ def build_app(
                     sent.append(await dead_letters.send(key=d.meter_id.encode(), value=d.encode()))
                 for partition, msg in out.forwards:
                     sent.append(await routed.send(value=msg, partition=partition))
-            for p in outs:
-                core = cores.cores[p]
+            for p, snapshot in snapshots.items():
                 sent.append(
                     await checkpoints.send(
                         key=checkpoint_key(k, p),
-                        value=core.snapshot(),
-                        headers={CHECKPOINT_POSITION: str(core.position).encode()},
+                        value=snapshot,
+                        headers={CHECKPOINT_POSITION: str(outs[p].position).encode()},
                     )
                 )
             for fut in sent:
@@ -454,7 +476,7 @@ def run_worker(
     reporter.beat()
     if say is not None and settings.influx is not None:
         say(f"worker {settings.kafka.group_id}: results also to {settings.influx.redacted()}")
-    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lineloss-report")
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lineloss-step")
     app = build_app(settings, cores, reporter, executor)
     try:
         Worker(app, loglevel="WARNING", quiet=True).execute_from_commandline()

@@ -124,7 +124,7 @@ def test_one_bad_reading_of_a_batch_keeps_the_others() -> None:
         ("non_numeric", 1),
         ("unknown_meter", 3),
     ]
-    assert d.origins[1].index == 2
+    assert d.origin(1).index == 2
 
 
 def test_decoded_columns() -> None:
