@@ -6,33 +6,33 @@ that stopped being recorded. Per area, over its whole history (a growing window 
 hourly parts, so three weeks give ~500 observations), one joint model of the hourly
 loss ``L_t = supply_t - sum_i x_it``:
 
-    L_t = a + b S_t + c S_t**2                              technical loss + meter gain
-          + sum_j [ k_j x_jt                                 thief j's own correction
-                    + 1(t >= s_j) (beta_j x_jt + gamma_j D_jt) ]   what it stopped recording
+    L_t = a + b S_t + c S_t**2                 technical loss (+ area-meter gain)
+          + sum_j c_j v_jt 1(t >= s_j)          what thief j stopped recording
           + noise
 
 * ``a`` is the fixed (no-load) part, ``c S**2`` the load-dependent I^2 R part, ``b S``
   absorbs a constant gain error of the area meter; all fitted jointly with the
   thieves, so a theft does not leak into the technical-loss model.
-* A thief's stolen energy after its change point ``s_j`` is described by its own
-  recorded consumption (``beta``: a slowed meter, h1/h3, a partial bypass, stolen
-  energy proportional to what is still recorded) and by its *deficit* ``D = usual -
-  recorded`` (``gamma``: hours recorded as zero, a full bypass, a flattened day:
-  stolen energy is what the customer usually uses). ``beta, gamma >= 0``.
-* ``k_j x_jt`` over the whole window is a control: a customer whose load merely
-  shapes the technical loss (a long service line) has a constant coefficient; only
-  a *change* at ``s_j`` is theft. A customer on holiday has a deficit too, but the
-  area's loss does not move with it.
+* After its change point ``s_j`` a thief's stolen energy follows one of two columns
+  ``v``: its recorded load (a slowed meter, h1/h3, a partial bypass: stolen energy in
+  proportion to what is still recorded) or its *deficit* ``D = usual - recorded``
+  (hours recorded as zero, a full bypass, a flattened or reversed day: stolen energy
+  is the shortfall against what it usually uses, per part of the day and weekday or
+  weekend). ``c_j > 0``.
+* The stolen energy must also show in the thief's own data: it is held to the
+  customer's own shortfall since the start by a Gaussian prior (its day-to-day
+  spread), and a "slowed meter" must show a significant drop. A customer on holiday
+  has a shortfall too, but the area's loss does not move with it; a big customer
+  whose load shape happens to fit the loss has no shortfall.
 
 Thieves are added greedily (the customer and change point that most reduce the
 residual sum of squares, from running sums over days, so every candidate start of
 every customer is tried at once), kept while their stolen energy is significant,
-then re-tested jointly. The significance is the estimated stolen energy over its
+then re-tested jointly. The significance z is the estimated stolen energy over its
 standard error with a Newey-West (Bartlett) long-run variance of the hourly
 residuals: area-meter register rounding makes hourly residuals negatively
 autocorrelated, load-model misfit positively, and a plain standard error would be
-wrong either way. The score maps that z, corrected for the number of customers x
-starts tried, to a probability-like number.
+wrong either way. The score is P(theft | z), Platt-scaled on development grids.
 
 h5 and h6 keep the daily total and mostly the hourly one within the noise; they are
 the shape detector's job.
