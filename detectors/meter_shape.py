@@ -68,7 +68,7 @@ class ConsumptionShapeDetector(HistoryOnly):
     drop_ratio: float = 0.5  # recent total / usual total
     peer_ratio: float = 0.8  # the area's median customer kept at least this
     min_usual_kwh: float = 1.0  # per window; smaller customers carry too little signal
-    flat_ratio: float = 0.25  # today's CV / usual CV
+    flat_ratio: float = 0.1  # today's CV / usual CV; h5 leaves ~0.02, a quiet day ~0.4
     reversed_margin: float = 0.5
     zero_run_parts: int = 2
     name: str = "consumption_shape"

@@ -1,0 +1,128 @@
+"""The joint multi-thief model on hand-built areas with known thieves."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from factories import DAY, DAY0
+
+from detectors.observations import AreaHistory, AreaWindow
+from detectors.theft_localiser import TheftLocaliser, _long_run_var, _probability
+
+N_CUSTOMERS, N_DAYS, PARTS = 24, 21, 24
+
+
+def _loads(rng: np.random.Generator) -> np.ndarray:
+    """True hourly loads, days x customers x hours [kWh]: a household day shape with
+    random levels, day-to-day variation and hourly noise."""
+    hours = np.arange(PARTS)
+    shape = 0.4 + 0.6 * np.exp(-((hours - 19.5) ** 2) / 6) + 0.3 * np.exp(-((hours - 8) ** 2) / 3)
+    level = rng.uniform(0.2, 1.2, N_CUSTOMERS)
+    day = rng.lognormal(0.0, 0.15, (N_DAYS, N_CUSTOMERS, 1))
+    noise = rng.lognormal(0.0, 0.3, (N_DAYS, N_CUSTOMERS, PARTS))
+    return level[None, :, None] * shape[None, None, :] * day * noise
+
+
+def _history(true: np.ndarray, recorded: np.ndarray, rng: np.random.Generator) -> AreaHistory:
+    """Area meter = true load + fixed 1.5 kWh/h + I^2 R part + 0.2 % noise, rounded as a
+    register with a x40 multiplier would be."""
+    load = true.sum(axis=1)
+    supply = load + 1.5 + 0.002 * load**2
+    supply = supply * (1 + rng.normal(0, 0.002, supply.shape))
+    supply = np.diff(np.round(np.cumsum(supply.ravel()) / 0.4) * 0.4, prepend=0.0)
+    supply = supply.reshape(N_DAYS, PARTS)
+    supply[0, 0] = load[0, 0] + 1.5
+    h = AreaHistory()
+    ids = tuple(f"C{i:02d}" for i in range(N_CUSTOMERS))
+    for d in range(N_DAYS):
+        h.push(
+            AreaWindow(
+                area_id="A1",
+                feeder_id="F1",
+                window_start=DAY0 + d * DAY,
+                window_end=DAY0 + (d + 1) * DAY,
+                meter_ids=ids,
+                energy_kwh=recorded[d].sum(axis=1),
+                profile_kwh=recorded[d].astype(np.float32),
+                supply_kwh=float(supply[d].sum()),
+                supply_profile_kwh=supply[d].astype(np.float32),
+                flags=np.zeros(N_CUSTOMERS, np.int8),
+                events=np.zeros(N_CUSTOMERS, np.int32),
+            )
+        )
+    return h
+
+
+@pytest.fixture
+def two_thieves() -> tuple[AreaHistory, np.ndarray]:
+    """C03 slows its meter to 40 % from day 9; C11 records zero from 17:00 to 22:00
+    from day 13; C07 (an honest customer) is away from day 12, recording a tenth."""
+    rng = np.random.default_rng(4)
+    true = _loads(rng)
+    rec = true.copy()
+    rec[9:, 3] *= 0.4
+    rec[13:, 11, 17:22] = 0.0
+    true[12:, 7] *= 0.1  # on holiday: the area meter sees the drop too
+    rec[12:, 7] = true[12:, 7]
+    return _history(true, rec, rng), true - rec
+
+
+def test_two_thieves_in_one_area_are_separated_with_their_starts(two_thieves) -> None:  # type: ignore[no-untyped-def]
+    h, _ = two_thieves
+    findings = TheftLocaliser().score_one(h)
+    by_id = {f.target_id: f for f in findings}
+    assert set(by_id) == {"C03", "C11"}  # the holiday-maker is not a suspect
+    assert by_id["C03"].start_s == DAY0 + 9 * DAY
+    assert by_id["C11"].start_s == DAY0 + 13 * DAY
+    for f in findings:
+        assert f.score > 0.6 and "joint model of 2 suspect(s)" in f.reason
+
+
+def test_stolen_energy_is_estimated_within_its_stated_error(two_thieves) -> None:  # type: ignore[no-untyped-def]
+    h, stolen = two_thieves
+    model = TheftLocaliser().fit(h)
+    assert model is not None
+    got = {h.windows[-1].meter_ids[t.index]: t for t in model.thieves}
+    for mid, truth in (("C03", stolen[9:, 3].sum()), ("C11", stolen[13:, 11].sum())):
+        fit = got[mid]
+        se = fit.stolen_kwh / fit.z
+        assert abs(fit.stolen_kwh - truth) < 3 * se  # 28.7 and 22.2 kWh stolen
+        assert abs(fit.stolen_kwh - truth) < 0.25 * truth
+
+
+def test_no_thief_no_finding_and_short_history_is_silent() -> None:
+    rng = np.random.default_rng(5)
+    true = _loads(rng)
+    h = _history(true, true.copy(), rng)
+    assert TheftLocaliser().score_one(h) == []
+    short = AreaHistory()
+    for w in list(h.windows)[:7]:
+        short.push(w)
+    assert TheftLocaliser().score_one(short) == []
+
+
+def test_a_theft_too_small_for_the_noise_is_not_claimed() -> None:
+    """0.3 kWh a day from a small customer is below this area's meter noise."""
+    rng = np.random.default_rng(6)
+    true = _loads(rng)
+    rec = true.copy()
+    small = int(np.argmin(true.sum(axis=(0, 2))))
+    rec[15:, small] *= 0.9
+    assert TheftLocaliser().score_one(_history(true, rec, rng)) == []
+
+
+def test_long_run_variance_of_white_and_differenced_noise() -> None:
+    rng = np.random.default_rng(7)
+    white = rng.normal(0, 1, 20_000)
+    assert _long_run_var(white, 24) / len(white) == pytest.approx(1.0, abs=0.1)
+    # Differences of rounding errors telescope: their sum barely grows.
+    diffed = np.diff(white)
+    assert _long_run_var(diffed, 24) / len(diffed) < 0.15
+
+
+def test_calibrated_score_is_an_even_chance_at_z_7() -> None:
+    a, b = TheftLocaliser().calibration
+    assert _probability(7.0, a, b) == pytest.approx(0.5, abs=0.02)
+    assert _probability(13.5, a, b) == pytest.approx(0.85, abs=0.02)
+    assert _probability(20.0, a, b) > _probability(10.0, a, b)
+    assert _probability(0.0, a, b) == 0.0
