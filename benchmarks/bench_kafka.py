@@ -1,23 +1,27 @@
 """End-to-end benchmark through the real broker: readings/s into final balances, the
-raw consume rate of the same topic as the ceiling, and the delay from a window's
+raw consume rates of the same topic as ceilings, and the delay from a window's
 close to its balance on the output topic.
 
     scripts/kafka-local start
     .venv/bin/python benchmarks/bench_kafka.py --bootstrap 127.0.0.1:9092 \\
         --feeders 4 --areas-per-feeder 10 --days 7 --json bench-kafka.json
 
-Three runs on fresh topics (untimed: generating the grid, publishing it):
+Each run gets fresh topics. Untimed: generating the grid, encoding its readings as
+concentrator batches keyed by feeder, publishing the topology, starting the workers
+and letting them settle in their consumer group (``SETTLE_S``).
 
-* raw: an aiokafka consumer (the client faust uses) reads the readings topic from
-  its start to its end and does nothing else: the ceiling;
-* end to end: one ``lineloss worker`` process (faust, the pipeline with detectors,
-  checkpoints) drains the same published backlog of concentrator batches; timed from
-  its first step (heartbeat) to the last partition's drained marker on the balances
-  topic (broker timestamps);
-* delay: the worker runs first and idles; the readings are then published paced at
-  ``--speed`` x event time, so every window closes at a known wall time (the send of
-  the first reading at or past its end plus the allowed lateness). The delay is the
-  balances topic's timestamp of the window's first balance minus that time.
+* end to end: the clock starts at the first send of the backlog (pre-encoded
+  messages, sent as fast as the broker takes them) and stops at the broker
+  timestamp of the last partition's drained marker on the balances topic: the
+  worker(s) (faust, pipeline with detectors, a checkpoint per partition and step)
+  have then issued every final balance;
+* ceilings, on the same filled topic: an aiokafka consumer that does nothing, and a
+  faust agent that only counts (faust's own per-message cost is the ceiling of any
+  faust worker);
+* delay: one worker idles, the readings are then published paced at ``--speed`` x
+  event time, so a window closes at a known wall time (the send of the first
+  reading at or past its end plus the allowed lateness). The delay is the balances
+  topic's timestamp of the window's first balance minus that time.
 """
 
 from __future__ import annotations
@@ -25,7 +29,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import platform
+import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -38,12 +45,24 @@ from pathlib import Path
 import numpy as np
 
 from kafka_io.collect import worker_command, worker_env
-from kafka_io.produce import publish_data_dir, reading_rows
-from kafka_io.schema import DRAINED, area_key, control_type, encode_batch, meter_message
+from kafka_io.produce import reading_rows
+from kafka_io.schema import (
+    DRAINED,
+    END_OF_STREAM,
+    ReadingRow,
+    area_key,
+    control_type,
+    encode_batch,
+    encode_control,
+    meter_message,
+)
 from kafka_io.shards import shard_key
 from kafka_io.topics import KafkaSettings, ensure_topics
 from lineloss.config import EngineConfig, engine_config_to_dict
+from lineloss.domain import Topology
 from loaders.synthetic import SyntheticGridConfig, generate_grid, write_grid
+
+SETTLE_S = 10.0  # after the workers start, before the clock: group join and assignment
 
 
 def say(msg: str) -> None:
@@ -83,27 +102,10 @@ def _worker(
 ) -> subprocess.Popen[bytes]:
     command = worker_command(settings, config_path, exit_on_drain=exit_on_drain)
     return subprocess.Popen(
-        [*command, "--heartbeat", str(heartbeat)],
+        [*command, "--heartbeat", str(heartbeat), *os.environ.get("BENCH_WORKER_ARGS", "").split()],
         env=worker_env(),
         stdout=subprocess.DEVNULL,
     )
-
-
-def _first_step_time(heartbeat: Path, proc: subprocess.Popen[bytes], timeout_s: float) -> float:
-    """Wall time of the worker's first step: its heartbeat's first stream time."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() not in (None, 0):
-            raise RuntimeError(f"the worker exited with {proc.returncode}")
-        if heartbeat.exists():
-            try:
-                beat = json.loads(heartbeat.read_text())
-            except json.JSONDecodeError:
-                beat = {}
-            if beat.get("stream_time_s") is not None:
-                return float(beat["unix_s"])
-        time.sleep(0.05)
-    raise TimeoutError("the worker never stepped")
 
 
 def _balances(settings: KafkaSettings, timeout_s: float) -> list[tuple[float, dict | None]]:
@@ -137,45 +139,195 @@ def _balances(settings: KafkaSettings, timeout_s: float) -> list[tuple[float, di
         consumer.close()
 
 
+def encode_backlog(data_dir: Path) -> tuple[Topology, list[tuple[bytes, bytes]], int]:
+    """The data directory as concentrator batches keyed by feeder, in arrival order
+    (as ``publish_data_dir`` sends them), encoded before any clock starts."""
+    topology, rows, _, _ = reading_rows(data_dir)
+    keys: dict[str, tuple[str, str]] = {}
+    out: list[tuple[bytes, bytes]] = []
+    for lo in range(0, len(rows), 2000):
+        groups: dict[tuple[str, str], list[ReadingRow]] = {}
+        for r in rows[lo : lo + 2000]:
+            k = keys.get(r.meter_id)
+            if k is None:
+                i = int(topology.index_of([r.meter_id])[0])
+                k = keys[r.meter_id] = (area_key(topology, r.meter_id), shard_key(topology, i))
+            groups.setdefault(k, []).append(r)
+        for (area, key), group in groups.items():
+            for g in range(0, len(group), 500):
+                out.append((key.encode(), encode_batch(area, group[g : g + 500])))
+    return topology, out, len(rows)
+
+
+def publish_topology(settings: KafkaSettings, topology: Topology) -> None:
+    from kafka import KafkaProducer
+
+    ensure_topics(settings)
+    producer = KafkaProducer(bootstrap_servers=settings.bootstrap, acks="all", linger_ms=5)
+    for i in range(topology.n_meters):
+        producer.send(
+            settings.topology,
+            key=str(topology.meter_ids[i]).encode(),
+            value=meter_message(topology, i),
+        )
+    producer.close()
+
+
+def start_workers(
+    settings: KafkaSettings, config_path: Path, tmp: Path, n: int
+) -> list[subprocess.Popen[bytes]]:
+    """``n`` workers, running and settled in their consumer group on empty topics."""
+    beats = [tmp / f"{settings.prefix}-{w}.heartbeat" for w in range(n)]
+    procs = [_worker(settings, config_path, b, exit_on_drain=False) for b in beats]
+    deadline = time.monotonic() + 120
+    while not all(b.exists() for b in beats):
+        if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+            raise RuntimeError("a worker did not start")
+        time.sleep(0.1)
+    time.sleep(SETTLE_S)  # join the group, get partitions assigned
+    return procs
+
+
+def stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        p.wait(timeout=120)
+
+
+def _first_step(settings: KafkaSettings) -> tuple[float, int]:
+    """(broker time [s] the worker's first step ended, messages it consumed): from
+    the checkpoints of that step, one per partition it stepped (their position
+    header counts the partition's messages read)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap, group_id=None)
+    try:
+        tp = TopicPartition(settings.checkpoints, 0)
+        consumer.assign([tp])
+        consumer.seek_to_beginning(tp)
+        end = consumer.end_offsets([tp])[tp]
+        records = []
+        while consumer.position(tp) < end:
+            for recs in consumer.poll(timeout_ms=1000).values():
+                records.extend(recs)
+    finally:
+        consumer.close()
+    first: dict[bytes, tuple[float, int]] = {}
+    for rec in sorted(records, key=lambda r: (r.timestamp, r.offset)):
+        if rec.key in first:
+            break  # the second step begins
+        position = int(dict(rec.headers)["position"])
+        first[rec.key] = (rec.timestamp / 1000, position)
+    return max(t for t, _ in first.values()), sum(n for _, n in first.values())
+
+
 def end_to_end(
     data_dir: Path, settings: KafkaSettings, config_path: Path, tmp: Path, workers: int
 ) -> dict[str, float]:
-    published = publish_data_dir(data_dir, settings)
-    say(f"published {published.readings:,} readings in {published.messages:,} messages")
-    messages, size, raw_s = asyncio.run(_raw_consume(settings))
-    raw_rate = published.readings / raw_s
-    say(f"raw consume: {messages:,} messages, {size / 1e6:.0f} MB in {raw_s:.2f} s")
-    beats = [tmp / f"e2e-{w}.heartbeat" for w in range(workers)]
-    t_start = time.time()
-    procs = [_worker(settings, config_path, b, exit_on_drain=workers == 1) for b in beats]
+    from kafka import KafkaProducer
+
+    topology, messages, readings = encode_backlog(data_dir)
+    publish_topology(settings, topology)
+    producer = KafkaProducer(bootstrap_servers=settings.bootstrap, acks="all", linger_ms=20)
+    t0 = time.time()
+    for key, value in messages:
+        producer.send(settings.readings, key=key, value=value)
+    eos = encode_control(END_OF_STREAM)
+    for p in range(settings.partitions):
+        producer.send(settings.readings, value=eos, partition=p)
+    producer.flush()
+    published_s = time.time() - t0
+    producer.close()
+    say(f"published {readings:,} readings in {len(messages):,} messages ({published_s:.1f} s)")
+    beats = [tmp / f"{settings.prefix}-{w}.heartbeat" for w in range(workers)]
+    procs = [_worker(settings, config_path, b, exit_on_drain=False) for b in beats]
     try:
-        first = min(_first_step_time(b, p, 120) for b, p in zip(beats, procs, strict=True))
         records = _balances(settings, 1800)
     finally:
-        for p in procs:
-            if workers > 1:
-                p.terminate()
-            p.wait(timeout=120)
+        stop(procs)
     last = max(ts for ts, msg in records if msg is None)
-    e2e_s = last - first
-    rate = published.readings / e2e_s
+    first_s, first_messages = _first_step(settings)
+    per_message = readings / len(messages)
+    e2e_s = last - first_s
+    rate = (len(messages) - first_messages) * per_message / e2e_s
     say(
-        f"end to end, {workers} worker(s): {rate:,.0f} readings/s "
-        f"({e2e_s:.1f} s after the first step)"
+        f"end to end, {workers} worker(s): {rate:,.0f} readings/s (from the end of the "
+        f"first step, {first_messages:,} messages, to the last drained partition: {e2e_s:.1f} s)"
     )
+    n_msgs, size, raw_s = asyncio.run(_raw_consume(settings))
+    raw_rate = readings / raw_s
+    say(f"raw consume (aiokafka): {n_msgs:,} messages, {size / 1e6:.0f} MB in {raw_s:.2f} s")
+    noop_s = _faust_noop(settings, len(messages))
+    noop_rate = readings / noop_s
+    say(f"faust agent doing nothing: {noop_rate:,.0f} readings/s ({noop_s:.2f} s)")
     return {
         "workers": workers,
-        "readings": published.readings,
-        "messages": published.messages,
-        "readings_per_message": published.readings / published.messages,
-        "raw_consume_s": raw_s,
-        "raw_readings_per_s": raw_rate,
+        "readings": readings,
+        "messages": len(messages),
+        "readings_per_message": per_message,
+        "publish_s": published_s,
+        "first_step_messages": first_messages,
         "end_to_end_s": e2e_s,
         "end_to_end_readings_per_s": rate,
+        "raw_consume_s": raw_s,
+        "raw_readings_per_s": raw_rate,
+        "faust_noop_s": noop_s,
+        "faust_noop_readings_per_s": noop_rate,
         "end_to_end_over_raw": rate / raw_rate,
-        "worker_wall_s_incl_start": last - t_start,
+        "end_to_end_over_faust_noop": rate / noop_rate,
         "balances": sum(1 for _, m in records if m is not None),
     }
+
+
+def _faust_noop(settings: KafkaSettings, messages: int) -> float:
+    """Seconds a faust agent that only counts takes to consume the readings topic
+    (its first batch to its last): the ceiling of any faust worker."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--faust-noop", settings.prefix, str(messages)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=worker_env(),
+        check=False,
+    )
+    found = re.search(r"NOOP (\S+)", out.stdout + out.stderr)  # (faust logs stdout)
+    if found:
+        return float(found.group(1))
+    raise RuntimeError(f"the faust no-op consumer failed: {out.stderr[-2000:]}")
+
+
+def faust_noop_main(prefix: str, messages: int, bootstrap: str) -> None:
+    import faust
+    from faust.worker import Worker
+
+    app = faust.App(
+        f"{prefix}.noop",
+        broker=f"kafka://{bootstrap}",
+        store="memory://",
+        web_enabled=False,
+        autodiscover=False,
+        consumer_auto_offset_reset="earliest",
+        stream_buffer_maxsize=20_000,
+        datadir=str(Path(tempfile.gettempdir()) / "lineloss-faust" / "{conf.id}"),
+    )
+    topic = app.topic(f"{prefix}.readings", key_serializer="raw", value_serializer="raw")
+    seen, first, started = 0, 0, 0.0
+
+    @app.agent(topic)
+    async def count(stream: object) -> None:
+        nonlocal seen, first, started
+        async for events in stream.take_events(5000, within=0.5):  # type: ignore[attr-defined]
+            if not started:  # the clock starts with the first batch, which it leaves out
+                started, first = time.perf_counter(), len(events)
+            seen += len(events)
+            if seen >= messages:
+                elapsed = time.perf_counter() - started
+                # seconds for all the messages at the rate of those after the first batch
+                print(f"NOOP {elapsed * messages / max(seen - first, 1):.3f}", flush=True)
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    Worker(app, loglevel="WARNING", quiet=True).execute_from_commandline()
 
 
 def close_delays(
@@ -189,23 +341,15 @@ def close_delays(
     from kafka import KafkaProducer
 
     topology, rows, _, _ = reading_rows(data_dir)
+    # Pace by event time, within the data's period: a meter with a wrong clock (a
+    # reading years ahead) is sent with its neighbours, not waited for.
+    lo_ts, hi_ts = np.percentile([r.ts for r in rows], [0.1, 99.9])
+    rows = [r for r in rows if lo_ts <= r.ts <= hi_ts]
     rows.sort(key=lambda r: r.ts)
-    ensure_topics(settings)
+    publish_topology(settings, topology)
+    procs = start_workers(settings, config_path, tmp, 1)
     producer = KafkaProducer(bootstrap_servers=settings.bootstrap, acks="all", linger_ms=5)
-    for i in range(topology.n_meters):
-        producer.send(
-            settings.topology,
-            key=str(topology.meter_ids[i]).encode(),
-            value=meter_message(topology, i),
-        )
-    producer.flush()
-    heartbeat = tmp / "delay.heartbeat"
-    proc = _worker(settings, config_path, heartbeat, exit_on_drain=False)
     try:
-        deadline = time.monotonic() + 120
-        while not heartbeat.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        time.sleep(8)  # let the consumer group settle before the clock starts
         keys: dict[str, tuple[str, str]] = {}
         sent_at: dict[int, float] = {}
         ts0, t0 = rows[0].ts, time.time()
@@ -213,7 +357,7 @@ def close_delays(
         while lo < len(rows):
             ts = rows[lo].ts
             hi = lo
-            groups: dict[tuple[str, str], list] = {}
+            groups: dict[tuple[str, str], list[ReadingRow]] = {}
             while hi < len(rows) and rows[hi].ts == ts:
                 r = rows[hi]
                 k = keys.get(r.meter_id)
@@ -229,8 +373,6 @@ def close_delays(
             for (area, key), group in groups.items():
                 producer.send(settings.readings, key=key.encode(), value=encode_batch(area, group))
             lo = hi
-        from kafka_io.schema import END_OF_STREAM, encode_control
-
         producer.flush()
         for p in range(settings.partitions):
             producer.send(settings.readings, value=encode_control(END_OF_STREAM), partition=p)
@@ -238,19 +380,16 @@ def close_delays(
         records = _balances(settings, 600)
     finally:
         producer.close()
-        proc.terminate()
-        proc.wait(timeout=60)
+        stop(procs)
     times = np.array(sorted(sent_at))
     first_issue: dict[tuple[str, str, int], float] = {}
     for ts, msg in records:
         if msg is None or msg.get("revision") != 0:
             continue
-        key = (msg["level"], msg["target_id"], msg["window_start"])
-        first_issue.setdefault(key, ts)
+        first_issue.setdefault((msg["level"], msg["target_id"], msg["window_start"]), ts)
     delays = []
     for (_, _, start), out_ts in first_issue.items():
-        end = start + config.window_s
-        close = end + config.allowed_lateness_s
+        close = start + config.window_s + config.allowed_lateness_s
         j = int(np.searchsorted(times, close))
         if j < len(times):  # windows closed by a reading (not by the final flush)
             delays.append(out_ts - sent_at[int(times[j])])
@@ -262,7 +401,7 @@ def close_delays(
     return {
         "speed": speed,
         "paced_readings_per_s": len(rows) / ((times[-1] - ts0) / speed),
-        "windows_measured": len(d),
+        "balances_measured": len(d),
         "delay_p50_s": float(np.percentile(d, 50)),
         "delay_p99_s": float(np.percentile(d, 99)),
         "delay_max_s": float(d.max()),
@@ -278,10 +417,14 @@ def main() -> None:
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--workers", type=int, default=1, help="worker processes sharing them")
     ap.add_argument("--seed", type=int, default=11)
-    ap.add_argument("--speed", type=float, default=20_000.0, help="delay run: x event time")
+    ap.add_argument("--speed", type=float, default=10_000.0, help="delay run: x event time")
     ap.add_argument("--skip-delay", action="store_true")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--faust-noop", nargs=2, metavar=("PREFIX", "MESSAGES"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.faust_noop:
+        faust_noop_main(args.faust_noop[0], int(args.faust_noop[1]), args.bootstrap)
+        return
 
     config = EngineConfig()
     result: dict[str, object] = {

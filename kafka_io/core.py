@@ -178,8 +178,9 @@ class PartitionCore:
             pos = away[home[away] == p].tolist()  # in arrival order: positions only grow
             for lo in range(0, len(pos), FORWARD_MAX_READINGS):
                 chunk = pos[lo : lo + FORWARD_MAX_READINGS]
+                src = decoded.batch.source_pos[chunk].tolist()
                 msg = encode_forwarded(
-                    [decoded.row(k) for k in chunk], [decoded.origin(k) for k in chunk]
+                    [decoded.row(k) for k in chunk], [decoded.origin(k) for k in src]
                 )
                 out.append((p, msg))
         return out

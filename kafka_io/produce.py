@@ -32,7 +32,7 @@ from kafka_io.schema import (
 from kafka_io.shards import shard_key
 from kafka_io.topics import KafkaSettings, ensure_topics
 from lineloss.domain import NO_INDEX, MeterEvent, Topology
-from loaders.files import read_readings, read_topology
+from loaders.files import LoadedReadings, read_readings, read_topology
 
 KEY_BY = ("feeder", "area", "meter")
 
@@ -60,6 +60,11 @@ def reading_rows(data_dir: Path) -> tuple[Topology, list[ReadingRow], pd.DataFra
     """The usable readings of a data directory in arrival order, as message rows."""
     topology, topo_rejects = read_topology(data_dir)
     loaded = read_readings(data_dir, topology)
+    return topology, rows_of(topology, loaded), topo_rejects, loaded.rejects
+
+
+def rows_of(topology: Topology, loaded: LoadedReadings) -> list[ReadingRow]:
+    """Loaded readings (arrival order) as message rows."""
     b = loaded.batch
     known = b.meter_idx != NO_INDEX
     ids = np.where(known, topology.meter_ids[np.where(known, b.meter_idx, 0)], loaded.raw_meter_ids)
@@ -76,7 +81,7 @@ def reading_rows(data_dir: Path) -> tuple[Topology, list[ReadingRow], pd.DataFra
             strict=True,
         )
     ]
-    return topology, rows, topo_rejects, loaded.rejects
+    return rows
 
 
 def publish_data_dir(

@@ -267,8 +267,8 @@ def control_type(raw: bytes | None) -> str | None:
 @dataclass
 class Decoded:
     """Readings of many messages as one columnar batch, with where each came from.
-    ``batch.source_pos`` is each reading's position in ``meter_ids``, ``origin(pos)``
-    and ``row(pos)``."""
+    ``batch.source_pos`` is each row's source position: its index in ``meter_ids``
+    and for ``origin``."""
 
     batch: ReadingBatch
     meter_ids: list[str]  # as written
@@ -278,18 +278,20 @@ class Decoded:
     index: npt.NDArray[np.int64]  # reading -> its position in its message
 
     def origin(self, pos: int) -> Origin:
+        """Where the reading at source position ``pos`` came from."""
         return replace(self.messages[int(self.message_of[pos])], index=int(self.index[pos]))
 
-    def row(self, pos: int) -> ReadingRow:
-        """The reading at ``pos`` as it travels (for forwarding)."""
+    def row(self, i: int) -> ReadingRow:
+        """The reading in row ``i`` of ``batch`` as it travels (for forwarding).
+        (Rows and source positions differ once unknown meters are taken out.)"""
         b = self.batch
-        code = int(b.event[pos])
+        code = int(b.event[i])
         return ReadingRow(
-            self.meter_ids[pos],
-            int(b.ts[pos]),
-            float(b.value[pos]),
-            bool(b.is_interval[pos]),
-            float(b.voltage_v[pos]),
+            self.meter_ids[int(b.source_pos[i])],
+            int(b.ts[i]),
+            float(b.value[i]),
+            bool(b.is_interval[i]),
+            float(b.voltage_v[i]),
             MeterEvent(code).name.lower() if code else "",
         )
 

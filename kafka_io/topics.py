@@ -81,7 +81,15 @@ def ensure_topics(settings: KafkaSettings) -> None:
         settings.checkpoints: {
             "num_partitions": 1,
             "replication_factor": rf,
-            "configs": {**compacted, "max.message.bytes": str(64 * 1024 * 1024)},
+            # A checkpoint per partition and step: roll segments often and compact
+            # early, so a restore reads a few versions, not hours of them.
+            "configs": {
+                **compacted,
+                "max.message.bytes": str(64 * 1024 * 1024),
+                "segment.bytes": str(64 * 1024 * 1024),
+                "segment.ms": str(10 * 60 * 1000),
+                "min.cleanable.dirty.ratio": "0.1",
+            },
         },
     }
     admin = KafkaAdminClient(**settings.client())

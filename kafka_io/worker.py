@@ -32,20 +32,20 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from kafka_io.core import Outputs, WorkerCores
 from kafka_io.schema import DRAINED, METER, Origin, encode_balance, encode_control
+from kafka_io.step_process import StepProcess, StepResult
 from kafka_io.topics import KafkaSettings, ensure_topics
 from lineloss.config import EngineConfig
-from lineloss.domain import Meter, MeterRole, Topology
+from lineloss.domain import Meter, MeterRole, Suspicion, Topology
 
 if TYPE_CHECKING:
     from detectors import DetectorSettings
     from sinks.influx import InfluxReplaySink, InfluxSettings, InfluxWriter
 
 log = logging.getLogger("lineloss.worker")
-T = TypeVar("T")
 
 HEALTH_COMPONENT = "worker"
 
@@ -54,7 +54,8 @@ HEALTH_COMPONENT = "worker"
 class WorkerSettings:
     kafka: KafkaSettings
     take_max: int = 5000  # messages per step
-    take_within_s: float = 0.5  # wait at most this long to fill a step
+    take_within_s: float = 0.2  # wait at most this long to fill a step
+    checkpoint_interval_s: float = 2.0  # checkpoint (and let offsets commit) this often
     exit_on_drain: bool = False  # stop after the end-of-stream markers (replays, tests)
     session_timeout_s: float = 10.0  # a dead worker's partitions move after this
     influx: InfluxSettings | None = None  # also write the results to InfluxDB
@@ -86,13 +87,16 @@ class StepReporter:
         self,
         settings: WorkerSettings,
         config: EngineConfig,
-        cores: WorkerCores,
         *,
         writer: InfluxWriter | None = None,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
-        self.cores = cores
+        self.partitions = settings.kafka.partitions
         self.heartbeat = settings.heartbeat
+        # what the last step said of the owned partitions
+        self.stream_time_s: int | None = None
+        self.suspicions: list[Suspicion] = []
+        self.drained: set[int] = set()
         self._wall_clock = wall_clock
         self._t0 = time.monotonic()
         self.writer: InfluxWriter | None = writer
@@ -113,8 +117,12 @@ class StepReporter:
         self.rejected: Counter[str] = Counter()
         self._last_error_log = 0.0
 
-    def step(self, outs: list[Outputs]) -> None:
-        """After one step over the partitions in ``outs``."""
+    def step(self, result: StepResult) -> None:
+        """After one step."""
+        outs = list(result.outs.values())
+        self.stream_time_s = result.stream_time_s
+        self.suspicions = result.suspicions
+        self.drained = result.drained
         for out in outs:
             self.readings += out.readings
             self.balances += len(out.balances)
@@ -131,9 +139,9 @@ class StepReporter:
 
         assert self.sink is not None
         self.sink.balances([b for out in outs for b in out.balances])
-        stream_time_s = self.cores.stream_time_s
+        stream_time_s = self.stream_time_s
         if stream_time_s is not None:
-            self.sink.suspicions(self.cores.suspicions(), stream_time_s)
+            self.sink.suspicions(self.suspicions, stream_time_s)
         rejected = sum(self.rejected.values())
         self.sink.progress(
             ReplayProgress(
@@ -144,7 +152,7 @@ class StepReporter:
                 balances_emitted=self.balances,
                 stream_time_s=stream_time_s,
                 elapsed_s=time.monotonic() - self._t0,
-                done=len(self.cores.drained) == self.cores.partitions,
+                done=len(self.drained) == self.partitions,
             )
         )
 
@@ -164,7 +172,7 @@ class StepReporter:
             write_heartbeat(
                 self.heartbeat,
                 unix_s=self._wall_clock(),
-                stream_time_s=self.cores.stream_time_s,
+                stream_time_s=self.stream_time_s,
             )
         except OSError as exc:
             self._log_error(f"cannot write the heartbeat {self.heartbeat}", exc)
@@ -323,17 +331,16 @@ def _faust_credentials(security: dict[str, Any]) -> Any:
 
 def build_app(
     settings: WorkerSettings,
-    cores: WorkerCores,
+    stepper: StepProcess,
     reporter: StepReporter | None = None,
     executor: ThreadPoolExecutor | None = None,
 ) -> Any:
-    """The faust app. Steps, checkpoints and ``reporter`` run on ``executor``, one
-    thread: the cores are touched by one thread only, in order, and the event loop
-    stays free to fetch the next messages and keep Kafka's heartbeats while a step
-    computes or a slow InfluxDB answers. (Blocking the loop for a step's CPU time
-    stalls aiokafka's fetching far beyond that time: docs/benchmarks.md.)"""
-    if executor is None:
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lineloss-step")
+    """The faust app. Steps and checkpoints are computed in ``stepper``'s child
+    process; ``reporter`` runs on ``executor`` (one thread: order is kept, and a slow
+    InfluxDB never blocks the event loop). So the event loop stays free to fetch the
+    next messages and keep Kafka's heartbeats while a step computes. (Blocking the
+    loop for a step's CPU time stalls aiokafka's fetching far beyond that time:
+    docs/benchmarks.md.)"""
     import faust
 
     k = settings.kafka
@@ -359,6 +366,10 @@ def build_app(
         # stream's buffer: a buffer smaller than that makes every step of a backlog
         # wait the whole ``take_within_s``.
         stream_buffer_maxsize=4 * settings.take_max,
+        # Events stay unacked until their checkpoint is written (see the agent); a
+        # rebalance must not wait for them: the next owner starts from the
+        # checkpoint and the committed offsets, whatever was held here.
+        stream_wait_empty=False,
     )
     raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
     readings = app.topic(k.readings, k.routed, **raw)  # copartitioned: same owner
@@ -369,12 +380,9 @@ def build_app(
     checkpoints = app.topic(k.checkpoints, **raw)
     in_step = False
 
-    async def off_loop(fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(executor, fn, *args)
-
     async def report(fn: Callable[..., None], *args: Any) -> None:
         if reporter is not None:
-            await off_loop(fn, *args)
+            await asyncio.get_running_loop().run_in_executor(executor, fn, *args)
 
     @app.timer(interval=settings.heartbeat_interval_s)
     async def idle() -> None:
@@ -385,43 +393,46 @@ def build_app(
     def readings_partitions(tps: Any) -> set[int]:
         return {tp.partition for tp in tps if tp.topic in (k.readings, k.routed)}
 
+    revoked_since_step: set[int] = set()
+
     @app.on_partitions_revoked.connect
     def revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         # The next owner restores these partitions from their checkpoints; if they
-        # come back here, so do we, instead of going on from a stale state.
+        # come back here, so do we, instead of going on from a stale state. (Every
+        # event delivered is processed, whatever the signals said: faust may hand
+        # the agent a partition's events before it sends on_partitions_assigned,
+        # and an event skipped would still be acked and committed, i.e. lost. A
+        # step on a partition just revoked is harmless: same results, and the
+        # further checkpoint wins, see read_checkpoints.)
         gone = readings_partitions(args[0])
-        owned.difference_update(gone)
-        revoked_since_step.update(gone)  # dropped on the step thread, between steps
+        revoked_since_step.update(gone)
+        # Never ack what was processed here for a partition now gone: those offsets
+        # are the next owner's to commit, after its own checkpoint.
+        held[:] = [e for e in held if e.message.partition not in gone]
 
-    @app.on_partitions_assigned.connect
-    def assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-        owned.update(readings_partitions(args[0]))
-
-    owned: set[int] = set()
-    revoked_since_step: set[int] = set()
-
-    def step(
-        messages: list[tuple[Origin, bytes | None]],
-    ) -> tuple[dict[int, Outputs], dict[int, bytes]]:
-        gone = revoked_since_step - owned
-        revoked_since_step.clear()
-        cores.revoke(gone)
-        outs = cores.process(messages)
-        return outs, {p: cores.cores[p].snapshot() for p in outs}
+    held: list[Any] = []  # events processed, not acked until their checkpoint
 
     @app.agent(readings)
     async def balance(stream: Any) -> None:
         nonlocal in_step
+        sent: list[Any] = []  # outputs not yet confirmed by the broker
+        last_checkpoint = time.monotonic()
         async for events in stream.take_events(settings.take_max, within=settings.take_within_s):
             in_step = True
+            for e in events:
+                # take_events acks each event after this body; one more reference
+                # keeps it unacked (so uncommitted) until its checkpoint is written.
+                e.message.incref()
+            held.extend(events)
             messages = [
                 (Origin(e.message.topic, e.message.partition, e.message.offset), e.message.value)
                 for e in events
-                # events fetched before a revocation belong to the partition's new owner
-                if e.message.partition in owned
             ]
-            outs, snapshots = await off_loop(step, messages)
-            sent = []
+            gone = set(revoked_since_step)  # dropped by the child before its step
+            revoked_since_step.clear()
+            due = time.monotonic() - last_checkpoint >= settings.checkpoint_interval_s
+            result = await stepper.step(messages, gone, due)
+            outs = result.outs
             for out in outs.values():
                 for b in out.balances:
                     sent.append(
@@ -433,25 +444,33 @@ def build_app(
                     sent.append(await dead_letters.send(key=d.meter_id.encode(), value=d.encode()))
                 for partition, msg in out.forwards:
                     sent.append(await routed.send(value=msg, partition=partition))
-            for p, snapshot in snapshots.items():
-                sent.append(
-                    await checkpoints.send(
-                        key=checkpoint_key(k, p),
-                        value=snapshot,
-                        headers={CHECKPOINT_POSITION: str(outs[p].position).encode()},
+            if result.snapshots:
+                for p, (snapshot, position) in result.snapshots.items():
+                    if p in revoked_since_step:
+                        continue  # revoked while the step ran: the next owner's now
+                    sent.append(
+                        await checkpoints.send(
+                            key=checkpoint_key(k, p),
+                            value=snapshot,
+                            headers={CHECKPOINT_POSITION: str(position).encode()},
+                        )
                     )
-                )
-            for fut in sent:
-                await fut  # delivered before faust may commit these events' offsets
+                for fut in sent:
+                    await fut  # outputs and checkpoints delivered, then the acks
+                sent.clear()
+                for e in held:
+                    e.ack()  # faust may now commit these offsets
+                held.clear()
+                last_checkpoint = time.monotonic()
             if reporter is not None:
-                await report(reporter.step, list(outs.values()))
+                await report(reporter.step, result)
             in_step = False
             for p, out in outs.items():
                 if out.drained:
                     marker = encode_control(DRAINED, partition=p)
                     await (await balances.send(value=marker, partition=0))
                     log.warning("partition %d drained", p)
-            if settings.exit_on_drain and len(cores.drained) == cores.partitions:
+            if settings.exit_on_drain and len(result.drained) == k.partitions:
                 log.warning("drained: every partition reached its end of stream")
                 os.kill(os.getpid(), signal.SIGTERM)
 
@@ -466,20 +485,22 @@ def run_worker(
 ) -> None:
     from faust.worker import Worker
 
-    cores = start_cores(settings.kafka, config, detector_settings)
+    ensure_topics(settings.kafka)
+    stepper = StepProcess(settings.kafka, config, detector_settings)
     if say is not None:
         say(
-            f"worker {settings.kafka.group_id}: {cores.topology.n_meters} meters, "
-            f"{len(cores.topology.area_ids)} areas, consuming {settings.kafka.readings}"
+            f"worker {settings.kafka.group_id}: {stepper.info.meters} meters, "
+            f"{stepper.info.areas} areas, consuming {settings.kafka.readings}"
         )
-    reporter = StepReporter(settings, config, cores)
+    reporter = StepReporter(settings, config)
     reporter.beat()
     if say is not None and settings.influx is not None:
         say(f"worker {settings.kafka.group_id}: results also to {settings.influx.redacted()}")
-    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lineloss-step")
-    app = build_app(settings, cores, reporter, executor)
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lineloss-report")
+    app = build_app(settings, stepper, reporter, executor)
     try:
         Worker(app, loglevel="WARNING", quiet=True).execute_from_commandline()
     finally:
         executor.shutdown(wait=True)
         reporter.close()
+        stepper.close()

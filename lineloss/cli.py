@@ -389,6 +389,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         kafka,
         take_max=args.take_max,
         take_within_s=args.take_within_s,
+        checkpoint_interval_s=args.checkpoint_interval_s,
         exit_on_drain=args.exit_on_drain,
         influx=influx,
         heartbeat=args.heartbeat,
@@ -402,11 +403,102 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from kafka_io.produce import rows_of
+    from kafka_io.simulate import SimulationSettings, arrival_times, run_simulation
+    from loaders.files import read_readings, read_topology
+
+    if (missing := _kafka_missing()) is not None:
+        print(f"lineloss simulate: {missing}", file=sys.stderr)
+        return 2
+    if not args.bootstrap:
+        print(
+            "lineloss simulate: --bootstrap or $LINELOSS_KAFKA_BOOTSTRAP is needed", file=sys.stderr
+        )
+        return 2
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = args.data
+        if data_dir is None:
+            from loaders.synthetic import SyntheticGridConfig, generate_grid, write_grid
+
+            data_dir = Path(tmp)
+            cfg = SyntheticGridConfig(
+                seed=args.seed,
+                n_feeders=args.feeders,
+                areas_per_feeder=args.areas_per_feeder,
+                days=args.days,
+            )
+            write_grid(generate_grid(cfg), data_dir)
+        topology, _ = read_topology(data_dir)
+        loaded = read_readings(data_dir, topology)
+    rows = rows_of(topology, loaded)
+    assert loaded.received_s is not None
+    arrivals = arrival_times(loaded.received_s, loaded.batch.ts)
+    settings = SimulationSettings(
+        speed=args.speed,
+        single_fraction=args.single_fraction,
+        duplicate_fraction=args.duplicate_fraction,
+        bad_fraction=args.bad_fraction,
+        backfill_h=args.backfill_h,
+        seed=args.seed,
+    )
+    kafka = _kafka_settings(args, args.bootstrap)
+    _progress(
+        f"simulate: {topology.n_meters:,} meters, {len(rows):,} readings at {args.speed:g} x "
+        f"event time -> {kafka.readings} on {kafka.bootstrap}"
+    )
+    try:
+        report = run_simulation(
+            topology,
+            rows,
+            arrivals,
+            kafka,
+            settings,
+            tz=args.tz,
+            duration_s=args.duration_s,
+            progress=_progress,
+        )
+    except KeyboardInterrupt:
+        print("lineloss simulate: stopped", file=sys.stderr)
+        return 130
+    print(
+        f"sent {report.messages:,} messages: {report.readings:,} readings, "
+        f"{report.duplicates:,} duplicates, {report.bad:,} broken"
+    )
+    return 0
+
+
 def _add_kafka_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "simulate",
+        help="generated meters and concentrators publishing live to Kafka (delays, gaps, "
+        "duplicates, bad messages)",
+    )
+    _add_kafka_options(p, bootstrap_flag=True)
+    p.add_argument("--data", type=Path, help="a data directory to play (default: generate one)")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--feeders", type=int, default=2)
+    p.add_argument("--areas-per-feeder", type=int, default=5)
+    p.add_argument("--days", type=int, default=28)
+    p.add_argument("--speed", type=float, default=1.0, help="x event time (96: a day in 15 min)")
+    p.add_argument("--single-fraction", type=float, default=0.05, help="meters sending alone")
+    p.add_argument("--duplicate-fraction", type=float, default=0.002, help="messages sent twice")
+    p.add_argument("--bad-fraction", type=float, default=0.001, help="messages broken")
+    p.add_argument("--backfill-h", type=float, default=0.0, help="also send the last N hours")
+    p.add_argument("--duration-s", type=float, help="stop after this many seconds")
+    p.add_argument("--tz", default="Asia/Shanghai", help="local time of the grid's days")
+    p.set_defaults(func=cmd_simulate)
+
     p = sub.add_parser("worker", help="run a streaming worker on Kafka (faust-streaming)")
     _add_kafka_options(p, bootstrap_flag=True)
     p.add_argument("--take-max", type=int, default=5000, help="messages per step")
-    p.add_argument("--take-within-s", type=float, default=0.5, help="max wait to fill a step [s]")
+    p.add_argument("--take-within-s", type=float, default=0.2, help="max wait to fill a step [s]")
+    p.add_argument(
+        "--checkpoint-interval-s",
+        type=float,
+        default=2.0,
+        help="write checkpoints (and let offsets commit) this often [s] (default 2)",
+    )
     p.add_argument(
         "--exit-on-drain",
         action="store_true",

@@ -33,6 +33,7 @@ class LoadedReadings:
     raw_ts: np.ndarray
     rejects: pd.DataFrame
     source: str
+    received_s: np.ndarray | None = None  # arrival time [s since epoch], -1 unknown
 
 
 def _reject_frame(
@@ -199,8 +200,10 @@ def read_readings(data_dir: Path, topology: Topology) -> LoadedReadings:
         bad |= mask
 
     good = np.flatnonzero(~bad)
+    received = np.full(len(df), -1, np.int64)
     if "received_at" in df.columns:
         recv_s, recv_ok = _to_epoch_s(df["received_at"])
+        received = np.where(recv_ok, recv_s, -1)
         # Rows without a usable arrival time arrive last, in file order.
         recv_s = np.where(recv_ok, recv_s, np.iinfo(np.int64).max)
         good = good[np.argsort(recv_s[good], kind="stable")]
@@ -230,4 +233,5 @@ def read_readings(data_dir: Path, topology: Topology) -> LoadedReadings:
         raw_ts=df["ts"].astype(str).to_numpy()[good],
         rejects=rej,
         source=source,
+        received_s=received[good],
     )

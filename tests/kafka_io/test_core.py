@@ -350,3 +350,20 @@ def test_balance_messages_round_trip_through_the_core() -> None:
     cluster.run()
     assert cluster.history
     assert all(repr(decode_balance(encode_balance(b))) == repr(b) for b in cluster.history)
+
+
+def test_forwarded_readings_keep_their_meter_when_an_unknown_meter_comes_first() -> None:
+    core = PartitionCore(TOPO, CONFIG, 0, PARTITIONS, shards=SHARDS)
+    rows = [
+        ReadingRow("NOBODY", DAY0 + 900, 1.0),
+        ReadingRow("C4", DAY0 + 900, 104.25),
+        ReadingRow("C9", DAY0 + 900, 109.5),
+    ]
+    out = core.process([(Origin("r", 0, 0), encode_batch("A3", rows))])
+    assert [d.reason for d in out.dead_letters] == ["unknown_meter"]
+    by_partition = {p: json.loads(raw) for p, raw in out.forwards}
+    assert by_partition[1]["readings"][0]["meter_id"] == "C4"
+    assert by_partition[1]["readings"][0]["register_kwh"] == 104.25
+    assert by_partition[1]["forwarded"] == [["r", 0, 0, 1]]
+    assert by_partition[2]["readings"][0]["meter_id"] == "C9"
+    assert by_partition[2]["forwarded"] == [["r", 0, 0, 2]]

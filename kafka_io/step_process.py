@@ -1,0 +1,109 @@
+"""The worker's partition cores in a child process.
+
+The faust process moves bytes: it fetches, sends and checkpoints on its event loop.
+The child owns the ``WorkerCores`` and does the computing: decoding, balances,
+detectors, snapshots. Two processes use two cores, and no step holds the event
+loop's GIL while aiokafka has records to fetch (docs/benchmarks.md: one process, the
+core and faust's per-message machinery share one core and the worker ran at about
+120k readings/s).
+
+Messages go to the child and results come back pickled (bytes and plain dataclasses;
+a step of 5,000 concentrator batches is about 20 MB). The child is started with
+``spawn`` (no copy of the parent's event loop or sockets) and exits with its parent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+
+from detectors import DetectorSettings
+from kafka_io.core import Outputs, WorkerCores
+from kafka_io.schema import Origin
+from kafka_io.topics import KafkaSettings
+from lineloss.config import EngineConfig
+from lineloss.domain import Suspicion
+
+
+@dataclass
+class StepResult:
+    outs: dict[int, Outputs]  # per partition stepped
+    # partition -> (checkpoint, its position), of every partition changed since the
+    # last checkpoint, when this step checkpoints; else empty
+    snapshots: dict[int, tuple[bytes, int]]
+    stream_time_s: int | None  # newest event time over the owned partitions
+    suspicions: list[Suspicion]  # every current suspicion of the owned partitions
+    drained: set[int]  # partitions this worker saw drain, ever
+
+
+@dataclass(frozen=True)
+class CoresInfo:
+    meters: int
+    areas: int
+    partitions: int
+
+
+_CORES: WorkerCores | None = None  # the child's state
+_DIRTY: set[int] = set()  # partitions stepped since their last checkpoint
+
+
+def _start(
+    settings: KafkaSettings, config: EngineConfig, detector_settings: DetectorSettings | None
+) -> None:
+    from kafka_io.worker import start_cores
+
+    global _CORES
+    _CORES = start_cores(settings, config, detector_settings)
+
+
+def _info() -> CoresInfo:
+    assert _CORES is not None
+    return CoresInfo(_CORES.topology.n_meters, len(_CORES.topology.area_ids), _CORES.partitions)
+
+
+def _step(
+    messages: list[tuple[Origin, bytes | None]], revoked: set[int], checkpoint: bool
+) -> StepResult:
+    assert _CORES is not None
+    _CORES.revoke(revoked)
+    _DIRTY.difference_update(revoked)
+    outs = _CORES.process(messages)
+    _DIRTY.update(outs)
+    snapshots = {}
+    if checkpoint or any(out.drained for out in outs.values()):
+        snapshots = {p: (_CORES.cores[p].snapshot(), _CORES.cores[p].position) for p in _DIRTY}
+        _DIRTY.clear()
+    return StepResult(
+        outs, snapshots, _CORES.stream_time_s, _CORES.suspicions(), set(_CORES.drained)
+    )
+
+
+class StepProcess:
+    """A child process holding the cores; ``step`` runs one step there."""
+
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        config: EngineConfig,
+        detector_settings: DetectorSettings | None = None,
+    ) -> None:
+        self._pool = ProcessPoolExecutor(
+            max_workers=1,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start,
+            initargs=(settings, config, detector_settings),
+        )
+        # Start now, so that a missing topology fails the worker at once.
+        self.info: CoresInfo = self._pool.submit(_info).result()
+
+    async def step(
+        self, messages: list[tuple[Origin, bytes | None]], revoked: set[int], checkpoint: bool
+    ) -> StepResult:
+        """One step; with ``checkpoint`` (or when a partition drains) also the
+        snapshots of every partition changed since the last checkpoint."""
+        return await asyncio.wrap_future(self._pool.submit(_step, messages, revoked, checkpoint))
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
