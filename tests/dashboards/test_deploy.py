@@ -26,13 +26,14 @@ COMPOSE = REPO / "docker-compose.yml"
 PROVISIONING = REPO / "deploy" / "grafana" / "provisioning"
 
 LONG_RUNNING = {"kafka", "influxdb", "grafana", "worker", "workorders", "workorders-api"}
-ONE_SHOT = {"simulator"}
+ONE_SHOT = {"simulator", "simulate"}
 EXPECTED_IMAGES = {
     "kafka": r"apache/kafka:4\.\d+\.\d+",
     "influxdb": r"influxdb:1\.8\.\d+",
     "grafana": r"grafana/grafana:\d+\.\d+\.\d+",
     "worker": r"lineloss:local",
     "simulator": r"lineloss:local",
+    "simulate": r"lineloss:local",
     "workorders": r"lineloss:local",
     "workorders-api": r"lineloss:local",
 }
@@ -180,6 +181,19 @@ def test_worker_and_simulator(services: dict[str, dict[str, Any]]) -> None:
     script = " ".join(sim["command"])
     assert "lineloss replay" in script and "--influx-url http://influxdb:8086" in script
     assert f"--influx-db {services['influxdb']['environment']['INFLUXDB_DB']}" in script
+    live = services["simulate"]
+    assert live["profiles"] == ["live"]
+    assert [*live["entrypoint"], *live["command"]][:2] == ["lineloss", "simulate"]
+    assert live["environment"]["LINELOSS_KAFKA_BOOTSTRAP"] == worker["environment"][
+        "LINELOSS_KAFKA_BOOTSTRAP"
+    ]
+    # the command parses: every option exists in the CLI
+    from lineloss.cli import build_parser
+
+    args = build_parser().parse_args(
+        [c.replace("${SIM_SPEED:-96}", "96") for c in live["command"]]
+    )
+    assert args.speed == 96 and args.backfill_h == 24
 
 
 def test_dockerfile_installs_the_package(services: dict[str, dict[str, Any]]) -> None:
