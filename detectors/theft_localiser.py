@@ -109,9 +109,10 @@ class TheftLocaliser(HistoryOnly):
         today = x.windows[-1]
         out = []
         for th in model.thieves:
-            if th.z < self.min_z or th.stolen_kwh / max(
-                model.n_windows - th.start, 1
-            ) < self.min_kwh_per_window:
+            if (
+                th.z < self.min_z
+                or th.stolen_kwh / max(model.n_windows - th.start, 1) < self.min_kwh_per_window
+            ):
                 continue
             p = _probability(th.z, self.calibration[0], self.calibration[1])
             out.append(

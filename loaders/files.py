@@ -116,8 +116,13 @@ def read_topology(data_dir: Path) -> tuple[Topology, pd.DataFrame]:
             customer_class=str(cls) or None,
         )
         for mid, role, area, feeder, cls, m in zip(
-            good["meter_id"], good["role"], good["area_id"], good["feeder_id"],
-            good["customer_class"], mult[~bad], strict=True,
+            good["meter_id"],
+            good["role"],
+            good["area_id"],
+            good["feeder_id"],
+            good["customer_class"],
+            mult[~bad],
+            strict=True,
         )
     ]
     rej = pd.concat(rejects, ignore_index=True) if rejects else pd.DataFrame(columns=REJECT_COLUMNS)

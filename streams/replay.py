@@ -176,9 +176,7 @@ def suspicions_frame(suspicions: list[Suspicion], tz: str) -> pd.DataFrame:
             "area_id": [s.area_id or "" for s in suspicions],
             "detector": [s.detector for s in suspicions],
             "detector_scores": [format_detector_scores(s.detector_scores) for s in suspicions],
-            "start": [
-                "" if s.start_s is None else _iso([s.start_s], tz)[0] for s in suspicions
-            ],
+            "start": ["" if s.start_s is None else _iso([s.start_s], tz)[0] for s in suspicions],
         },
         columns=SUSPICION_COLUMNS,
     )

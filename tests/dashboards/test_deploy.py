@@ -184,15 +184,14 @@ def test_worker_and_simulator(services: dict[str, dict[str, Any]]) -> None:
     live = services["simulate"]
     assert live["profiles"] == ["live"]
     assert [*live["entrypoint"], *live["command"]][:2] == ["lineloss", "simulate"]
-    assert live["environment"]["LINELOSS_KAFKA_BOOTSTRAP"] == worker["environment"][
-        "LINELOSS_KAFKA_BOOTSTRAP"
-    ]
+    assert (
+        live["environment"]["LINELOSS_KAFKA_BOOTSTRAP"]
+        == worker["environment"]["LINELOSS_KAFKA_BOOTSTRAP"]
+    )
     # the command parses: every option exists in the CLI
     from lineloss.cli import build_parser
 
-    args = build_parser().parse_args(
-        [c.replace("${SIM_SPEED:-96}", "96") for c in live["command"]]
-    )
+    args = build_parser().parse_args([c.replace("${SIM_SPEED:-96}", "96") for c in live["command"]])
     assert args.speed == 96 and args.backfill_h == 24
 
 
