@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -34,6 +35,9 @@ from loaders.files import REJECT_COLUMNS, read_topology
 from streams.replay import balances_frame, history_frame, suspicions_frame
 from workorders.backtest import write_workorders
 from workorders.settings import WorkOrderSettings
+
+if TYPE_CHECKING:
+    from sinks.influx import InfluxSettings
 
 
 @dataclass(frozen=True)
@@ -122,15 +126,38 @@ def _dead_letter_frame(dead: list[dict[str, object]]) -> pd.DataFrame:
     )
 
 
-def worker_env() -> dict[str, str]:
+def worker_env(influx: InfluxSettings | None = None) -> dict[str, str]:
     """The environment of a back-test's worker: ours, minus the production worker's
     InfluxDB and heartbeat defaults, so a back-test never writes into the live
-    database or touches the live health file."""
-    return {
+    database or touches the live health file; plus ``influx`` when the back-test
+    itself asks for InfluxDB output (secrets travel in the environment, never on
+    the command line)."""
+    env = {
         k: v
         for k, v in os.environ.items()
         if not k.startswith("LINELOSS_INFLUX_") and k != "LINELOSS_HEARTBEAT"
     }
+    if influx is not None:
+        env["LINELOSS_INFLUX_URL"] = influx.url
+        env["LINELOSS_INFLUX_DB"] = influx.database
+        env["LINELOSS_INFLUX_SPILL_DIR"] = str(influx.spill_dir)
+        if influx.token:
+            env["LINELOSS_INFLUX_TOKEN"] = influx.token
+        if influx.password:
+            env["LINELOSS_INFLUX_PASSWORD"] = influx.password
+    return env
+
+
+def influx_args(influx: InfluxSettings | None) -> list[str]:
+    """The worker options ``worker_env`` cannot carry (none of them secret)."""
+    if influx is None:
+        return []
+    out = []
+    if influx.retention_policy:
+        out += ["--influx-rp", influx.retention_policy]
+    if influx.username:
+        out += ["--influx-user", influx.username]
+    return out
 
 
 def worker_command(
@@ -183,10 +210,12 @@ def run_through_kafka(
     workorder_settings: WorkOrderSettings | None = None,
     workers: int = 1,
     detectors_path: Path | None = None,
+    influx: InfluxSettings | None = None,
 ) -> Collected:
     """Publish ``data_dir``, run ``workers`` workers until every partition drained,
     write ``out_dir``. One worker exits by itself once drained; several share the
-    partitions and are stopped once the output is collected."""
+    partitions and are stopped once the output is collected. With ``influx`` the
+    workers also write their results to InfluxDB, as the production worker does."""
     say = progress or (lambda _m: None)
     published = publish_data_dir(data_dir, settings, progress=say)
     with tempfile.TemporaryDirectory() as tmp:
@@ -200,7 +229,8 @@ def run_through_kafka(
         command = worker_command(settings, config_path, security_path, exit_on_drain=workers == 1)
         if detectors_path is not None:
             command += ["--detectors", str(detectors_path)]
-        procs = [subprocess.Popen(command, env=worker_env()) for _ in range(workers)]
+        command += influx_args(influx)
+        procs = [subprocess.Popen(command, env=worker_env(influx)) for _ in range(workers)]
         try:
             collected = collect(settings, timeout_s=timeout_s, gave_up=lambda: exited(*procs))
             if workers == 1:

@@ -339,6 +339,7 @@ def cmd_replay_kafka(args: argparse.Namespace) -> int:
             progress=None if args.quiet else _progress,
             workers=args.workers,
             detectors_path=args.detectors,
+            influx=_influx_settings(args),
         )
         finals = sum(1 for b in collected.history if b.final)
         print(

@@ -123,3 +123,41 @@ def test_worker_writes_balances_suspicions_health_and_heartbeat(
     assert isinstance(beat["stream_time_s"], int) and beat["stream_time_s"] > first
     assert not list(heartbeat.parent.glob(".*.tmp"))
     assert time.monotonic() - t0 < 60
+
+
+def test_replay_through_kafka_passes_its_influxdb_to_the_worker(
+    kafka_settings: KafkaSettings, influx_db: InfluxSettings, tmp_path: Path
+) -> None:
+    """`replay --through-kafka --influx-url`: the back-test's worker writes to the
+    InfluxDB the command names, and to no other (the live defaults are stripped)."""
+    from lineloss.cli import main
+
+    grid = generate_grid(SyntheticGridConfig(seed=3, n_feeders=1, areas_per_feeder=2, days=3))
+    write_grid(grid, tmp_path / "grid")
+    out = tmp_path / "out"
+    code = main(
+        [
+            "replay",
+            str(tmp_path / "grid"),
+            "--out",
+            str(out),
+            "--through-kafka",
+            kafka_settings.bootstrap,
+            "--prefix",
+            kafka_settings.prefix,
+            "--recollect-horizon-s",
+            str(30 * 86400),
+            "--influx-url",
+            influx_db.url,
+            "--influx-db",
+            influx_db.database,
+            "--quiet",
+        ]
+    )
+    assert code == 0
+    balances = pd.read_csv(out / "balances.csv")
+    c = InfluxQLClient(influx_db)
+    [s] = c.query('SELECT count("supply_kwh") FROM "area_balance" WHERE time >= 0s')
+    assert s.values[0][1] == len(balances) > 0
+    [h] = c.query('SELECT last("done") FROM "pipeline_health" WHERE "component" = \'worker\'')
+    assert h.values[0][1] is True
