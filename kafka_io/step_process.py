@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
@@ -54,8 +57,22 @@ def _start(
 ) -> None:
     from kafka_io.worker import start_cores
 
+    _exit_with_parent()
     global _CORES
     _CORES = start_cores(settings, config, detector_settings)
+
+
+def _exit_with_parent(poll_s: float = 1.0) -> None:
+    """End this child when its worker process is gone (a SIGKILLed worker cannot
+    shut its pool down): a daemon thread watches the parent pid."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="lineloss-parent-watch", daemon=True).start()
 
 
 def _info() -> CoresInfo:

@@ -77,6 +77,27 @@ def engine_reasons(out: Path) -> pd.Series:
     return r["reason"].value_counts().sort_index()
 
 
+def children_of(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (Linux /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has exited; only its parent's bookkeeping is left
+
+
 def start_worker(settings: KafkaSettings, tmp: Path, *extra: str) -> subprocess.Popen[bytes]:
     config = tmp / "engine.json"
     config.write_text(json.dumps(engine_config_to_dict(CONFIG)))
@@ -149,8 +170,15 @@ def test_sigkilled_worker_restarts_from_its_checkpoint_with_identical_finals(
                 break
             time.sleep(0.2)
         time.sleep(0.5)
+        children = children_of(worker.pid)
+        assert children, "the worker's step process is missing"
         worker.send_signal(signal.SIGKILL)
         worker.wait(timeout=30)
+        # Its step process goes too: nothing keeps running, or holding memory.
+        deadline = time.monotonic() + 15
+        while any(alive(c) for c in children) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(alive(c) for c in children)
     finally:
         if worker.poll() is None:
             worker.kill()
