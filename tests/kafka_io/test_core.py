@@ -211,27 +211,6 @@ class Cluster:
         return self.published
 
 
-def test_shards_follow_kafkas_default_partitioner_and_split_by_feeder() -> None:
-    from kafka.partitioner.default import murmur2
-
-    for key in (b"", b"F1", b"FD01-TA03", "台区-7".encode(), bytes(range(40))):
-        for n in (1, 3, 12):
-            assert partition_of(key, n) == (murmur2(key) & 0x7FFFFFFF) % n
-    assert [SHARDS.keys[i] for i in TOPO.index_of(["H1", "C2", "C4", "C6", "C9"])] == [
-        "F1",
-        "F1",
-        "F2",
-        "F3",
-        "A9",
-    ]
-    parts = [SHARDS.topology_of(p) for p in range(PARTITIONS)]
-    assert sorted(m for t in parts for m in t.meter_ids.tolist()) == sorted(TOPO.meter_ids.tolist())
-    assert [t.feeder_ids for t in parts] == [("F1",), ("F2", "F3"), ()]
-    assert parts[2].area_ids == ("A9",)
-    local = SHARDS.local_index(1)
-    assert parts[1].meter_ids[local[TOPO.index_of(["C5"])[0]]] == "C5"
-
-
 @pytest.mark.parametrize("key_by", ["feeder", "area", "meter"])
 def test_partitions_give_the_embedded_results_whatever_the_key(key_by: str) -> None:
     rows = readings(1)
