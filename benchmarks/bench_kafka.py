@@ -45,18 +45,13 @@ from pathlib import Path
 import numpy as np
 
 from kafka_io.collect import worker_command, worker_env
-from kafka_io.produce import reading_rows
+from kafka_io.produce import BatchKeys, batches, publish_topology, reading_rows
 from kafka_io.schema import (
     DRAINED,
     END_OF_STREAM,
-    ReadingRow,
-    area_key,
     control_type,
-    encode_batch,
     encode_control,
-    meter_message,
 )
-from kafka_io.shards import shard_key
 from kafka_io.topics import KafkaSettings, ensure_topics
 from lineloss.config import EngineConfig, engine_config_to_dict
 from lineloss.domain import Topology
@@ -143,33 +138,21 @@ def encode_backlog(data_dir: Path) -> tuple[Topology, list[tuple[bytes, bytes]],
     """The data directory as concentrator batches keyed by feeder, in arrival order
     (as ``publish_data_dir`` sends them), encoded before any clock starts."""
     topology, rows, _, _ = reading_rows(data_dir)
-    keys: dict[str, tuple[str, str]] = {}
-    out: list[tuple[bytes, bytes]] = []
-    for lo in range(0, len(rows), 2000):
-        groups: dict[tuple[str, str], list[ReadingRow]] = {}
-        for r in rows[lo : lo + 2000]:
-            k = keys.get(r.meter_id)
-            if k is None:
-                i = int(topology.index_of([r.meter_id])[0])
-                k = keys[r.meter_id] = (area_key(topology, r.meter_id), shard_key(topology, i))
-            groups.setdefault(k, []).append(r)
-        for (area, key), group in groups.items():
-            for g in range(0, len(group), 500):
-                out.append((key.encode(), encode_batch(area, group[g : g + 500])))
+    keys = BatchKeys(topology)
+    out = [
+        (key.encode(), value)
+        for lo in range(0, len(rows), 2000)
+        for key, value in batches(rows[lo : lo + 2000], keys)
+    ]
     return topology, out, len(rows)
 
 
-def publish_topology(settings: KafkaSettings, topology: Topology) -> None:
+def send_topology(settings: KafkaSettings, topology: Topology) -> None:
     from kafka import KafkaProducer
 
     ensure_topics(settings)
     producer = KafkaProducer(bootstrap_servers=settings.bootstrap, acks="all", linger_ms=5)
-    for i in range(topology.n_meters):
-        producer.send(
-            settings.topology,
-            key=str(topology.meter_ids[i]).encode(),
-            value=meter_message(topology, i),
-        )
+    publish_topology(producer, settings, topology)
     producer.close()
 
 
@@ -228,7 +211,7 @@ def end_to_end(
     from kafka import KafkaProducer
 
     topology, messages, readings = encode_backlog(data_dir)
-    publish_topology(settings, topology)
+    send_topology(settings, topology)
     producer = KafkaProducer(bootstrap_servers=settings.bootstrap, acks="all", linger_ms=20)
     t0 = time.time()
     for key, value in messages:
@@ -346,32 +329,25 @@ def close_delays(
     lo_ts, hi_ts = np.percentile([r.ts for r in rows], [0.1, 99.9])
     rows = [r for r in rows if lo_ts <= r.ts <= hi_ts]
     rows.sort(key=lambda r: r.ts)
-    publish_topology(settings, topology)
+    send_topology(settings, topology)
     procs = start_workers(settings, config_path, tmp, 1)
     producer = KafkaProducer(bootstrap_servers=settings.bootstrap, acks="all", linger_ms=5)
     try:
-        keys: dict[str, tuple[str, str]] = {}
+        keys = BatchKeys(topology)
         sent_at: dict[int, float] = {}
         ts0, t0 = rows[0].ts, time.time()
         lo = 0
         while lo < len(rows):
             ts = rows[lo].ts
             hi = lo
-            groups: dict[tuple[str, str], list[ReadingRow]] = {}
             while hi < len(rows) and rows[hi].ts == ts:
-                r = rows[hi]
-                k = keys.get(r.meter_id)
-                if k is None:
-                    i = int(topology.index_of([r.meter_id])[0])
-                    k = keys[r.meter_id] = (area_key(topology, r.meter_id), shard_key(topology, i))
-                groups.setdefault(k, []).append(r)
                 hi += 1
             wait = t0 + (ts - ts0) / speed - time.time()
             if wait > 0:
                 time.sleep(wait)
             sent_at[ts] = time.time()
-            for (area, key), group in groups.items():
-                producer.send(settings.readings, key=key.encode(), value=encode_batch(area, group))
+            for key, value in batches(rows[lo:hi], keys, batch_max=hi - lo):
+                producer.send(settings.readings, key=key.encode(), value=value)
             lo = hi
         producer.flush()
         for p in range(settings.partitions):
@@ -383,10 +359,10 @@ def close_delays(
         stop(procs)
     times = np.array(sorted(sent_at))
     first_issue: dict[tuple[str, str, int], float] = {}
-    for ts, msg in records:
+    for issued_s, msg in records:
         if msg is None or msg.get("revision") != 0:
             continue
-        first_issue.setdefault((msg["level"], msg["target_id"], msg["window_start"]), ts)
+        first_issue.setdefault((msg["level"], msg["target_id"], msg["window_start"]), issued_s)
     delays = []
     for (_, _, start), out_ts in first_issue.items():
         close = start + config.window_s + config.allowed_lateness_s

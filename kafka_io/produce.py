@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -37,13 +38,51 @@ from loaders.files import LoadedReadings, read_readings, read_topology
 KEY_BY = ("feeder", "area", "meter")
 
 
-def _keys(topology: Topology, meter_id: str, key_by: str) -> tuple[str, str]:
-    """(the batch's area, the message key) of a meter's readings."""
-    area = area_key(topology, meter_id)
-    if key_by == "area":
-        return area, area
-    i = int(topology.index_of([meter_id])[0])
-    return area, shard_key(topology, i) if i != NO_INDEX else meter_id
+class BatchKeys:
+    """(the batch's area, the message key) of each meter's readings, looked up once
+    per meter: the key is the shard key (``key_by="feeder"``) or the area
+    (``"area"``); a meter not in the topology keeps its own id (its readings become
+    ``unknown_meter`` dead letters)."""
+
+    def __init__(self, topology: Topology, key_by: str = "feeder") -> None:
+        self.topology = topology
+        self.key_by = key_by
+        self._cache: dict[str, tuple[str, str]] = {}
+
+    def __call__(self, meter_id: str) -> tuple[str, str]:
+        keys = self._cache.get(meter_id)
+        if keys is None:
+            area = area_key(self.topology, meter_id)
+            i = int(self.topology.index_of([meter_id])[0])
+            if self.key_by == "area":
+                key = area
+            else:
+                key = shard_key(self.topology, i) if i != NO_INDEX else meter_id
+            keys = self._cache[meter_id] = (area, key)
+        return keys
+
+
+def batches(
+    rows: Iterable[ReadingRow], keys: BatchKeys, batch_max: int = 500
+) -> Iterator[tuple[str, bytes]]:
+    """Concentrator batches of ``rows``: one per area (at most ``batch_max``
+    readings each), as (message key, message), in order of first appearance."""
+    groups: dict[tuple[str, str], list[ReadingRow]] = {}
+    for r in rows:
+        groups.setdefault(keys(r.meter_id), []).append(r)
+    for (area, key), group in groups.items():
+        for k in range(0, len(group), batch_max):
+            yield key, encode_batch(area, group[k : k + batch_max])
+
+
+def publish_topology(producer: Any, settings: KafkaSettings, topology: Topology) -> None:
+    """Every meter to the compacted topology topic, keyed by meter id (not flushed)."""
+    for i in range(topology.n_meters):
+        producer.send(
+            settings.topology,
+            key=str(topology.meter_ids[i]).encode(),
+            value=meter_message(topology, i),
+        )
 
 
 @dataclass(frozen=True)
@@ -109,13 +148,8 @@ def publish_data_dir(
     ensure_topics(settings)
     producer = KafkaProducer(**settings.client(), acks="all", linger_ms=20)
     try:
-        for i in range(topology.n_meters):
-            producer.send(
-                settings.topology,
-                key=str(topology.meter_ids[i]).encode(),
-                value=meter_message(topology, i),
-            )
-        keys: dict[str, tuple[str, str]] = {}
+        publish_topology(producer, settings, topology)
+        keys = BatchKeys(topology, key_by)
         messages = 0
         ts0 = rows[0].ts if rows else 0
         newest = ts0
@@ -135,20 +169,9 @@ def publish_data_dir(
                     )
                 messages += len(chunk)
                 continue
-            groups: dict[tuple[str, str], list[ReadingRow]] = {}
-            for r in chunk:
-                keys_of = keys.get(r.meter_id)
-                if keys_of is None:
-                    keys_of = keys[r.meter_id] = _keys(topology, r.meter_id, key_by)
-                groups.setdefault(keys_of, []).append(r)
-            for (area, key), group in groups.items():
-                for k in range(0, len(group), batch_max):
-                    producer.send(
-                        settings.readings,
-                        key=key.encode(),
-                        value=encode_batch(area, group[k : k + batch_max]),
-                    )
-                    messages += 1
+            for key, value in batches(chunk, keys, batch_max):
+                producer.send(settings.readings, key=key.encode(), value=value)
+                messages += 1
             if lo and lo % (50 * chunk_rows) == 0:
                 say(f"published {lo:,}/{len(rows):,} readings")
         producer.flush()

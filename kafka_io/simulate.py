@@ -26,14 +26,8 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from kafka_io.schema import (
-    ReadingRow,
-    area_key,
-    encode_batch,
-    encode_reading,
-    meter_message,
-)
-from kafka_io.shards import shard_key
+from kafka_io.produce import BatchKeys, batches, publish_topology
+from kafka_io.schema import ReadingRow, encode_reading
 from kafka_io.topics import KafkaSettings, ensure_topics
 from lineloss.domain import NO_INDEX, Topology
 
@@ -96,14 +90,14 @@ def plan_messages(
     keep = due_all >= start_s - settings.backfill_h * 3600
     order, due_all = order[keep], due_all[keep]
     idx = topology.index_of([rows[i].meter_id for i in order])
-    keys: dict[int, tuple[str, str]] = {}
+    keys = BatchKeys(topology)
     lo = 0
     while lo < len(order):
         minute = due_all[lo] // 60
         hi = lo
         while hi < len(order) and due_all[hi] // 60 == minute:
             hi += 1
-        batches: dict[tuple[str, str], list[ReadingRow]] = {}
+        concentrated: list[ReadingRow] = []
         out: list[Planned] = []
         for j in range(lo, hi):
             r = rows[int(order[j])]
@@ -114,18 +108,10 @@ def plan_messages(
                     Planned(float(due_all[j]), r.meter_id.encode(), encode_reading(r), "single")
                 )
                 continue
-            k = keys.get(i) if i != NO_INDEX else None
-            if k is None:
-                k = (
-                    area_key(topology, r.meter_id),
-                    shard_key(topology, i) if i != NO_INDEX else r.meter_id,
-                )
-                if i != NO_INDEX:
-                    keys[i] = k
-            batches.setdefault(k, []).append(r)
+            concentrated.append(r)
         due = float(due_all[hi - 1])
-        for (area, key), group in batches.items():
-            out.append(Planned(due, key.encode(), encode_batch(area, group), "batch"))
+        for key, value in batches(concentrated, keys, batch_max=len(concentrated) or 1):
+            out.append(Planned(due, key.encode(), value, "batch"))
         for m in out:
             u = rng.random()
             if u < settings.bad_fraction:
@@ -179,12 +165,7 @@ def run_simulation(
     producer = KafkaProducer(**kafka.client(), acks="all", linger_ms=50)
     report = SimulationReport()
     try:
-        for i in range(topology.n_meters):
-            producer.send(
-                kafka.topology,
-                key=str(topology.meter_ids[i]).encode(),
-                value=meter_message(topology, i),
-            )
+        publish_topology(producer, kafka, topology)
         producer.flush()
         t0 = clock()
         shift = day_shift_s(min(r.ts for r in rows), t0, tz) if rows else 0
