@@ -8,7 +8,7 @@ today and the recent past, and keep only small state of their own.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -39,6 +39,33 @@ class AreaWindow:
     virtual: bool = False
     phase_s: npt.NDArray[np.float32] | None = None  # per customer, offset from the grid [s]
 
+    def reindexed(self, meter_ids: tuple[str, ...]) -> AreaWindow:
+        """This window over other customers: theirs where known, else unknown (NaN
+        energy, no flags or events)."""
+        pos = {m: i for i, m in enumerate(self.meter_ids)}
+        src = np.array([pos.get(m, -1) for m in meter_ids], dtype=np.int64)
+        known = src >= 0
+        take = np.maximum(src, 0)
+
+        def cut(a: Any, fill: Any) -> Any:
+            if a is None:
+                return None
+            out = a[take] if len(a) else np.zeros((len(src), *a.shape[1:]), a.dtype)
+            out = np.array(out, copy=True)
+            out[~known] = fill
+            return out
+
+        return replace(
+            self,
+            meter_ids=meter_ids,
+            energy_kwh=cut(self.energy_kwh, np.nan),
+            profile_kwh=cut(self.profile_kwh, np.nan),
+            flags=cut(self.flags, 0),
+            events=cut(self.events, 0),
+            voltage_v=cut(self.voltage_v, np.nan),
+            phase_s=cut(self.phase_s, np.nan),
+        )
+
     @property
     def n_customers(self) -> int:
         return len(self.meter_ids)
@@ -56,6 +83,11 @@ class AreaHistory:
     windows: deque[AreaWindow] = field(default_factory=deque)
 
     def push(self, w: AreaWindow) -> None:
+        """Append a window; when the area's customers changed (a registry update),
+        the kept windows are re-cut to the new customers first, so every window of
+        the history has the same columns (a new customer has no past: NaN)."""
+        if self.windows and self.windows[-1].meter_ids != w.meter_ids:
+            self.windows = deque(old.reindexed(w.meter_ids) for old in self.windows)
         self.windows.append(w)
         while len(self.windows) > self.max_windows:
             self.windows.popleft()

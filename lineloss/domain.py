@@ -132,38 +132,63 @@ class Topology:
     @classmethod
     def from_meters(cls, meters: list[Meter]) -> Topology:
         """Build the indexed topology. Areas and feeders get stable sorted indices."""
-        area_names = sorted({m.area_id for m in meters if m.area_id})
-        feeder_names = sorted({m.feeder_id for m in meters if m.feeder_id})
-        area_idx = {a: i for i, a in enumerate(area_names)}
-        feeder_idx = {f: i for i, f in enumerate(feeder_names)}
-        area_feeder = np.full(len(area_names), NO_INDEX, dtype=np.int32)
-        for m in meters:
+        return cls.aligned(
+            [m.meter_id for m in meters],
+            {m.meter_id: m for m in meters},
+            area_ids=sorted({m.area_id for m in meters if m.area_id}),
+            feeder_ids=sorted({m.feeder_id for m in meters if m.feeder_id}),
+        )
+
+    @classmethod
+    def aligned(
+        cls,
+        meter_ids: list[str],
+        meters: dict[str, Meter],
+        *,
+        area_ids: list[str],
+        feeder_ids: list[str],
+    ) -> Topology:
+        """A topology over a given index space: meter ``i`` is ``meter_ids[i]``, area
+        ``j`` is ``area_ids[j]``, whether or not they are in service. A meter id with
+        no entry in ``meters`` is out of service: a customer of no area and no feeder,
+        so it counts in no balance (lineloss.timeline keeps every version of a
+        changing topology on one index space, so per-meter state never moves)."""
+        area_idx = {a: i for i, a in enumerate(area_ids)}
+        feeder_idx = {f: i for i, f in enumerate(feeder_ids)}
+        missing = {m.area_id for m in meters.values() if m.area_id} - set(area_idx)
+        missing |= {m.feeder_id for m in meters.values() if m.feeder_id} - set(feeder_idx)
+        if missing:
+            raise ValueError(f"areas or feeders missing from the index: {sorted(missing)[:5]}")
+        area_feeder = np.full(len(area_ids), NO_INDEX, dtype=np.int32)
+        for m in meters.values():
             if m.area_id and m.feeder_id and m.role != MeterRole.FEEDER:
                 area_feeder[area_idx[m.area_id]] = feeder_idx[m.feeder_id]
-        ids = np.array([m.meter_id for m in meters], dtype=np.str_)
+        ids = np.array(meter_ids, dtype=np.str_)
         index = pd.Index(ids.astype(object))
         if not index.is_unique:
             dupes = sorted(set(index[index.duplicated()]))
             raise ValueError(f"meter ids must be unique; repeated: {dupes[:5]}")
+        absent = Meter("", MeterRole.CUSTOMER, None, None)
+        rows = [meters.get(i, absent) for i in meter_ids]
         return cls(
             meter_ids=ids,
-            roles=np.array([cls.ROLE_CODES[m.role] for m in meters], dtype=np.int8),
+            roles=np.array([cls.ROLE_CODES[m.role] for m in rows], dtype=np.int8),
             meter_area=np.array(
                 [
                     area_idx[m.area_id] if m.area_id and m.role != MeterRole.FEEDER else NO_INDEX
-                    for m in meters
+                    for m in rows
                 ],
                 dtype=np.int32,
             ),
             meter_feeder=np.array(
-                [feeder_idx[m.feeder_id] if m.feeder_id else NO_INDEX for m in meters],
+                [feeder_idx[m.feeder_id] if m.feeder_id else NO_INDEX for m in rows],
                 dtype=np.int32,
             ),
-            multiplier=np.array([m.multiplier for m in meters], dtype=np.float64),
-            area_ids=tuple(area_names),
+            multiplier=np.array([m.multiplier for m in rows], dtype=np.float64),
+            area_ids=tuple(area_ids),
             area_feeder=area_feeder,
-            feeder_ids=tuple(feeder_names),
-            customer_class=tuple(m.customer_class or "" for m in meters),
+            feeder_ids=tuple(feeder_ids),
+            customer_class=tuple(m.customer_class or "" for m in rows),
             _index=index,
         )
 

@@ -131,6 +131,18 @@ def _classify(
     return BalanceStatus.NORMAL, ""
 
 
+def _named(topo: Topology) -> dict[BalanceLevel, npt.NDArray[np.bool_]]:
+    """Which areas and feeders some meter of the topology names."""
+    n_a, n_f = len(topo.area_ids), len(topo.feeder_ids)
+    areas = np.zeros(n_a, np.bool_)
+    areas[topo.meter_area[topo.meter_area != NO_INDEX]] = True
+    feeders = np.zeros(n_f, np.bool_)
+    feeders[topo.meter_feeder[topo.meter_feeder != NO_INDEX]] = True
+    of_areas = topo.area_feeder[areas]
+    feeders[of_areas[of_areas != NO_INDEX]] = True
+    return {BalanceLevel.AREA: areas, BalanceLevel.FEEDER: feeders}
+
+
 def compute_balances(
     *,
     topo: Topology,
@@ -142,8 +154,11 @@ def compute_balances(
     revision: int = 0,
     final: bool = False,
 ) -> list[Balance]:
-    """Area balances, then feeder balances, for one window over ALL meters."""
+    """Area balances, then feeder balances, for one window over ALL meters; an area or
+    feeder that no meter of this topology version names has none (it is not in
+    service yet, or any more: lineloss.timeline)."""
     out: list[Balance] = []
+    named = _named(topo)
     e = np.where(energy.determined, energy.energy_ukwh, 0)
     levels = (
         (BalanceLevel.AREA, members.area_supply, members.area_billed, topo.area_ids),
@@ -160,6 +175,8 @@ def compute_balances(
         expected = _group_count(billed_group, np.ones_like(energy.determined), n)
         reporting = _group_count(billed_group, energy.reporting, n)
         for i, target in enumerate(ids):
+            if not named[level][i]:
+                continue
             if level == BalanceLevel.AREA:
                 band = config.band_for_area(target)
                 f = int(topo.area_feeder[i])

@@ -46,6 +46,16 @@ class ReadingRef:
     def copy(self) -> ReadingRef:
         return ReadingRef(self.has.copy(), self.ts.copy(), self.raw.copy(), self.is_interval.copy())
 
+    def grown(self, n: int) -> ReadingRef:
+        """The same readings over ``n`` meters (new meters have none)."""
+        extra = ReadingRef.none(n - len(self.has))
+        return ReadingRef(
+            np.concatenate((self.has, extra.has)),
+            np.concatenate((self.ts, extra.ts)),
+            np.concatenate((self.raw, extra.raw)),
+            np.concatenate((self.is_interval, extra.is_interval)),
+        )
+
     def take_last_of(self, summary: SlotSummary, meters: npt.NDArray[np.int64]) -> None:
         """Move forward over a slot: its last reading replaces ours where it has one."""
         h = summary.has[meters]

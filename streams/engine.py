@@ -14,6 +14,14 @@ Window lifecycle (W = watermark = newest accepted timestamp - allowed lateness):
   are then rejected as too late (dead-lettered, never silently dropped).
 
 ``flush`` ends the stream: every window still open becomes final.
+
+The topology may change while the stream runs (``apply_timeline``, see
+lineloss.timeline): each window is balanced with the version in effect at its
+start. A meter whose membership (area, feeder, role, in service) changes at a time
+is *cut* there: readings before the change do not bracket windows after it and vice
+versa, except a reading exactly at the change, which closes the one and opens the
+other. So a customer moved to another feeder gives the same balances whether one
+engine holds both feeders or two shards hold one each.
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ from lineloss.domain import (
     Rejects,
     Topology,
 )
+from lineloss.timeline import TopologyTimeline, state_at
 from streams.balance import BalanceMembers, compute_balances
 from streams.energy import MeterWindowEnergy, ReadingRef, window_energy
 from streams.profile import profile_energy, profile_voltage, reading_phase
@@ -86,12 +95,14 @@ class _WindowState:
 class BalanceEngine:
     """Normalisation + event-time windowed balance, for one set of meters."""
 
-    def __init__(self, topology: Topology, config: EngineConfig) -> None:
-        self.topology = topology
+    def __init__(self, topology: Topology | TopologyTimeline, config: EngineConfig) -> None:
+        self.timeline = (
+            topology if isinstance(topology, TopologyTimeline) else TopologyTimeline.of(topology)
+        )
         self.config = config
         self.grid = WindowGrid(config.window_s, config.tz)
-        self._members = BalanceMembers.of(topology)
-        n = topology.n_meters
+        self._set_timeline(self.timeline)
+        n = self.timeline.n_meters
         self._all_meters = np.arange(n, dtype=np.int64)
         self._last_ts = np.full(n, np.iinfo(np.int64).min, dtype=np.int64)
         self._frontier_s: int | None = None
@@ -101,6 +112,81 @@ class BalanceEngine:
         # Windows starting before this are final and their slots evicted.
         self._evicted_before_s: int | None = None
         self._evicted_carry = ReadingRef.none(n)
+
+    # ------------------------------------------------------------------ topology
+    @property
+    def topology(self) -> Topology:
+        """The newest topology version (the one new windows get)."""
+        return self.timeline.latest
+
+    def _set_timeline(self, timeline: TopologyTimeline) -> None:
+        self.timeline = timeline
+        self._members = [BalanceMembers.of(t) for t in timeline.versions]
+        self._cuts = {
+            m: np.array([self._first_start_from(t) for t in times], np.int64)
+            for m, times in timeline.membership_changes().items()
+        }
+
+    def _first_start_from(self, t_s: int) -> int:
+        """The first window start at or after ``t_s``: where a change takes effect."""
+        start = int(self.grid.window_start(np.array([t_s]))[0])
+        return start if start == t_s else int(self.grid.window_end(np.array([start]))[0])
+
+    def _version(self, start_s: int) -> tuple[Topology, BalanceMembers]:
+        v = int(self.timeline.version_index([start_s])[0])
+        return self.timeline.versions[v], self._members[v]
+
+    def apply_timeline(self, timeline: TopologyTimeline) -> list[str]:
+        """Take a new topology timeline (the old one with updates applied). Windows
+        not final yet are re-balanced with it, and re-issued where numbers change.
+        Returns the meters whose change took effect before the first window still
+        open: for the windows already final it came too late, and they stay as
+        they were."""
+        old = self.timeline
+        n_old = old.n_meters
+        if (
+            timeline.meter_ids[:n_old] != old.meter_ids
+            or timeline.area_ids[: len(old.area_ids)] != old.area_ids
+            or timeline.feeder_ids[: len(old.feeder_ids)] != old.feeder_ids
+        ):
+            raise ValueError("a new timeline must extend the engine's index space")
+        late = self._late_changes(old, timeline)
+        self._set_timeline(timeline)
+        grow = timeline.n_meters - n_old
+        if grow:
+            self._all_meters = np.arange(timeline.n_meters, dtype=np.int64)
+            self._last_ts = np.concatenate(
+                (self._last_ts, np.full(grow, np.iinfo(np.int64).min, np.int64))
+            )
+            self._evicted_carry = self._evicted_carry.grown(timeline.n_meters)
+        for start, slot in list(self._slots.items()):
+            rebuilt = Slot(start, slot.end_s, self._version(start)[0].multiplier)
+            rebuilt.add(slot.all_rows())
+            self._slots[start] = rebuilt
+        for w in self._windows.values():
+            if not w.final:
+                w.dirty, w.energy = True, None
+        return late
+
+    def _late_changes(self, old: TopologyTimeline, new: TopologyTimeline) -> list[str]:
+        """Meters whose state changed during a window already final."""
+        open_starts = [w.start_s for w in self._windows.values() if not w.final]
+        final_until = min(open_starts) if open_starts else self._evicted_before_s
+        first = self._first_start_s
+        if final_until is None or first is None or final_until <= first:
+            return []  # no window is final yet
+        late = []
+        for meter_id, history in new.histories.items():
+            before = old.histories.get(meter_id, ())
+            if before == history:
+                continue
+            times = sorted({st.effective_from_s for st in (*history, *before)})
+            for t, until in zip(times, [*times[1:], None], strict=True):
+                overlaps = t < final_until and (until is None or until > first)
+                if overlaps and state_at(history, t) != state_at(before, t):
+                    late.append(meter_id)
+                    break
+        return sorted(late)
 
     # ------------------------------------------------------------------ stream time
     @property
@@ -126,6 +212,13 @@ class BalanceEngine:
         refuse(~np.isfinite(value) | (ts < TS_BASE) | (ts >= TS_LIMIT), RejectReason.MALFORMED)
         refuse(batch.is_interval & (value < 0), RejectReason.NEGATIVE_ENERGY)
         refuse(~batch.is_interval & (value < 0), RejectReason.IMPLAUSIBLE_VALUE)
+        out_of_service = self._out_of_service(m, ts, reason < 0)
+        refuse(out_of_service, RejectReason.UNKNOWN_METER)
+        for i in np.flatnonzero(out_of_service)[:1000]:
+            detail[int(i)] = (
+                f"{self.timeline.meter_ids[int(m[i])]} is not in service at this time "
+                "in the topology"
+            )
 
         ok = reason < 0
         if ok.any():
@@ -215,7 +308,7 @@ class BalanceEngine:
             sel = starts == s
             slot = self._slots.get(s)
             if slot is None:
-                slot = self._slots[s] = Slot(s, e, self.topology.multiplier)
+                slot = self._slots[s] = Slot(s, e, self._version(s)[0].multiplier)
             slot.add(
                 Run(
                     key=keys[sel],
@@ -238,6 +331,23 @@ class BalanceEngine:
         self._first_start_s = (
             oldest if self._first_start_s is None else min(self._first_start_s, oldest)
         )
+
+    def _out_of_service(
+        self, m: npt.NDArray[np.int64], ts: npt.NDArray[np.int64], ok: npt.NDArray[np.bool_]
+    ) -> npt.NDArray[np.bool_]:
+        """Readings of meters in service neither in the window the reading belongs
+        to nor, for a reading at a window's end, in the next one (whose opening
+        bracket it is): a reading at a change counts for both sides."""
+        service = self.timeline.in_service
+        out = np.zeros(len(m), np.bool_)
+        if service.all():
+            return out
+        idx = np.flatnonzero(ok)
+        t = ts[idx]
+        within = self.timeline.version_index(self.grid.window_start(t))
+        opens = self.timeline.version_index(self.grid.window_start(t + 1))
+        out[idx] = ~(service[within, m[idx]] | service[opens, m[idx]])
+        return out
 
     def _rejects(
         self, batch: ReadingBatch, reason: npt.NDArray[np.int16], detail: dict[int, str]
@@ -317,9 +427,10 @@ class BalanceEngine:
                 w.dirty = False
             assert w.energy is not None
             became_final = w.final
+            topo, members = self._version(w.start_s)
             balances = compute_balances(
-                topo=self.topology,
-                members=self._members,
+                topo=topo,
+                members=members,
                 energy=w.energy,
                 window_start_s=w.start_s,
                 window_end_s=w.end_s,
@@ -395,6 +506,9 @@ class BalanceEngine:
                 following.take_first_of(self._slots[live[li]].summary, meters)
                 li -= 1
             followings[s] = following.copy()
+        if self._cuts:
+            for s in wanted:
+                self._cut(s, carries[s], followings[s])
 
         out = {}
         profiles = {}
@@ -403,6 +517,7 @@ class BalanceEngine:
             slot = self._slots.get(s)
             if slot is not None:
                 slot.refresh_summary()
+            multiplier = self._version(s)[0].multiplier
             if w.final and self.config.profile_s:
                 rows = slot.all_rows() if slot is not None else Run.empty()
                 edges = _profile_edges(w.start_s, w.end_s, self.config.profile_s)
@@ -412,7 +527,7 @@ class BalanceEngine:
                         carry=carries[s],
                         following=followings[s],
                         edges_s=edges,
-                        multiplier=self.topology.multiplier,
+                        multiplier=multiplier,
                     ),
                     profile_voltage(rows=rows, n_meters=len(meters), edges_s=edges),
                     reading_phase(rows=rows, n_meters=len(meters)),
@@ -424,10 +539,20 @@ class BalanceEngine:
                 carry=carries[s],
                 slot=slot.summary if slot is not None else None,
                 following=followings[s],
-                multiplier=self.topology.multiplier,
+                multiplier=multiplier,
                 max_bracket_gap_s=self.config.max_bracket_gap_s,
             )
         return out, profiles
+
+    def _cut(self, start_s: int, carry: ReadingRef, following: ReadingRef) -> None:
+        """Forget brackets across a meter's membership changes: a window after the
+        change takes no reading from before it, a window before none from after."""
+        for m, cuts in self._cuts.items():
+            k = int(np.searchsorted(cuts, start_s, side="right"))
+            if k > 0 and carry.has[m] and carry.ts[m] < cuts[k - 1]:
+                carry.has[m] = False
+            if k < len(cuts) and following.has[m] and following.ts[m] > cuts[k]:
+                following.has[m] = False
 
     def _evict(self) -> None:
         """Drop final windows at the old end; fold their last readings into the carry."""

@@ -29,6 +29,7 @@ from lineloss.domain import (
     SuspicionCategory,
     Topology,
 )
+from lineloss.timeline import TopologyTimeline
 from streams.area_windows import AreaWindowBuilder
 from streams.engine import BalanceEngine, Emission, MeterWindowResult
 
@@ -48,7 +49,10 @@ class DetectionStage:
     re-run detection over one recorded replay many times."""
 
     def __init__(
-        self, topology: Topology, config: EngineConfig, settings: DetectorSettings
+        self,
+        topology: Topology | TopologyTimeline,
+        config: EngineConfig,
+        settings: DetectorSettings,
     ) -> None:
         self.settings = settings
         self.area_detectors = default_area_detectors(config.balance, settings)
@@ -57,8 +61,21 @@ class DetectionStage:
         self.book = SuspicionBook(
             decider=ThresholdDecider(**settings.get("decider", {})), **settings.get("book", {})
         )
-        self._builder = AreaWindowBuilder(topology)
+        self.set_timeline(
+            topology if isinstance(topology, TopologyTimeline) else TopologyTimeline.of(topology)
+        )
         self.histories: dict[str, AreaHistory] = {}
+
+    def set_timeline(self, timeline: TopologyTimeline) -> None:
+        """Cut later windows with ``timeline``'s version in effect at their start."""
+        self.timeline = timeline
+        self._builders: dict[int, AreaWindowBuilder] = {}
+
+    def _builder(self, window_start_s: int) -> AreaWindowBuilder:
+        v = int(self.timeline.version_index([window_start_s])[0])
+        if v not in self._builders:
+            self._builders[v] = AreaWindowBuilder(self.timeline.versions[v])
+        return self._builders[v]
 
     def process(self, emission: Emission) -> None:
         for b in emission.balances:
@@ -73,7 +90,7 @@ class DetectionStage:
 
     def _detect_meters(self, result: MeterWindowResult, balances: dict[str, Balance]) -> None:
         """Meter-level detectors on one final window, area by area, then grid-wide."""
-        for w in self._builder.build(result, balances):
+        for w in self._builder(result.window_start).build(result, balances):
             h = self.histories.setdefault(w.area_id, AreaHistory())
             h.push(w)
             tamper = _tamper_meters(h)
@@ -98,13 +115,20 @@ class DetectionStage:
 class Pipeline:
     def __init__(
         self,
-        topology: Topology,
+        topology: Topology | TopologyTimeline,
         config: EngineConfig,
         *,
         detector_settings: DetectorSettings | None = None,
     ) -> None:
         self.engine = BalanceEngine(topology, config)
         self.detection = DetectionStage(topology, config, detector_settings or {})
+
+    def apply_timeline(self, timeline: TopologyTimeline) -> list[str]:
+        """Take registry updates (see ``BalanceEngine.apply_timeline``); returns the
+        meters whose change came too late for windows already final."""
+        late = self.engine.apply_timeline(timeline)
+        self.detection.set_timeline(timeline)
+        return late
 
     @property
     def stream_time_s(self) -> int | None:

@@ -5,8 +5,10 @@ changelogged table or a compacted topic) and, after a crash, restores it and
 re-consumes from the committed offset. Because the engine rejects duplicates
 idempotently, at-least-once delivery then gives exactly-once balances.
 
-The topology and the config are not part of the state: the worker loads them the
-same way on restart (a topology change is an explicit event, not a restore).
+The config is not part of the state: the worker loads it the same way on restart.
+The topology timeline is (lineloss.timeline): its index space fixes what the
+per-meter arrays mean, and updates applied live may be newer than the registry the
+restarted worker reads (it applies that on top, as an update).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import numpy.typing as npt
 
 from lineloss.config import EngineConfig
 from lineloss.domain import Balance, BalanceLevel, BalanceStatus, Topology
+from lineloss.timeline import TopologyTimeline
 from streams.energy import MeterWindowEnergy, ReadingRef
 from streams.engine import BalanceEngine, _WindowState
 from streams.slots import Run, Slot, SlotSummary
@@ -84,12 +87,18 @@ def engine_state(engine: BalanceEngine) -> State:
             for name in _ENERGY_FIELDS:
                 out[f"window.{start}.energy.{name}"] = getattr(w.energy, name).copy()
     out["meta"] = np.array(json.dumps(meta))
+    out["timeline"] = np.frombuffer(engine.timeline.json_bytes, dtype=np.uint8)
     return out
 
 
-def restore_engine(topology: Topology, config: EngineConfig, state: State) -> BalanceEngine:
-    """A new engine in exactly the state ``engine_state`` captured."""
+def restore_engine(
+    topology: Topology | TopologyTimeline, config: EngineConfig, state: State
+) -> BalanceEngine:
+    """A new engine in exactly the state ``engine_state`` captured, with the topology
+    timeline it had (``topology`` only for snapshots without one)."""
     meta = json.loads(str(state["meta"]))
+    if "timeline" in state:
+        topology = TopologyTimeline.from_json(json.loads(state["timeline"].tobytes()))
     if meta["n_meters"] != topology.n_meters:
         raise ValueError(
             f"snapshot has {meta['n_meters']} meters, topology {topology.n_meters}: "
@@ -105,7 +114,7 @@ def restore_engine(topology: Topology, config: EngineConfig, state: State) -> Ba
     )
     for start_text, info in meta["slots"].items():
         start = int(start_text)
-        slot = Slot(start, info["end_s"], topology.multiplier)
+        slot = Slot(start, info["end_s"], engine.timeline.at(start).multiplier)
         slot.runs = [
             Run(**{name: state[f"slot.{start}.run.{k}.{name}"].copy() for name in _RUN_FIELDS})
             for k in range(info["runs"])

@@ -77,9 +77,22 @@ def test_crash_restore_and_reconsume_gives_identical_finals(seed: int) -> None:
     assert len(finals(ref)) > 10
 
 
-def test_restore_refuses_another_topology() -> None:
+def test_restore_keeps_the_snapshots_own_topology() -> None:
+    """The snapshot fixes the index space of its arrays: a different registry given
+    at restore must not re-interpret them (updates are applied on top instead)."""
     engine = BalanceEngine(TOPO, CONFIG)
     engine.ingest(make_batch(TOPO, [("C1", DAY0, 1.0), ("C1", DAY0 + DAY, 2.0)]))
     other = make_topology([("C1", "customer", "A1", None, 1.0)])
+    restored = restore_engine(other, CONFIG, engine_state(engine))
+    assert list(restored.topology.meter_ids) == list(TOPO.meter_ids)
+    assert restored.timeline.to_json() == engine.timeline.to_json()
+
+
+def test_restore_refuses_a_state_without_its_topology() -> None:
+    engine = BalanceEngine(TOPO, CONFIG)
+    engine.ingest(make_batch(TOPO, [("C1", DAY0, 1.0), ("C1", DAY0 + DAY, 2.0)]))
+    state = engine_state(engine)
+    del state["timeline"]  # as written before snapshots carried their timeline
+    other = make_topology([("C1", "customer", "A1", None, 1.0)])
     with pytest.raises(ValueError, match="meters"):
-        restore_engine(other, CONFIG, engine_state(engine))
+        restore_engine(other, CONFIG, state)
