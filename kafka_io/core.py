@@ -16,6 +16,11 @@ up to, so a forward re-sent after a crash is recognised and not counted twice. A
 its end of stream a partition tells every other one it forwards no more; a partition
 drains (flushes its engine) once it has its own end of stream and that word from all.
 
+Registry updates (lineloss.timeline) reach every core through ``WorkerCores.apply``:
+each core takes its shard's part of the new timeline, so a customer moved to
+another feeder leaves one partition's part and joins another's from its move on.
+Readings are routed by the version of their window (kafka_io.shards).
+
 Everything a restarted worker needs is in ``snapshot()``: the engine
 (streams.snapshot), the detection stage, the next offset, the forward positions and
 what was already published. Messages below the next offset are skipped, so
@@ -52,8 +57,10 @@ from kafka_io.schema import (
 from kafka_io.shards import Shards
 from lineloss.config import EngineConfig
 from lineloss.domain import Balance, Suspicion, Topology
+from lineloss.timeline import MeterHistory, TopologyTimeline
 from streams.pipeline import Pipeline, StepOutput
 from streams.snapshot import dumps, engine_state, loads, restore_engine
+from streams.windows import WindowGrid
 
 FORWARD_MAX_READINGS = 2000  # per forwarded message: well under Kafka's 1 MB default
 
@@ -74,7 +81,7 @@ class PartitionCore:
 
     def __init__(
         self,
-        topology: Topology,
+        topology: Topology | TopologyTimeline,
         config: EngineConfig,
         partition: int,
         partitions: int,
@@ -82,15 +89,16 @@ class PartitionCore:
         *,
         shards: Shards | None = None,
     ) -> None:
-        self.full_topology = topology
         self.shards = shards if shards is not None else Shards(topology, partitions)
         if self.shards.partitions != partitions or not 0 <= partition < partitions:
             raise ValueError(f"partition {partition} of {partitions} does not fit the shards")
         self.partition = partition
         self.partitions = partitions
-        self.topology = self.shards.topology_of(partition)
         self.config = config
-        self.pipeline = Pipeline(self.topology, config, detector_settings=detector_settings)
+        self.grid = WindowGrid(config.window_s, config.tz)
+        self.timeline = self.shards.sub_timeline(partition)
+        self._local = self.shards.local_index_in(self.timeline.latest)
+        self.pipeline = Pipeline(self.timeline, config, detector_settings=detector_settings)
         self.next_offset: dict[str, int] = {}  # per topic (readings, routed)
         self.end_of_stream = False
         self.forwards_done: set[int] = set()
@@ -120,16 +128,15 @@ class PartitionCore:
                     cols.add_message(origin, raw)
                 else:
                     self._take_forwarded(origin, raw, sources, cols)
-        decoded = cols.decoded(self.full_topology)
+        decoded = cols.decoded(self.shards.topology)
         out = Outputs(dead_letters=decoded.dead_letters)
-        home = self.shards.meter_partition[decoded.batch.meter_idx]
-        mine = home == self.partition
-        out.forwards = self._forwards(decoded, home, mine)
+        mine, away = self._route(decoded)
+        out.forwards = self._forwards(decoded, away)
         if ended:
             end = encode_control(END_OF_FORWARDS, source_partition=self.partition)
             out.forwards += [(p, end) for p in range(self.partitions) if p != self.partition]
         batch = decoded.batch.take(mine)
-        batch = replace(batch, meter_idx=self.shards.local_index(self.partition)[batch.meter_idx])
+        batch = replace(batch, meter_idx=self._local[batch.meter_idx])
         out.readings = len(batch)
         if len(batch):
             step = self.pipeline.step(batch)
@@ -141,6 +148,45 @@ class PartitionCore:
         out.suspicions = self._changed_suspicions()
         out.position = self.position
         return out
+
+    def apply(self, shards: Shards) -> list[str]:
+        """Take a new shard plan (a registry update): this partition's part of its
+        timeline goes to the pipeline. Returns the meters whose change came too late
+        for windows already final here."""
+        self.shards = shards
+        sub = shards.sub_timeline(self.partition, previous=self.timeline)
+        self._local = shards.local_index_in(sub.latest)
+        if sub.histories == self.timeline.histories and sub.meter_ids == self.timeline.meter_ids:
+            return []
+        self.timeline = sub
+        return self.pipeline.apply_timeline(sub)
+
+    def _route(self, decoded: Decoded) -> tuple[np.ndarray, list[tuple[int, int]]]:
+        """Which readings this partition balances, and (reading, partition) pairs to
+        forward. A reading of a meter in service nowhere at its time stays here and
+        the engine dead-letters it."""
+        b = decoded.batch
+        if len(b) == 0:
+            return np.zeros(0, np.bool_), []
+        within, opens = self.shards.homes(
+            b.meter_idx, self.grid.window_start(b.ts), self.grid.window_start(b.ts + 1)
+        )
+        p = self.partition
+        # Readings another partition forwarded here are this one's (never passed on
+        # again: the sender keeps what is its own, so a reading on a window end at a
+        # move does not come back to it).
+        sent_from = np.array([o.partition for o in decoded.messages], np.int64)
+        forwarded = sent_from[decoded.message_of[b.source_pos]] != p
+        mine = forwarded | (within == p) | (opens == p) | ((within < 0) & (opens < 0))
+        own = ~forwarded
+        away = [
+            (int(k), int(within[k])) for k in np.flatnonzero(own & (within >= 0) & (within != p))
+        ]
+        away += [
+            (int(k), int(opens[k]))
+            for k in np.flatnonzero(own & (opens >= 0) & (opens != p) & (opens != within))
+        ]
+        return mine, away
 
     @property
     def position(self) -> int:
@@ -169,13 +215,10 @@ class PartitionCore:
             origins.append(src)
         cols.add_rows(origin, rows, raw, origins=origins)
 
-    def _forwards(
-        self, decoded: Decoded, home: np.ndarray, mine: np.ndarray
-    ) -> list[tuple[int, bytes]]:
+    def _forwards(self, decoded: Decoded, away: list[tuple[int, int]]) -> list[tuple[int, bytes]]:
         out: list[tuple[int, bytes]] = []
-        away = np.flatnonzero(~mine)
-        for p in sorted(set(home[away].tolist())):
-            pos = away[home[away] == p].tolist()  # in arrival order: positions only grow
+        for p in sorted({q for _, q in away}):
+            pos = sorted(k for k, q in away if q == p)  # arrival order: positions only grow
             for lo in range(0, len(pos), FORWARD_MAX_READINGS):
                 chunk = pos[lo : lo + FORWARD_MAX_READINGS]
                 src = decoded.batch.source_pos[chunk].tolist()
@@ -238,7 +281,7 @@ class PartitionCore:
     @classmethod
     def restore(
         cls,
-        topology: Topology,
+        topology: Topology | TopologyTimeline,
         config: EngineConfig,
         data: bytes,
         detector_settings: DetectorSettings | None = None,
@@ -258,8 +301,11 @@ class PartitionCore:
             detector_settings,
             shards=shards,
         )
-        core.pipeline.engine = restore_engine(core.topology, config, state)
+        core.pipeline.engine = restore_engine(core.timeline, config, state)
         core.pipeline.detection = detection
+        # The checkpoint's own part of the timeline, then what the registry says now.
+        core.timeline = core.pipeline.engine.timeline
+        core.apply(core.shards)
         core.next_offset = {t: int(o) for t, o in meta["next_offset"].items()}
         core.end_of_stream = bool(meta["end_of_stream"])
         core.forwards_done = set(meta["forwards_done"])
@@ -283,14 +329,13 @@ class WorkerCores:
 
     def __init__(
         self,
-        topology: Topology,
+        topology: Topology | TopologyTimeline,
         config: EngineConfig,
         partitions: int,
         detector_settings: DetectorSettings | None = None,
         *,
         load: Callable[[set[int]], dict[int, bytes]] = lambda _ps: {},
     ) -> None:
-        self.topology = topology
         self.config = config
         self.partitions = partitions
         self.detector_settings = detector_settings
@@ -307,11 +352,11 @@ class WorkerCores:
         for p in sorted(missing):
             self.cores[p] = (
                 PartitionCore.restore(
-                    self.topology, self.config, saved[p], self.detector_settings, shards=self.shards
+                    self.timeline, self.config, saved[p], self.detector_settings, shards=self.shards
                 )
                 if p in saved
                 else PartitionCore(
-                    self.topology,
+                    self.timeline,
                     self.config,
                     p,
                     self.partitions,
@@ -319,6 +364,25 @@ class WorkerCores:
                     shards=self.shards,
                 )
             )
+
+    @property
+    def timeline(self) -> TopologyTimeline:
+        return self.shards.timeline
+
+    @property
+    def topology(self) -> Topology:
+        """The registry now, over every meter it ever named."""
+        return self.shards.topology
+
+    def apply(self, updates: dict[str, MeterHistory | None]) -> dict[int, list[str]]:
+        """Registry updates (meter id -> its whole new history; None: deleted) to
+        every owned partition and to those created later. Returns, per partition,
+        the meters whose change came too late for windows already final there."""
+        if not self.timeline.changed_by(updates):
+            return {}
+        self.shards = Shards(self.timeline.apply(updates), self.partitions)
+        late = {p: core.apply(self.shards) for p, core in sorted(self.cores.items())}
+        return {p: ms for p, ms in late.items() if ms}
 
     def process(self, messages: Sequence[tuple[Origin, bytes | None]]) -> dict[int, Outputs]:
         """One step: each partition's messages through its core, in partition order."""

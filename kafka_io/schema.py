@@ -30,6 +30,7 @@ from lineloss.domain import (
     TargetKind,
     Topology,
 )
+from lineloss.timeline import MeterHistory, always, history_from_json, history_to_json
 
 READING: Final = "lineloss.reading"
 BATCH: Final = "lineloss.concentrator_batch"
@@ -574,16 +575,47 @@ def suspicion_key(s: Suspicion) -> str:
 
 
 def meter_message(topology: Topology, i: int) -> bytes:
+    """A registry message for meter ``i`` that has always been what it is now."""
     m = topology.meter(i)
+    return encode_meter(m.meter_id, always(m))
+
+
+def encode_meter(meter_id: str, history: MeterHistory) -> bytes:
+    """A registry message: the meter's state now (flat, as version 1 has always
+    carried it) and its whole ``history`` (docs/streaming.md#topology-updates). The
+    topic is compacted by meter id, so each message replaces the meter's history."""
+    states = history_to_json(history)
+    now = states[-1]
+    flat = {k: v for k, v in now.items() if k != "effective_from"}
     return _dumps(
         {
             "schema": METER,
             "version": VERSION,
-            "meter_id": m.meter_id,
-            "role": m.role.value,
-            "area_id": m.area_id,
-            "feeder_id": m.feeder_id,
-            "multiplier": m.multiplier,
-            "customer_class": m.customer_class,
+            "meter_id": meter_id,
+            **flat,
+            "effective_from": now["effective_from"],
+            "history": states,
         }
     )
+
+
+def decode_meter(raw: bytes) -> tuple[str, MeterHistory]:
+    """The meter id and history of a registry message; a message without
+    ``history`` is one state from its ``effective_from`` (absent: always).
+    Raises MessageError on anything else."""
+    try:
+        d = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MessageError("malformed", f"not JSON: {exc}") from exc
+    if not isinstance(d, dict) or d.get("schema") != METER:
+        raise MessageError("malformed", "not a lineloss.meter message")
+    if d.get("version") != VERSION:
+        raise MessageError("unsupported_version", f"lineloss.meter version {d.get('version')!r}")
+    meter_id = d.get("meter_id")
+    if not isinstance(meter_id, str) or not meter_id:
+        raise MessageError("malformed", "meter_id must be a non-empty string")
+    items = d.get("history") or [d]
+    try:
+        return meter_id, history_from_json(meter_id, items)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise MessageError("malformed", f"bad meter state: {exc!r}") from exc

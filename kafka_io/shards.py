@@ -19,7 +19,8 @@ from functools import cached_property
 import numpy as np
 import numpy.typing as npt
 
-from lineloss.domain import NO_INDEX, Topology
+from lineloss.domain import NO_INDEX, Meter, Topology
+from lineloss.timeline import TopologyTimeline
 
 
 def _murmur2(data: bytes) -> int:
@@ -70,34 +71,96 @@ def shard_key(topology: Topology, meter_index: int) -> str:
 
 
 class Shards:
-    """The shard plan of one topology over ``partitions`` readings partitions."""
+    """The shard plan of a topology timeline over ``partitions`` readings partitions.
 
-    def __init__(self, topology: Topology, partitions: int) -> None:
+    A meter belongs to the partition of its shard key *in each version*: a customer
+    moved to another feeder changes partition from the move on. A reading belongs
+    to the owner of the window it falls in and, when it lies on a window's end, also
+    to the owner of the next window (it closes the one and opens the other: see the
+    cut in streams.engine), so at a move both partitions get it.
+    """
+
+    def __init__(self, topology: Topology | TopologyTimeline, partitions: int) -> None:
         if partitions < 1:
             raise ValueError(f"partitions must be at least 1, not {partitions}")
-        self.topology = topology
-        self.partitions = partitions
-        keys = [shard_key(topology, i) for i in range(topology.n_meters)]
-        by_key = {k: partition_of(k.encode(), partitions) for k in set(keys)}
-        self.keys = keys
-        self.meter_partition: npt.NDArray[np.int32] = np.array(
-            [by_key[k] for k in keys], dtype=np.int32
+        self.timeline = (
+            topology if isinstance(topology, TopologyTimeline) else TopologyTimeline.of(topology)
         )
+        self.topology = self.timeline.latest
+        self.partitions = partitions
+        # An area's feeder, as any version records it (a customer may name only its area).
+        self._area_feeder: dict[str, str] = {}
+        for v in self.timeline.versions:
+            for a, f in enumerate(v.area_feeder.tolist()):
+                if f != NO_INDEX:
+                    self._area_feeder[v.area_ids[a]] = v.feeder_ids[f]
+        self._partition_of_key: dict[str, int] = {}
+        owners = np.full((len(self.timeline.starts_s), self.timeline.n_meters), -1, np.int32)
+        col = {m: i for i, m in enumerate(self.timeline.meter_ids)}
+        starts = self.timeline.starts_s
+        for meter_id, history in self.timeline.histories.items():
+            for k, st in enumerate(history):
+                until = history[k + 1].effective_from_s if k + 1 < len(history) else None
+                lo = starts.index(st.effective_from_s)
+                hi = starts.index(until) if until is not None else len(starts)
+                if st.meter is not None:
+                    owners[lo:hi, col[meter_id]] = self.owner(st.meter)
+        self.owners = owners  # versions x meters: owning partition, -1 out of service
+
+    def key(self, meter: Meter) -> str:
+        """The message key of a meter's readings: its feeder, else its area's feeder,
+        else its area, else itself (``shard_key`` on one meter)."""
+        if meter.feeder_id:
+            return meter.feeder_id
+        if meter.area_id:
+            return self._area_feeder.get(meter.area_id, meter.area_id)
+        return meter.meter_id
+
+    def owner(self, meter: Meter) -> int:
+        k = self.key(meter)
+        p = self._partition_of_key.get(k)
+        if p is None:
+            p = self._partition_of_key[k] = partition_of(k.encode(), self.partitions)
+        return p
+
+    @property
+    def meter_partition(self) -> npt.NDArray[np.int32]:
+        """Each meter's partition now (-1: out of service)."""
+        return self.owners[-1]
+
+    def homes(
+        self,
+        meter_idx: npt.NDArray[np.int64],
+        window_starts: npt.NDArray[np.int64],
+        next_window_starts: npt.NDArray[np.int64],
+    ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32]]:
+        """The owners of readings of full-index meters: of the window each falls in
+        and of the next window (for readings on a window's end; else the same)."""
+        within = self.timeline.version_index(window_starts)
+        opens = self.timeline.version_index(next_window_starts)
+        return self.owners[within, meter_idx], self.owners[opens, meter_idx]
+
+    def sub_timeline(
+        self, partition: int, previous: TopologyTimeline | None = None
+    ) -> TopologyTimeline:
+        """The part of the timeline one partition balances: its meters' states while
+        they are its own. Meters it had before stay (its index space only grows)."""
+        return self.timeline.restricted(lambda m: self.owner(m) == partition, previous)
 
     @cached_property
     def _local(self) -> dict[int, tuple[Topology, npt.NDArray[np.int64]]]:
         out = {}
         for p in range(self.partitions):
-            members = np.flatnonzero(self.meter_partition == p)
-            sub = Topology.from_meters([self.topology.meter(int(i)) for i in members])
-            # full meter index -> index in the partition's topology (NO_INDEX elsewhere)
-            local = np.full(self.topology.n_meters, NO_INDEX, dtype=np.int64)
-            local[members] = np.arange(len(members))
-            out[p] = (sub, local)
+            sub = self.sub_timeline(p).latest
+            out[p] = (sub, self.local_index_in(sub))
         return out
 
+    def local_index_in(self, sub: Topology) -> npt.NDArray[np.int64]:
+        """Full meter index -> index in ``sub`` (NO_INDEX where it has no such id)."""
+        return sub.index_of(self.topology.meter_ids)
+
     def topology_of(self, partition: int) -> Topology:
-        """The meters of one partition, in the full topology's order."""
+        """The meters of one partition now, in the full topology's order."""
         return self._local[partition][0]
 
     def local_index(self, partition: int) -> npt.NDArray[np.int64]:

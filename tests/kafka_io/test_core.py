@@ -113,7 +113,7 @@ def publish(rows: list[ReadingRow], key_by: str, *, bad_every: int = 0) -> Log:
         else:
             i = int(TOPO.index_of([group[0].meter_id])[0])
             log.send_keyed(
-                SHARDS.keys[i] if key_by == "feeder" else area, encode_batch(area, group)
+                SHARDS.key(TOPO.meter(i)) if key_by == "feeder" else area, encode_batch(area, group)
             )
         if bad_every and n % bad_every == 7:
             log.send_keyed("F1", b"{oops")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
-from factories import make_topology
+from factories import DAY, DAY0, make_topology
 
 from kafka_io.shards import Shards, partition_of, shard_key
+from lineloss.domain import Meter, MeterRole
+from lineloss.timeline import BEGINNING_S, MeterState, TopologyTimeline
 
 TOPO = make_topology(
     [
@@ -59,7 +62,7 @@ def test_partitions_split_the_meters_into_whole_feeders(partitions: int) -> None
     for p, t in enumerate(parts):
         for f in t.feeder_ids:  # a feeder's every meter is on one partition
             members = [
-                m for m, k in zip(TOPO.meter_ids.tolist(), shards.keys, strict=True) if k == f
+                m for i, m in enumerate(TOPO.meter_ids.tolist()) if shards.key(TOPO.meter(i)) == f
             ]
             assert set(members) <= set(t.meter_ids.tolist())
         local = shards.local_index(p)
@@ -67,3 +70,27 @@ def test_partitions_split_the_meters_into_whole_feeders(partitions: int) -> None
             assert t.meter_ids[local[TOPO.index_of([m])[0]]] == m
     with pytest.raises(ValueError, match="at least 1"):
         Shards(TOPO, 0)
+
+
+def test_a_moved_customer_changes_partition_at_its_move() -> None:
+    """Owners per version; a reading on the window end at the move goes to both."""
+    moved = Meter("C1", MeterRole.CUSTOMER, "A3", "F2", 1.0)
+    timeline = TopologyTimeline.of(TOPO).apply(
+        {"C1": (MeterState(BEGINNING_S, TOPO.meter(2)), MeterState(DAY0 + DAY, moved))}
+    )
+    partitions = next(n for n in range(2, 20) if partition_of(b"F1", n) != partition_of(b"F2", n))
+    shards = Shards(timeline, partitions)
+    f1, f2 = partition_of(b"F1", partitions), partition_of(b"F2", partitions)
+    c1 = timeline.meter_ids.index("C1")
+    assert shards.owners[:, c1].tolist() == [f1, f2]
+    assert shards.meter_partition[c1] == f2
+    idx = np.array([c1, c1, c1])
+    window = np.array([DAY0, DAY0, DAY0 + DAY])  # before, on the end, after
+    nxt = np.array([DAY0, DAY0 + DAY, DAY0 + DAY])
+    within, opens = shards.homes(idx, window, nxt)
+    assert within.tolist() == [f1, f1, f2] and opens.tolist() == [f1, f2, f2]
+    # Both partitions keep C1 in their part, each while it is theirs.
+    one, two = shards.sub_timeline(f1), shards.sub_timeline(f2)
+    assert "C1" in one.meter_ids and "C1" in two.meter_ids
+    assert one.in_service[:, one.meter_ids.index("C1")].tolist() == [True, False]
+    assert two.in_service[:, two.meter_ids.index("C1")].tolist() == [False, True]
