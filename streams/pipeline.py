@@ -93,6 +93,8 @@ class DetectionStage:
         for w in self._builder(result.window_start).build(result, balances):
             h = self.histories.setdefault(w.area_id, AreaHistory())
             h.push(w)
+            if w.n_customers == 0:
+                continue  # every customer left (registry update): nothing to score
             tamper = _tamper_meters(h)
             for det in self.meter_detectors:
                 for f in det.score_one(h):
@@ -104,7 +106,9 @@ class DetectionStage:
         # grid finds (docs/streaming.md#shards).
         scopes: dict[str, dict[str, AreaHistory]] = {}
         for area, h in self.histories.items():
-            feeder = h.windows[-1].feeder_id if len(h) else None
+            if not len(h) or h.windows[-1].n_customers == 0:
+                continue
+            feeder = h.windows[-1].feeder_id
             scopes.setdefault(feeder or f"area:{area}", {})[area] = h
         for scope in sorted(scopes):
             for grid_det in self.grid_detectors:

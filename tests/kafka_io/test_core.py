@@ -29,7 +29,8 @@ from kafka_io.schema import (
 )
 from kafka_io.shards import Shards, partition_of
 from lineloss.config import EngineConfig
-from lineloss.domain import Balance, ReadingBatch
+from lineloss.domain import Balance, Meter, MeterRole, ReadingBatch
+from lineloss.timeline import BEGINNING_S, MeterHistory, MeterState, TopologyTimeline
 from streams.pipeline import Pipeline
 
 # Three readings partitions: F1 -> 0, F2 and F3 -> 1, the feeder-less area A9 -> 2.
@@ -105,7 +106,7 @@ def publish(rows: list[ReadingRow], key_by: str, *, bad_every: int = 0) -> Log:
     log = Log()
     by_ts: dict[tuple[int, str], list[ReadingRow]] = {}
     for r in rows:
-        by_ts.setdefault((r.ts, AREA[r.meter_id]), []).append(r)
+        by_ts.setdefault((r.ts, AREA.get(r.meter_id, "A4")), []).append(r)  # C7: A4
     for n, ((_, area), group) in enumerate(sorted(by_ts.items())):
         if key_by == "meter":
             for r in group:
@@ -122,11 +123,14 @@ def publish(rows: list[ReadingRow], key_by: str, *, bad_every: int = 0) -> Log:
     return log
 
 
-def embedded(rows: list[ReadingRow]) -> tuple[dict[tuple[object, ...], str], dict[str, bytes]]:
+def embedded(
+    rows: list[ReadingRow], timeline: TopologyTimeline | None = None
+) -> tuple[dict[tuple[object, ...], str], dict[str, bytes]]:
     """One pipeline over the whole grid: the reference."""
-    pipe = Pipeline(TOPO, CONFIG)
+    timeline = timeline or TopologyTimeline.of(TOPO)
+    pipe = Pipeline(timeline, CONFIG)
     batch = ReadingBatch(
-        meter_idx=TOPO.index_of([r.meter_id for r in rows]),
+        meter_idx=timeline.latest.index_of([r.meter_id for r in rows]),
         ts=np.array([r.ts for r in rows], np.int64),
         value=np.array([r.value for r in rows]),
         is_interval=np.zeros(len(rows), np.bool_),
@@ -154,8 +158,11 @@ class Cluster:
     """Workers sharing the partitions of ``log``, with committed offsets and a
     checkpoint store, stepping round-robin until every partition drained."""
 
-    def __init__(self, log: Log, step: int, workers: int = 1) -> None:
+    def __init__(
+        self, log: Log, step: int, workers: int = 1, topology: TopologyTimeline | None = None
+    ) -> None:
         self.log = log
+        self.topology = topology or TopologyTimeline.of(TOPO)  # the registry now
         self.step = step
         self.committed = {(t, p): 0 for t in TOPICS for p in range(PARTITIONS)}
         self.saved: dict[int, bytes] = {}
@@ -168,7 +175,7 @@ class Cluster:
 
     def new_worker(self) -> WorkerCores:
         return WorkerCores(
-            TOPO,
+            self.topology,
             CONFIG,
             PARTITIONS,
             load=lambda ps: {p: self.saved[p] for p in ps if p in self.saved},
@@ -193,6 +200,12 @@ class Cluster:
                 self.committed[origin.topic, p] = origin.offset + 1
             if out.drained:
                 self.drained.add(p)
+
+    def apply(self, updates: dict[str, MeterHistory | None]) -> None:
+        """A registry update every worker reads between two steps."""
+        self.topology = self.topology.apply(updates)
+        for w in self.workers:
+            assert w.apply(updates) == {}  # in time for every window it changes
 
     def move(self, partition: int, to: WorkerCores) -> None:
         """A rebalance: the partition changes owner and resumes from its checkpoint."""
@@ -346,3 +359,76 @@ def test_forwarded_readings_keep_their_meter_when_an_unknown_meter_comes_first()
     assert by_partition[1]["forwarded"] == [["r", 0, 0, 1]]
     assert by_partition[2]["readings"][0]["meter_id"] == "C9"
     assert by_partition[2]["forwarded"] == [["r", 0, 0, 2]]
+
+
+def _customer(meter_id: str, area: str | None, feeder: str | None) -> Meter:
+    return Meter(meter_id, MeterRole.CUSTOMER, area, feeder, 1.0)
+
+
+UPDATES: dict[str, MeterHistory | None] = {
+    # moved from F1 (partition 0) to F2 (partition 1) at the start of day 1
+    "C2": (
+        MeterState(BEGINNING_S, _customer("C2", "A1", "F1")),
+        MeterState(DAY0 + 86400, _customer("C2", "A3", "F2")),
+    ),
+    # commissioned in the middle of a window: in service from the next one
+    "C7": (MeterState(DAY0 + 86400 + 3 * 3600, _customer("C7", "A4", "F3")),),
+    # a new CT on day 2
+    "T3": (
+        MeterState(BEGINNING_S, TOPO.meter(6)),
+        MeterState(DAY0 + 2 * 86400, replace(TOPO.meter(6), multiplier=2.0)),
+    ),
+    # out of service from day 2 (its readings go on: dead letters)
+    "C9": (MeterState(BEGINNING_S, TOPO.meter(12)), MeterState(DAY0 + 2 * 86400, None)),
+}
+
+
+@pytest.mark.parametrize("crash", [False, True])
+def test_registry_updates_mid_stream_give_the_embedded_results(crash: bool) -> None:
+    """A customer moved across partitions, a meter commissioned, a CT changed and a
+    meter taken out of service, all read by the workers mid-stream (and, with
+    ``crash``, a restart from checkpoints after it): the finals, suspicions and
+    dead letters of one pipeline that knew the registry from the start."""
+    assert TOPO.meter(6).meter_id == "T3" and TOPO.meter(12).meter_id == "C9"
+    timeline = TopologyTimeline.of(TOPO).apply(UPDATES)
+    rows = readings(5)
+    rows += [
+        ReadingRow("C7", DAY0 + 86400 + k * 900, 50.0 + k * 0.3) for k in range(1, 2 * 96 + 1)
+    ]
+    rows.sort(key=lambda r: r.ts)
+    ref, ref_suspicions = embedded(rows, timeline)
+    assert any(k[1] == "A4" for k in ref)
+    ref_unknown = Pipeline(timeline, CONFIG).engine.ingest(
+        ReadingBatch(
+            meter_idx=timeline.latest.index_of([r.meter_id for r in rows]),
+            ts=np.array([r.ts for r in rows], np.int64),
+            value=np.array([r.value for r in rows]),
+            is_interval=np.zeros(len(rows), np.bool_),
+            event=np.zeros(len(rows), np.int16),
+            voltage_v=np.full(len(rows), np.nan, np.float32),
+            source_pos=np.arange(len(rows), dtype=np.int64),
+        )
+    )
+    n_unknown = sum(r == "unknown_meter" for r in ref_unknown.reason)
+    assert n_unknown > 12  # C7 before its window in service, C9 after it left
+
+    cluster = Cluster(publish(rows, "meter"), step=41)
+    for _ in range(2):
+        cluster.run_round()
+    assert all(
+        (t := w.stream_time_s) is None or t < DAY0 + 86400 - CONFIG.allowed_lateness_s
+        for w in cluster.workers
+    )
+    cluster.apply(UPDATES)
+    if crash:
+        for _ in range(25):
+            cluster.run_round()
+        cluster.workers = [cluster.new_worker()]  # restarts with the registry of now
+        cluster.owner = dict.fromkeys(range(PARTITIONS), cluster.workers[0])
+    cluster.run()
+    assert finals(cluster.history) == ref
+    assert cluster.suspicions() == ref_suspicions
+    unknown = {d for d in cluster.dead if d[0] == "unknown_meter"}
+    assert len(unknown) == n_unknown
+    moved = [raw for log in cluster.log.topics["routed"] for raw in log if raw and b"C2" in raw]
+    assert moved  # C2's readings went to its owner of the time
