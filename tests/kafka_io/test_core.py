@@ -392,9 +392,7 @@ def test_registry_updates_mid_stream_give_the_embedded_results(crash: bool) -> N
     assert TOPO.meter(6).meter_id == "T3" and TOPO.meter(12).meter_id == "C9"
     timeline = TopologyTimeline.of(TOPO).apply(UPDATES)
     rows = readings(5)
-    rows += [
-        ReadingRow("C7", DAY0 + 86400 + k * 900, 50.0 + k * 0.3) for k in range(1, 2 * 96 + 1)
-    ]
+    rows += [ReadingRow("C7", DAY0 + 86400 + k * 900, 50.0 + k * 0.3) for k in range(1, 2 * 96 + 1)]
     rows.sort(key=lambda r: r.ts)
     ref, ref_suspicions = embedded(rows, timeline)
     assert any(k[1] == "A4" for k in ref)
