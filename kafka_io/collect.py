@@ -31,7 +31,7 @@ from kafka_io.schema import (
 from kafka_io.topics import KafkaSettings
 from lineloss.config import EngineConfig, engine_config_to_dict
 from lineloss.domain import Balance, BalanceLevel, Suspicion
-from loaders.files import REJECT_COLUMNS, read_topology
+from loaders.files import REJECT_COLUMNS, read_topology_timeline
 from streams.replay import balances_frame, history_frame, suspicions_frame
 from workorders.backtest import write_workorders
 from workorders.settings import WorkOrderSettings
@@ -247,7 +247,7 @@ def run_through_kafka(
     if not collected.drained:
         raise TimeoutError(f"the worker did not drain {settings.readings} in {timeout_s} s")
     write_outputs(out_dir, config, collected, published.topology_rejects, published.reading_rejects)
-    topology, _ = read_topology(data_dir)
+    topology = read_topology_timeline(data_dir)[0].latest
     write_workorders(
         out_dir,
         collected.suspicions,

@@ -15,6 +15,7 @@ import math
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +28,15 @@ from kafka_io.schema import (
     area_key,
     encode_batch,
     encode_control,
+    encode_meter,
     encode_reading,
     meter_message,
 )
 from kafka_io.shards import shard_key
 from kafka_io.topics import KafkaSettings, ensure_topics
 from lineloss.domain import NO_INDEX, MeterEvent, Topology
-from loaders.files import LoadedReadings, read_readings, read_topology
+from lineloss.timeline import BEGINNING_S, TopologyTimeline
+from loaders.files import LoadedReadings, read_readings, read_topology_timeline
 
 KEY_BY = ("feeder", "area", "meter")
 
@@ -75,6 +78,40 @@ def batches(
             yield key, encode_batch(area, group[k : k + batch_max])
 
 
+def publish_registry(
+    producer: Any, settings: KafkaSettings, timeline: TopologyTimeline, *, since_s: int, upto_s: int
+) -> int:
+    """Registry messages for every meter with a state taking effect in
+    (``since_s``, ``upto_s``]: its history as known at ``upto_s``. Keyed by meter id;
+    flushed, so that readings sent after it are fetched after it. Returns the number
+    of messages."""
+    sent = 0
+    for meter_id, history in timeline.histories.items():
+        known = tuple(st for st in history if st.effective_from_s <= upto_s)
+        if known and known[-1].effective_from_s > since_s:
+            producer.send(
+                settings.topology, key=meter_id.encode(), value=encode_meter(meter_id, known)
+            )
+            sent += 1
+    producer.flush()
+    return sent
+
+
+def registry_changes(timeline: TopologyTimeline, rows: list[ReadingRow]) -> dict[int, int]:
+    """Row index -> the time up to which the registry must be published before that
+    row: a replay announces each dated change just before the first reading (in
+    arrival order) at or after its effective time."""
+    out: dict[int, int] = {}
+    if not rows:
+        return out
+    newest = np.maximum.accumulate(np.array([r.ts for r in rows], np.int64))
+    for t in timeline.starts_s:
+        i = int(np.searchsorted(newest, t, side="left"))
+        if 0 < i < len(rows):
+            out[i] = max(out.get(i, t), t)
+    return out
+
+
 def publish_topology(producer: Any, settings: KafkaSettings, topology: Topology) -> None:
     """Every meter to the compacted topology topic, keyed by meter id (not flushed)."""
     for i in range(topology.n_meters):
@@ -95,11 +132,14 @@ class Published:
     elapsed_s: float
 
 
-def reading_rows(data_dir: Path) -> tuple[Topology, list[ReadingRow], pd.DataFrame, pd.DataFrame]:
-    """The usable readings of a data directory in arrival order, as message rows."""
-    topology, topo_rejects = read_topology(data_dir)
-    loaded = read_readings(data_dir, topology)
-    return topology, rows_of(topology, loaded), topo_rejects, loaded.rejects
+def reading_rows(
+    data_dir: Path,
+) -> tuple[TopologyTimeline, list[ReadingRow], pd.DataFrame, pd.DataFrame]:
+    """The registry and the usable readings of a data directory in arrival order,
+    as message rows."""
+    timeline, topo_rejects = read_topology_timeline(data_dir)
+    loaded = read_readings(data_dir, timeline.latest)
+    return timeline, rows_of(timeline.latest, loaded), topo_rejects, loaded.rejects
 
 
 def rows_of(topology: Topology, loaded: LoadedReadings) -> list[ReadingRow]:
@@ -144,17 +184,24 @@ def publish_data_dir(
 
     t0 = time.monotonic()
     say = progress or (lambda _m: None)
-    topology, rows, topo_rejects, reading_rejects = reading_rows(data_dir)
+    timeline, rows, topo_rejects, reading_rejects = reading_rows(data_dir)
+    topology = timeline.latest
     ensure_topics(settings)
     producer = KafkaProducer(**settings.client(), acks="all", linger_ms=20)
     try:
-        publish_topology(producer, settings, topology)
+        ts0 = rows[0].ts if rows else 0
+        known_s = ts0 if rows else max(timeline.starts_s)
+        publish_registry(producer, settings, timeline, since_s=BEGINNING_S - 1, upto_s=known_s)
+        changes = registry_changes(timeline, rows)
         keys = BatchKeys(topology, key_by)
         messages = 0
-        ts0 = rows[0].ts if rows else 0
         newest = ts0
-        for lo in range(0, len(rows), chunk_rows):
-            chunk = rows[lo : lo + chunk_rows]
+        edges = sorted({*range(0, len(rows), chunk_rows), *changes, len(rows)})
+        for lo, hi in pairwise(edges):
+            chunk = rows[lo:hi]
+            if lo in changes:  # registry updates due now, before the readings needing them
+                publish_registry(producer, settings, timeline, since_s=known_s, upto_s=changes[lo])
+                known_s = changes[lo]
             if math.isfinite(speed):
                 # Pace by the chunk's median time: a meter with a wrong clock (years
                 # ahead) must not stall the stream.

@@ -15,12 +15,14 @@ a step of 5,000 concentrator batches is about 20 MB). The child is started with
 from __future__ import annotations
 
 import asyncio
+import logging
 import multiprocessing
 import os
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from detectors import DetectorSettings
 from kafka_io.core import Outputs, WorkerCores
@@ -28,6 +30,9 @@ from kafka_io.schema import Origin
 from kafka_io.topics import KafkaSettings
 from lineloss.config import EngineConfig
 from lineloss.domain import Suspicion
+
+if TYPE_CHECKING:
+    from kafka_io.worker import RegistryFollower
 
 
 @dataclass
@@ -48,7 +53,10 @@ class CoresInfo:
     partitions: int
 
 
+log = logging.getLogger("lineloss.worker")
+
 _CORES: WorkerCores | None = None  # the child's state
+_REGISTRY: RegistryFollower | None = None
 _DIRTY: set[int] = set()  # partitions stepped since their last checkpoint
 
 
@@ -58,8 +66,8 @@ def _start(
     from kafka_io.worker import start_cores
 
     _exit_with_parent()
-    global _CORES
-    _CORES = start_cores(settings, config, detector_settings)
+    global _CORES, _REGISTRY
+    _CORES, _REGISTRY = start_cores(settings, config, detector_settings)
 
 
 def _exit_with_parent(poll_s: float = 1.0) -> None:
@@ -83,8 +91,20 @@ def _info() -> CoresInfo:
 def _step(
     messages: list[tuple[Origin, bytes | None]], revoked: set[int], checkpoint: bool
 ) -> StepResult:
-    assert _CORES is not None
+    assert _CORES is not None and _REGISTRY is not None
     _CORES.revoke(revoked)
+    updates = _REGISTRY.updates()
+    if updates:
+        late = _CORES.apply(updates)
+        log.warning("registry: %d meters updated", len(updates))
+        for p, meters in late.items():
+            log.warning(
+                "partition %d: %d meter changes came after windows they concern were final "
+                "(those stay as they were): %s",
+                p,
+                len(meters),
+                ", ".join(meters[:10]),
+            )
     _DIRTY.difference_update(revoked)
     outs = _CORES.process(messages)
     _DIRTY.update(outs)

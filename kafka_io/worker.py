@@ -35,11 +35,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kafka_io.core import Outputs, WorkerCores
-from kafka_io.schema import DRAINED, METER, Origin, encode_balance, encode_control
+from kafka_io.schema import (
+    DRAINED,
+    MessageError,
+    Origin,
+    decode_meter,
+    encode_balance,
+    encode_control,
+)
 from kafka_io.step_process import StepProcess, StepResult
 from kafka_io.topics import KafkaSettings, ensure_topics
 from lineloss.config import EngineConfig
-from lineloss.domain import Meter, MeterRole, Suspicion, Topology
+from lineloss.domain import Suspicion
+from lineloss.timeline import MeterHistory, TopologyTimeline
 
 if TYPE_CHECKING:
     from detectors import DetectorSettings
@@ -237,25 +245,73 @@ def read_compacted(
         consumer.close()
 
 
-def load_topology(settings: KafkaSettings) -> Topology:
-    meters = []
-    for raw in read_compacted(settings, settings.topology).values():
-        d = json.loads(raw)
-        if d.get("schema") != METER:
-            continue
-        meters.append(
-            Meter(
-                meter_id=d["meter_id"],
-                role=MeterRole(d["role"]),
-                area_id=d.get("area_id"),
-                feeder_id=d.get("feeder_id"),
-                multiplier=float(d.get("multiplier", 1.0)),
-                customer_class=d.get("customer_class"),
-            )
-        )
-    if not meters:
+class RegistryFollower:
+    """Follows the compacted topology topic: all of it at start, then, before each
+    step, whatever was written since. A publisher that writes a registry update
+    before the readings that need it (``--to-kafka``, ``simulate``) therefore has it
+    applied before those readings are balanced: they were fetched after it was
+    written, and the step reads the topic to its end of that moment."""
+
+    def __init__(self, settings: KafkaSettings) -> None:
+        from kafka import KafkaConsumer, TopicPartition
+
+        self.settings = settings
+        self._consumer = KafkaConsumer(**settings.client(), enable_auto_commit=False, group_id=None)
+        parts = self._consumer.partitions_for_topic(settings.topology) or set()
+        self._tps = [TopicPartition(settings.topology, p) for p in sorted(parts)]
+        if self._tps:
+            self._consumer.assign(self._tps)
+            self._consumer.seek_to_beginning(*self._tps)
+        self.rejected = 0  # registry messages that could not be read (logged)
+
+    def updates(self, timeout_s: float = 30.0) -> dict[str, MeterHistory | None]:
+        """Meter id -> its newest history (None: deleted), of every message written
+        since the last call, read to the topic's end as of now."""
+        if not self._tps:
+            return {}
+        c = self._consumer
+        end = c.end_offsets(self._tps)
+        out: dict[str, MeterHistory | None] = {}
+        deadline = time.monotonic() + timeout_s
+        while any(c.position(tp) < end[tp] for tp in self._tps):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"could not read {self.settings.topology} in {timeout_s} s")
+            for records in c.poll(timeout_ms=500).values():
+                for rec in records:
+                    key = rec.key.decode("utf-8", "replace") if rec.key else ""
+                    if rec.value is None:
+                        if key:
+                            out[key] = None
+                        continue
+                    try:
+                        meter_id, history = decode_meter(rec.value)
+                    except MessageError as exc:
+                        self.rejected += 1
+                        log.warning("topology message at offset %d skipped: %s", rec.offset, exc)
+                        continue
+                    out[meter_id] = history
+        return out
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+def load_topology(settings: KafkaSettings) -> TopologyTimeline:
+    """The registry as the topology topic holds it now (every meter's history)."""
+    follower = RegistryFollower(settings)
+    try:
+        return _timeline_of(follower.updates(), settings)
+    finally:
+        follower.close()
+
+
+def _timeline_of(
+    histories: dict[str, MeterHistory | None], settings: KafkaSettings
+) -> TopologyTimeline:
+    kept = {k: h for k, h in histories.items() if h is not None}
+    if not kept:
         raise RuntimeError(f"topic {settings.topology} holds no meters: publish a topology first")
-    return Topology.from_meters(meters)
+    return TopologyTimeline(kept)
 
 
 CHECKPOINT_POSITION = "position"  # header of a checkpoint: PartitionCore.position
@@ -294,10 +350,12 @@ def start_cores(
     settings: KafkaSettings,
     config: EngineConfig,
     detector_settings: DetectorSettings | None = None,
-) -> WorkerCores:
-    """The worker's partition cores; each restores its checkpoint when first needed."""
+) -> tuple[WorkerCores, RegistryFollower]:
+    """The worker's partition cores (each restores its checkpoint when first
+    needed) and the follower of the registry they were built from."""
     ensure_topics(settings)
-    topology = load_topology(settings)
+    follower = RegistryFollower(settings)
+    timeline = _timeline_of(follower.updates(), settings)
 
     def load(partitions: set[int]) -> dict[int, bytes]:
         saved = read_checkpoints(settings, partitions)
@@ -305,7 +363,8 @@ def start_cores(
             log.warning("partition %d: restoring its checkpoint (%d bytes)", p, len(saved[p]))
         return saved
 
-    return WorkerCores(topology, config, settings.partitions, detector_settings, load=load)
+    cores = WorkerCores(timeline, config, settings.partitions, detector_settings, load=load)
+    return cores, follower
 
 
 def _faust_credentials(security: dict[str, Any]) -> Any:

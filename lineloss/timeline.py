@@ -295,7 +295,8 @@ def history_from_json(meter_id: str, items: list[dict[str, Any]]) -> MeterHistor
             states.append(MeterState(eff, None))
             continue
         role = MeterRole(item["role"])
-        multiplier = float(item.get("multiplier", 1.0) or 1.0)
+        raw_multiplier = item.get("multiplier")
+        multiplier = 1.0 if raw_multiplier is None else float(raw_multiplier)
         if not np.isfinite(multiplier) or multiplier <= 0:
             raise ValueError(f"multiplier must be a positive number, not {multiplier}")
         states.append(

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from lineloss.domain import Meter, MeterEvent, MeterRole, ReadingBatch, Topology
+from lineloss.timeline import MeterHistory, MeterState, TopologyTimeline
 
 REJECT_COLUMNS = ["source", "row", "meter_id", "ts", "reason", "detail"]
 _ROLES = {r.value for r in MeterRole}
@@ -127,6 +128,74 @@ def read_topology(data_dir: Path) -> tuple[Topology, pd.DataFrame]:
     ]
     rej = pd.concat(rejects, ignore_index=True) if rejects else pd.DataFrame(columns=REJECT_COLUMNS)
     return Topology.from_meters(meters), rej
+
+
+CHANGES_FILE = "topology_changes.csv"
+
+
+def read_topology_timeline(data_dir: Path) -> tuple[TopologyTimeline, pd.DataFrame]:
+    """``topology.csv`` as the registry at the start, with the dated changes of the
+    optional ``topology_changes.csv`` applied (docs/data-contract.md): a meter's
+    history is its row of topology.csv (if any) from the beginning, then its
+    changes by effective time. Bad change rows are rejected like topology rows."""
+    topology, rejects = read_topology(data_dir)
+    timeline = TopologyTimeline.of(topology)
+    path = data_dir / CHANGES_FILE
+    if not path.exists():
+        return timeline, rejects
+    df = _read_table(path)
+    for col in ("meter_id", "effective_from"):
+        if col not in df.columns:
+            raise DataContractError(f"{path}: required column {col!r} is missing")
+    for col in ("role", "area_id", "feeder_id", "multiplier", "customer_class", "removed"):
+        if col not in df.columns:
+            df[col] = ""
+    df = df.astype(str).apply(lambda c: c.str.strip())
+    eff_text = df["effective_from"]
+    eff_s, eff_ok = _to_epoch_s(eff_text)
+    as_number = pd.to_numeric(eff_text, errors="coerce")
+    numeric = as_number.notna().to_numpy()
+    eff_s = np.where(numeric, as_number.fillna(0).to_numpy(np.int64), eff_s)
+    eff_ok = eff_ok | numeric
+    removed = df["removed"].str.lower().isin(("true", "1", "yes"))
+    role = df["role"].str.lower()
+    mult_text = df["multiplier"]
+    mult = pd.to_numeric(mult_text.where(mult_text != "", "1"), errors="coerce").to_numpy()
+    checks = [
+        (df["meter_id"] == "", "meter_id is empty"),
+        (~pd.Series(eff_ok, index=df.index), "effective_from must be ISO 8601 or epoch seconds"),
+        (~removed & ~role.isin(_ROLES), "role must be customer, area or feeder (or removed)"),
+        (~removed & (role == "area") & (df["area_id"] == ""), "an area meter needs its area_id"),
+        (~removed & (role == "feeder") & (df["feeder_id"] == ""), "a feeder meter needs feeder_id"),
+        (~removed & ~(np.isfinite(mult) & (mult > 0)), "multiplier must be a positive number"),
+    ]
+    bad = pd.Series(False, index=df.index)
+    found = [rejects]
+    for mask, detail in checks:
+        new = mask & ~bad
+        if new.any():
+            found.append(_reject_frame(CHANGES_FILE, df[new], "malformed", detail))
+        bad |= mask
+    histories: dict[str, list[MeterState]] = {}
+    for i in np.flatnonzero(~bad.to_numpy()):
+        row = df.iloc[i]
+        meter_id = str(row["meter_id"])
+        meter = None
+        if not removed.iloc[i]:
+            meter = Meter(
+                meter_id=meter_id,
+                role=MeterRole(role.iloc[i]),
+                area_id=(row["area_id"] or None) if role.iloc[i] != "feeder" else None,
+                feeder_id=row["feeder_id"] or None,
+                multiplier=float(mult[i]),
+                customer_class=row["customer_class"] or None,
+            )
+        if meter_id not in histories:
+            histories[meter_id] = list(timeline.histories.get(meter_id, ()))
+        histories[meter_id].append(MeterState(int(eff_s[i]), meter))
+    rej = pd.concat([f for f in found if len(f)], ignore_index=True) if len(found) > 1 else rejects
+    updates: dict[str, MeterHistory | None] = {k: tuple(h) for k, h in histories.items()}
+    return timeline.apply(updates), rej
 
 
 def _readings_path(data_dir: Path) -> Path:

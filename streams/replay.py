@@ -28,7 +28,7 @@ from lineloss.domain import (
     SuspicionCategory,
     TargetKind,
 )
-from loaders.files import REJECT_COLUMNS, LoadedReadings, read_readings, read_topology
+from loaders.files import REJECT_COLUMNS, LoadedReadings, read_readings, read_topology_timeline
 from streams.engine import MeterWindowResult
 from streams.pipeline import Pipeline, StepOutput
 from streams.registers import flag_names
@@ -267,16 +267,18 @@ def run_replay(
     """
     t0 = time.monotonic()
     say = progress or (lambda _msg: None)
-    topology, topo_rejects = read_topology(data_dir)
+    timeline, topo_rejects = read_topology_timeline(data_dir)
+    topology = timeline.latest  # every meter the registry ever named, as it is now
     say(
         f"topology: {topology.n_meters} meters, {len(topology.area_ids)} areas, "
         f"{len(topology.feeder_ids)} feeders"
+        + (f", {len(timeline.starts_s) - 1} dated changes" if len(timeline.starts_s) > 1 else "")
     )
     loaded = read_readings(data_dir, topology)
     n = len(loaded.batch)
     say(f"readings: {n:,} usable rows, {len(loaded.rejects):,} malformed")
 
-    pipeline = Pipeline(topology, config, detector_settings=detector_settings)
+    pipeline = Pipeline(timeline, config, detector_settings=detector_settings)
     history: list[Balance] = []
     meter_windows: list[MeterWindowResult] = []
     engine_rejects: list[Rejects] = []
@@ -347,7 +349,7 @@ def run_replay(
     )
     rejects = pd.concat(
         [
-            topo_rejects.assign(source="topology.csv") if len(topo_rejects) else None,
+            topo_rejects if len(topo_rejects) else None,
             loaded.rejects if len(loaded.rejects) else None,
             _engine_rejects_frame(engine_rejects, loaded),
         ],

@@ -4,6 +4,7 @@ dead letters for bad messages, and recovery from a SIGKILLed worker."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import time
@@ -286,3 +287,115 @@ def read_checkpoints_now(settings: KafkaSettings) -> dict[int, bool]:
     topology = load_topology(settings)
     saved = read_checkpoints(settings, set(range(settings.partitions)))
     return {p: PartitionCore.restore(topology, CONFIG, data).flushed for p, data in saved.items()}
+
+
+def with_registry_changes(src: Path, dst: Path) -> dict[str, str]:
+    """``src``'s grid plus a ``topology_changes.csv`` of each kind of registry update
+    (docs/data-contract.md), readings adjusted as the field would produce them."""
+    import shutil
+
+    shutil.copytree(src, dst, dirs_exist_ok=True)
+    topo = pd.read_csv(dst / "topology.csv", keep_default_na=False)
+    customers = topo[topo["role"] == "customer"]
+    moved = customers[customers["feeder_id"] == "FD01"]["meter_id"].iloc[0]
+    replaced = customers[customers["feeder_id"] == "FD02"]["meter_id"].iloc[0]
+    retired = customers[customers["feeder_id"] == "FD03"]["meter_id"].iloc[0]
+    day2, day3 = "2026-03-03T00:00:00+08:00", "2026-03-04T00:00:00+08:00"
+    changes = pd.DataFrame(
+        [
+            # moved from FD01 (partition 1) to FD03 (partition 0)
+            (moved, day2, "customer", "FD03-TA01", "FD03", "1", ""),
+            # replaced: the old meter leaves, a new id takes its readings
+            (replaced, day2, "", "", "", "", "true"),
+            (f"{replaced}-R", day2, "customer", "FD02-TA01", "FD02", "1", ""),
+            # a new CT on the area meter
+            ("M-FD03-TA01", day3, "area", "FD03-TA01", "FD03", "2", ""),
+            # out of service; its readings go on (dead letters)
+            (retired, day3, "", "", "", "", "true"),
+        ],
+        columns=[
+            "meter_id",
+            "effective_from",
+            "role",
+            "area_id",
+            "feeder_id",
+            "multiplier",
+            "removed",
+        ],
+    )
+    changes.to_csv(dst / "topology_changes.csv", index=False)
+    readings = pd.read_csv(dst / "readings.csv", keep_default_na=False)
+    after = (readings["meter_id"] == replaced) & (
+        pd.to_datetime(readings["ts"], utc=True, errors="coerce", format="ISO8601")
+        > pd.Timestamp(day2)
+    )
+    readings.loc[after, "meter_id"] = f"{replaced}-R"
+    readings.to_csv(dst / "readings.csv", index=False)
+    return {"moved": moved, "replaced": replaced, "retired": retired}
+
+
+def test_registry_updates_through_kafka_give_the_embedded_finals(
+    three_feeders: tuple[Path, Path], kafka_settings: KafkaSettings, tmp_path: Path
+) -> None:
+    """A customer moved across partitions, a replaced meter, a new CT and a meter out
+    of service, announced on the topology topic while the readings stream: the
+    workers apply them live and give the finals and dead letters of the embedded
+    replay that read the same dated changes."""
+    from dataclasses import replace
+
+    grid_dir = tmp_path / "grid"
+    who = with_registry_changes(three_feeders[0], grid_dir)
+    embedded_out = tmp_path / "embedded"
+    run_replay(grid_dir, embedded_out, CONFIG)
+    balances = pd.read_csv(embedded_out / "balances.csv", keep_default_na=False)
+    ta = balances[balances["area_id"] == "FD03-TA01"].sort_values("window_start")
+    n = ta["meters_expected"].tolist()[1]
+    assert ta["meters_expected"].tolist()[1:4] == [n, n + 1, n]  # moved in, one out
+    reasons = engine_reasons(embedded_out)
+    assert reasons.get("unknown_meter", 0) > 90  # the retired meter's last day
+
+    # The worker starts on the initial registry; the readings then stream for about
+    # 20 s, with the changes published on the topology topic when their day comes.
+    import threading
+
+    settings = replace(kafka_settings, partitions=2)
+    ensure_topics(settings)
+    published: list = []
+    publisher = threading.Thread(
+        target=lambda: published.append(publish_data_dir(grid_dir, settings, speed=21600))
+    )
+    publisher.start()
+    deadline = time.monotonic() + 30
+    while not read_compacted(settings, settings.topology) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    log_path = tmp_path / "worker.log"
+    with log_path.open("wb") as log_file:
+        config = tmp_path / "engine.json"
+        config.write_text(json.dumps(engine_config_to_dict(CONFIG)))
+        worker = subprocess.Popen(
+            worker_command(settings, config), env=worker_env(), stderr=log_file
+        )
+        try:
+            collected = collect(settings, timeout_s=180, gave_up=lambda: exited(worker))
+            assert worker.wait(timeout=60) == 0
+        finally:
+            if worker.poll() is None:
+                worker.kill()
+            publisher.join(timeout=60)
+    assert collected.drained and published
+    write_outputs(
+        tmp_path / "out",
+        CONFIG,
+        collected,
+        published[0].topology_rejects,
+        published[0].reading_rejects,
+    )
+    assert_same_finals(embedded_out, tmp_path / "out")
+    pd.testing.assert_series_equal(reasons, engine_reasons(tmp_path / "out"))
+    log_text = log_path.read_text(errors="replace")
+    # Applied live: read by a running worker, not with the registry at its start.
+    assert re.search(r"registry: [35] meters updated", log_text), log_text[-2000:]
+    assert "came after windows" not in log_text
+    registry = read_compacted(settings, settings.topology)
+    assert json.loads(registry[who["moved"].encode()])["area_id"] == "FD03-TA01"
+    assert len(json.loads(registry[who["moved"].encode()])["history"]) == 2

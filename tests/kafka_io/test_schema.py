@@ -20,11 +20,14 @@ from kafka_io.schema import (
     control_type,
     decode_balance,
     decode_messages,
+    decode_meter,
     decode_rows,
     encode_balance,
     encode_batch,
     encode_control,
+    encode_meter,
     encode_reading,
+    meter_message,
     parse_ts,
 )
 from lineloss.domain import Balance, BalanceLevel, BalanceStatus, MeterEvent
@@ -183,3 +186,48 @@ def test_balance_round_trip_keeps_nan_loss_rate() -> None:
     )
     back = decode_balance(encode_balance(b))
     assert repr(back) == repr(b)
+
+
+def test_registry_messages_carry_the_meters_whole_history() -> None:
+    from lineloss.domain import Meter, MeterRole
+    from lineloss.timeline import BEGINNING_S, MeterState, always
+
+    history = (
+        MeterState(BEGINNING_S, TOPO.meter(2)),
+        MeterState(DAY0, Meter("C1", MeterRole.CUSTOMER, "A2", "F1", 2.0)),
+        MeterState(DAY0 + 86400, None),
+    )
+    raw = encode_meter("C1", history)
+    d = json.loads(raw)
+    # The flat fields say what the meter is now (here: out of service).
+    assert d["removed"] is True and d["effective_from"] == DAY0 + 86400
+    assert decode_meter(raw) == ("C1", history)
+    assert decode_meter(meter_message(TOPO, 1)) == ("T1", always(TOPO.meter(1)))
+    # A version-1 message without a history (as published before): one state.
+    flat = b'{"schema":"lineloss.meter","version":1,"meter_id":"C9","role":"customer",'
+    flat += b'"area_id":"A1","feeder_id":"F1","multiplier":1.0,"effective_from":1000}'
+    assert decode_meter(flat) == (
+        "C9",
+        (MeterState(1000, Meter("C9", MeterRole.CUSTOMER, "A1", "F1", 1.0)),),
+    )
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"{nope", "malformed"),
+        (b'{"schema":"lineloss.reading","version":1}', "malformed"),
+        (b'{"schema":"lineloss.meter","version":7,"meter_id":"C1"}', "unsupported_version"),
+        (b'{"schema":"lineloss.meter","version":1,"meter_id":""}', "malformed"),
+        (b'{"schema":"lineloss.meter","version":1,"meter_id":"C1","role":"boss"}', "malformed"),
+        (
+            b'{"schema":"lineloss.meter","version":1,"meter_id":"C1","role":"customer",'
+            b'"multiplier":0}',
+            "malformed",
+        ),
+    ],
+)
+def test_bad_registry_messages_are_refused(raw: bytes, reason: str) -> None:
+    with pytest.raises(MessageError) as err:
+        decode_meter(raw)
+    assert err.value.reason == reason
