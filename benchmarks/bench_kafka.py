@@ -137,7 +137,8 @@ def _balances(settings: KafkaSettings, timeout_s: float) -> list[tuple[float, di
 def encode_backlog(data_dir: Path) -> tuple[Topology, list[tuple[bytes, bytes]], int]:
     """The data directory as concentrator batches keyed by feeder, in arrival order
     (as ``publish_data_dir`` sends them), encoded before any clock starts."""
-    topology, rows, _, _ = reading_rows(data_dir)
+    timeline, rows, _, _ = reading_rows(data_dir)
+    topology = timeline.latest
     keys = BatchKeys(topology)
     out = [
         (key.encode(), value)
@@ -323,7 +324,8 @@ def close_delays(
 ) -> dict[str, float]:
     from kafka import KafkaProducer
 
-    topology, rows, _, _ = reading_rows(data_dir)
+    timeline, rows, _, _ = reading_rows(data_dir)
+    topology = timeline.latest
     # Pace by event time, within the data's period: a meter with a wrong clock (a
     # reading years ahead) is sent with its neighbours, not waited for.
     lo_ts, hi_ts = np.percentile([r.ts for r in rows], [0.1, 99.9])
