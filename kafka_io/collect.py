@@ -14,10 +14,11 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 from kafka_io.produce import publish_data_dir
@@ -26,13 +27,19 @@ from kafka_io.schema import (
     DRAINED,
     control_type,
     decode_balance,
+    decode_meter_windows,
     decode_suspicion,
 )
 from kafka_io.topics import KafkaSettings
 from lineloss.config import EngineConfig, engine_config_to_dict
 from lineloss.domain import Balance, BalanceLevel, Suspicion
 from loaders.files import REJECT_COLUMNS, read_topology_timeline
-from streams.replay import balances_frame, history_frame, suspicions_frame
+from streams.replay import (
+    balances_frame,
+    history_frame,
+    meter_windows_frame,
+    suspicions_frame,
+)
 from workorders.backtest import write_workorders
 from workorders.settings import WorkOrderSettings
 
@@ -46,6 +53,10 @@ class Collected:
     suspicions: list[Suspicion]  # latest version of each, ranked
     dead_letters: list[dict[str, object]]
     drained: bool
+    # (meter id, window start) -> (energy [kWh] or None, reporting, flags, events)
+    meter_windows: dict[tuple[str, int], tuple[float | None, bool, int, int]] = field(
+        default_factory=dict
+    )
 
 
 def collect(
@@ -63,7 +74,12 @@ def collect(
 
     consumer = KafkaConsumer(**settings.client(), enable_auto_commit=False, group_id=None)
     try:
-        topics = (settings.balances, settings.suspicions, settings.dead_letters)
+        topics = (
+            settings.balances,
+            settings.suspicions,
+            settings.dead_letters,
+            settings.meter_windows,
+        )
         tps = [
             TopicPartition(t, p)
             for t in topics
@@ -74,6 +90,7 @@ def collect(
         seen: dict[tuple[object, ...], Balance] = {}
         sus: dict[bytes, Suspicion] = {}
         dead: dict[tuple[object, ...], dict[str, object]] = {}
+        windows: dict[tuple[str, int], tuple[float | None, bool, int, int]] = {}
         drained_partitions: set[int] = set()
         drained = False
         end: dict[TopicPartition, int] | None = None
@@ -101,13 +118,26 @@ def collect(
                         seen.setdefault(key, b)
                     elif tp.topic == settings.suspicions:
                         sus[rec.key] = decode_suspicion(rec.value)
+                    elif tp.topic == settings.meter_windows:
+                        # (re-sent after a restart: the same numbers again, kept once)
+                        w = decode_meter_windows(rec.value)
+                        start = int(w["window_start"])
+                        for m, e, r, f, ev in zip(
+                            w["meter_ids"],
+                            w["energy_kwh"],
+                            w["reporting"],
+                            w["flags"],
+                            w["events"],
+                            strict=True,
+                        ):
+                            windows.setdefault((m, start), (e, r, f, ev))
                     else:
                         d = json.loads(rec.value)
                         if d.get("schema") == DEAD_LETTER:
                             k = tuple(d.get(f) for f in ("topic", "partition", "offset", "index"))
                             dead.setdefault(k, d)
         ranked = sorted(sus.values(), key=lambda s: (-s.score, s.target_id, s.category.value))
-        return Collected(list(seen.values()), ranked, list(dead.values()), drained)
+        return Collected(list(seen.values()), ranked, list(dead.values()), drained, windows)
     finally:
         consumer.close()
 
@@ -281,8 +311,18 @@ def write_outputs(
     )
     history_frame(history, tz).to_csv(out_dir / "balance_history.csv", index=False)
     suspicions_frame(collected.suspicions, tz).to_csv(out_dir / "suspicions.csv", index=False)
+    mw = collected.meter_windows
+    meter_windows_frame(
+        np.array([m for m, _ in mw], dtype=object),
+        np.array([s for _, s in mw], dtype=np.int64),
+        np.array([np.nan if v[0] is None else v[0] for v in mw.values()], dtype=np.float64),
+        np.array([v[1] for v in mw.values()], dtype=np.bool_),
+        np.array([v[2] for v in mw.values()], dtype=np.int8),
+        np.array([v[3] for v in mw.values()], dtype=np.int32),
+        tz,
+    ).to_parquet(out_dir / "meter_windows.parquet", index=False)
     parts = [
-        topology_rejects.assign(source="topology.csv") if len(topology_rejects) else None,
+        topology_rejects if len(topology_rejects) else None,
         reading_rejects if len(reading_rejects) else None,
         _dead_letter_frame(collected.dead_letters),
     ]

@@ -50,6 +50,7 @@ from kafka_io.schema import (
     decode_rows,
     encode_control,
     encode_forwarded,
+    encode_meter_windows,
     encode_suspicion,
     forwarded_origins,
     suspicion_key,
@@ -58,6 +59,7 @@ from kafka_io.shards import Shards
 from lineloss.config import EngineConfig
 from lineloss.domain import Balance, Suspicion, Topology
 from lineloss.timeline import MeterHistory, TopologyTimeline
+from streams.engine import MeterWindowResult
 from streams.pipeline import Pipeline, StepOutput
 from streams.snapshot import dumps, engine_state, loads, restore_engine
 from streams.windows import WindowGrid
@@ -71,6 +73,7 @@ class Outputs:
     suspicions: list[tuple[str, bytes]] = field(default_factory=list)  # key, message
     dead_letters: list[DeadLetter] = field(default_factory=list)
     forwards: list[tuple[int, bytes]] = field(default_factory=list)  # partition, message
+    meter_windows: list[bytes] = field(default_factory=list)  # lineloss.meter_windows
     drained: bool = False  # this partition reached its end of stream and flushed
     readings: int = 0  # decoded readings fed to the pipeline in this step
     position: int = 0  # PartitionCore.position after the step
@@ -142,8 +145,11 @@ class PartitionCore:
             step = self.pipeline.step(batch)
             out.balances.extend(step.balances)
             out.dead_letters.extend(self._rejected(step, decoded))
+            out.meter_windows.extend(self._meter_windows(step.final_meter_windows))
         if not self.flushed and self.drainable:
-            out.balances.extend(self.pipeline.flush().balances)
+            flushed = self.pipeline.flush()
+            out.balances.extend(flushed.balances)
+            out.meter_windows.extend(self._meter_windows(flushed.final_meter_windows))
             self.flushed = out.drained = True
         out.suspicions = self._changed_suspicions()
         out.position = self.position
@@ -226,6 +232,23 @@ class PartitionCore:
                     [decoded.row(k) for k in chunk], [decoded.origin(k) for k in src]
                 )
                 out.append((p, msg))
+        return out
+
+    def _meter_windows(self, results: list[MeterWindowResult]) -> list[bytes]:
+        """Final per-meter results of the meters in service in each window here."""
+        out = []
+        for r in results:
+            v = int(self.timeline.version_index([r.window_start])[0])
+            keep = np.flatnonzero(self.timeline.in_service[v])
+            out += encode_meter_windows(
+                r.window_start,
+                r.window_end,
+                [self.timeline.meter_ids[i] for i in keep],
+                r.energy_kwh[keep],
+                r.reporting[keep],
+                r.flags[keep],
+                r.events[keep],
+            )
         return out
 
     def _rejected(self, step: StepOutput, decoded: Decoded) -> list[DeadLetter]:

@@ -39,6 +39,7 @@ BALANCE: Final = "lineloss.balance"
 SUSPICION: Final = "lineloss.suspicion"
 DEAD_LETTER: Final = "lineloss.dead_letter"
 METER: Final = "lineloss.meter"
+METER_WINDOWS: Final = "lineloss.meter_windows"
 VERSION: Final = 1
 SUPPORTED: Final = {READING: {1}, BATCH: {1}, CONTROL: {1}}
 
@@ -619,3 +620,47 @@ def decode_meter(raw: bytes) -> tuple[str, MeterHistory]:
         return meter_id, history_from_json(meter_id, items)
     except (KeyError, TypeError, ValueError) as exc:
         raise MessageError("malformed", f"bad meter state: {exc!r}") from exc
+
+
+METER_WINDOWS_MAX: Final = 5000  # meters per message: about 300 kB, under Kafka's 1 MB
+
+
+def encode_meter_windows(
+    window_start_s: int,
+    window_end_s: int,
+    meter_ids: Sequence[str],
+    energy_kwh: npt.NDArray[np.float64],
+    reporting: npt.NDArray[np.bool_],
+    flags: npt.NDArray[np.int8],
+    events: npt.NDArray[np.int32],
+) -> list[bytes]:
+    """One final window's per-meter results as messages of at most
+    ``METER_WINDOWS_MAX`` meters; ``energy_kwh`` null where not determined."""
+    out = []
+    for lo in range(0, len(meter_ids), METER_WINDOWS_MAX):
+        hi = lo + METER_WINDOWS_MAX
+        e = energy_kwh[lo:hi]
+        out.append(
+            _dumps(
+                {
+                    "schema": METER_WINDOWS,
+                    "version": VERSION,
+                    "window_start": int(window_start_s),
+                    "window_end": int(window_end_s),
+                    "meter_ids": list(meter_ids[lo:hi]),
+                    "energy_kwh": [None if not math.isfinite(x) else x for x in e.tolist()],
+                    "reporting": reporting[lo:hi].tolist(),
+                    "flags": flags[lo:hi].tolist(),
+                    "events": events[lo:hi].tolist(),
+                }
+            )
+        )
+    return out
+
+
+def decode_meter_windows(raw: bytes) -> dict[str, Any]:
+    """The fields of a ``lineloss.meter_windows`` message (energy None = unknown)."""
+    d = json.loads(raw)
+    if d.get("schema") != METER_WINDOWS or d.get("version") != VERSION:
+        raise MessageError("unknown_schema", "not a lineloss.meter_windows v1 message")
+    return dict(d)

@@ -46,6 +46,12 @@ class KafkaSettings:
         return f"{self.prefix}.dead-letters"
 
     @property
+    def meter_windows(self) -> str:
+        """Per-meter energies of every final window (``lineloss.meter_windows``): the
+        evidence behind balances and suspicions, and ``meter_windows.parquet``."""
+        return f"{self.prefix}.meter-windows"
+
+    @property
     def workorders(self) -> str:
         """Compacted, keyed by order id: the latest state of every work order."""
         return f"{self.prefix}.workorders"
@@ -76,6 +82,7 @@ def ensure_topics(settings: KafkaSettings) -> None:
         settings.balances: {"num_partitions": n, "replication_factor": rf},
         settings.suspicions: {"num_partitions": n, "replication_factor": rf},
         settings.dead_letters: {"num_partitions": n, "replication_factor": rf},
+        settings.meter_windows: {"num_partitions": n, "replication_factor": rf},
         settings.topology: {"num_partitions": 1, "replication_factor": rf, "configs": compacted},
         settings.workorders: {"num_partitions": n, "replication_factor": rf, "configs": compacted},
         settings.checkpoints: {

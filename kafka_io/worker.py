@@ -436,6 +436,7 @@ def build_app(
     balances = app.topic(k.balances, **raw)
     suspicions = app.topic(k.suspicions, **raw)
     dead_letters = app.topic(k.dead_letters, **raw)
+    meter_windows = app.topic(k.meter_windows, **raw)
     checkpoints = app.topic(k.checkpoints, **raw)
     in_step = False
 
@@ -499,6 +500,9 @@ def build_app(
                 sent.append(await dead_letters.send(key=d.meter_id.encode(), value=d.encode()))
             for partition, msg in out.forwards:
                 sent.append(await routed.send(value=msg, partition=partition))
+        for p, out in outs.items():  # copartitioned with the readings
+            for msg in out.meter_windows:
+                sent.append(await meter_windows.send(value=msg, partition=p))
         if result.snapshots:
             for p, (snapshot, position) in result.snapshots.items():
                 if gone_since(p, seen):

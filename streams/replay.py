@@ -13,9 +13,10 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from detectors import DetectorSettings
@@ -28,6 +29,7 @@ from lineloss.domain import (
     SuspicionCategory,
     TargetKind,
 )
+from lineloss.timeline import TopologyTimeline
 from loaders.files import REJECT_COLUMNS, LoadedReadings, read_readings, read_topology_timeline
 from streams.engine import MeterWindowResult
 from streams.pipeline import Pipeline, StepOutput
@@ -226,26 +228,56 @@ def _engine_rejects_frame(rejects: list[Rejects], loaded: LoadedReadings) -> pd.
     )
 
 
-def _meter_windows_frame(
-    results: list[MeterWindowResult], meter_ids: np.ndarray, tz: str
+def meter_windows_frame(
+    meter_ids: npt.NDArray[np.object_],
+    window_start_s: npt.NDArray[np.int64],
+    energy_kwh: npt.NDArray[np.float64],
+    reporting: npt.NDArray[np.bool_],
+    flags: npt.NDArray[np.int8],
+    events: npt.NDArray[np.int32],
+    tz: str,
 ) -> pd.DataFrame:
-    if not results:
-        return pd.DataFrame(
-            columns=["meter_id", "window_start", "energy_kwh", "reporting", "flags", "events"]
-        )
-    n = len(meter_ids)
-    flags = np.concatenate([r.flags for r in results])
+    """``meter_windows.parquet``: one row per meter and final window (flat arrays),
+    sorted by window and meter, flags as names."""
     flag_text = {int(f): ";".join(flag_names(int(f))) for f in np.unique(flags)}
-    starts = np.repeat([r.window_start for r in results], n)
-    return pd.DataFrame(
+    frame = pd.DataFrame(
         {
-            "meter_id": np.tile(meter_ids.astype(object), len(results)),
-            "window_start": pd.to_datetime(starts, unit="s", utc=True).tz_convert(tz),
-            "energy_kwh": np.concatenate([r.energy_kwh for r in results]),
-            "reporting": np.concatenate([r.reporting for r in results]),
-            "flags": pd.Series(flags).map(flag_text).to_numpy(),
-            "events": np.concatenate([r.events for r in results]),
-        }
+            "meter_id": meter_ids,
+            "window_start": pd.to_datetime(window_start_s, unit="s", utc=True).tz_convert(tz),
+            "energy_kwh": energy_kwh,
+            "reporting": reporting,
+            "flags": pd.Series(flags).map(flag_text).to_numpy() if len(flags) else [],
+            "events": events,
+        },
+        columns=["meter_id", "window_start", "energy_kwh", "reporting", "flags", "events"],
+    )
+    return frame.sort_values(["window_start", "meter_id"], kind="stable").reset_index(drop=True)
+
+
+def _meter_windows_frame(
+    results: list[MeterWindowResult], timeline: TopologyTimeline, tz: str
+) -> pd.DataFrame:
+    """The meters in service in each window (all of them, without registry changes)."""
+    keep = [
+        np.flatnonzero(timeline.in_service[int(timeline.version_index([r.window_start])[0])])
+        for r in results
+    ]
+    ids = np.array(timeline.meter_ids, dtype=object)
+
+    def cat(arrays: list[Any], dtype: Any) -> Any:
+        return np.concatenate(arrays) if arrays else np.empty(0, dtype)
+
+    return meter_windows_frame(
+        cat([ids[k] for k in keep], object),
+        cat(
+            [np.full(len(k), r.window_start, np.int64) for r, k in zip(results, keep, strict=True)],
+            np.int64,
+        ),
+        cat([r.energy_kwh[k] for r, k in zip(results, keep, strict=True)], np.float64),
+        cat([r.reporting[k] for r, k in zip(results, keep, strict=True)], np.bool_),
+        cat([r.flags[k] for r, k in zip(results, keep, strict=True)], np.int8),
+        cat([r.events[k] for r, k in zip(results, keep, strict=True)], np.int32),
+        tz,
     )
 
 
@@ -356,7 +388,7 @@ def run_replay(
         ignore_index=True,
     )
     rejects.to_csv(out_dir / "rejects.csv", index=False)
-    _meter_windows_frame(meter_windows, topology.meter_ids, tz).to_parquet(
+    _meter_windows_frame(meter_windows, timeline, tz).to_parquet(
         out_dir / "meter_windows.parquet", index=False
     )
     n_engine_rejects = sum(len(r) for r in engine_rejects)

@@ -70,6 +70,10 @@ def assert_same_finals(embedded: Path, through: Path) -> None:
         )
         pd.testing.assert_frame_equal(a, b, check_exact=True, obj=name)
     assert len(pd.read_csv(embedded / "suspicions.csv")) >= 1
+    a = pd.read_parquet(embedded / "meter_windows.parquet")
+    b = pd.read_parquet(through / "meter_windows.parquet")
+    assert len(a) > 100
+    pd.testing.assert_frame_equal(a, b, check_exact=True, obj="meter_windows.parquet")
 
 
 def engine_reasons(out: Path) -> pd.Series:

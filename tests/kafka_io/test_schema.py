@@ -231,3 +231,30 @@ def test_bad_registry_messages_are_refused(raw: bytes, reason: str) -> None:
     with pytest.raises(MessageError) as err:
         decode_meter(raw)
     assert err.value.reason == reason
+
+
+def test_meter_windows_messages_split_and_round_trip() -> None:
+    import numpy as np
+
+    from kafka_io.schema import METER_WINDOWS_MAX, decode_meter_windows, encode_meter_windows
+
+    n = METER_WINDOWS_MAX + 3
+    ids = [f"C{i}" for i in range(n)]
+    energy = np.arange(n, dtype=np.float64) / 4
+    energy[1] = np.nan
+    msgs = encode_meter_windows(
+        DAY0,
+        DAY0 + 86400,
+        ids,
+        energy,
+        np.arange(n) % 2 == 0,
+        np.zeros(n, np.int8),
+        np.full(n, 4, np.int32),
+    )
+    assert len(msgs) == 2
+    parts = [decode_meter_windows(m) for m in msgs]
+    assert parts[0]["meter_ids"] + parts[1]["meter_ids"] == ids
+    assert parts[0]["energy_kwh"][:3] == [0.0, None, 0.5]
+    assert parts[1]["window_start"] == DAY0 and parts[1]["events"] == [4, 4, 4]
+    with pytest.raises(MessageError):
+        decode_meter_windows(encode_control(END_OF_STREAM))
