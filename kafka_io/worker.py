@@ -454,8 +454,6 @@ def build_app(
         return {tp.partition for tp in tps if tp.topic in (k.readings, k.routed)}
 
     revoked_since_step: set[int] = set()
-    revocations = 0  # count of revocations so far
-    revoked_at: dict[int, int] = {}  # partition -> the count when it was last revoked
 
     @app.on_partitions_revoked.connect
     def revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
@@ -466,111 +464,85 @@ def build_app(
         # and an event skipped would still be acked and committed, i.e. lost. A
         # step on a partition just revoked is harmless: same results, and the
         # further checkpoint wins, see read_checkpoints.)
-        nonlocal revocations
         gone = readings_partitions(args[0])
         revoked_since_step.update(gone)
-        revocations += 1
-        for p in gone:
-            revoked_at[p] = revocations
         # Never ack what was processed here for a partition now gone: those offsets
         # are the next owner's to commit, after its own checkpoint.
         held[:] = [e for e in held if e.message.partition not in gone]
 
-    held: list[Any] = []  # events of finished steps, not acked until their checkpoint
-    sent: list[Any] = []  # outputs not yet confirmed by the broker
-    last_checkpoint = time.monotonic()
-
-    def gone_since(p: int, seen: int) -> bool:
-        return revoked_at.get(p, -1) > seen
-
-    async def finish(step: asyncio.Future[StepResult], events: list[Any], seen: int) -> None:
-        """Send one step's outputs, and with its checkpoints wait for all of it to be
-        delivered, then ack every event up to this step. ``seen``: the revocation
-        count when the step's events were taken."""
-        nonlocal in_step, last_checkpoint
-        result = await step
-        held.extend(e for e in events if not gone_since(e.message.partition, seen))
-        outs = result.outs
-        for out in outs.values():
-            for b in out.balances:
-                sent.append(await balances.send(key=b.target_id.encode(), value=encode_balance(b)))
-            for key, msg in out.suspicions:
-                sent.append(await suspicions.send(key=key.encode(), value=msg))
-            for d in out.dead_letters:
-                sent.append(await dead_letters.send(key=d.meter_id.encode(), value=d.encode()))
-            for partition, msg in out.forwards:
-                sent.append(await routed.send(value=msg, partition=partition))
-        for p, out in outs.items():  # copartitioned with the readings
-            for msg in out.meter_windows:
-                sent.append(await meter_windows.send(value=msg, partition=p))
-        if result.snapshots:
-            for p, (snapshot, position) in result.snapshots.items():
-                if gone_since(p, seen):
-                    continue  # revoked since the step's events were taken: not ours
-                sent.append(
-                    await checkpoints.send(
-                        key=checkpoint_key(k, p),
-                        value=snapshot,
-                        headers={CHECKPOINT_POSITION: str(position).encode()},
-                    )
-                )
-            for fut in sent:
-                await fut  # outputs and checkpoints delivered, then the acks
-            sent.clear()
-            for e in held:
-                e.ack()  # faust may now commit these offsets
-            held.clear()
-            last_checkpoint = time.monotonic()
-        if reporter is not None:
-            await report(reporter.step, result)
-        in_step = False
-        for p, out in outs.items():
-            if out.drained:
-                marker = encode_control(DRAINED, partition=p)
-                await (await balances.send(value=marker, partition=0))
-                log.warning("partition %d drained", p)
-        if settings.exit_on_drain and len(result.drained) == k.partitions:
-            log.warning("drained: every partition reached its end of stream")
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    crashing: set[asyncio.Future[None]] = set()
-
-    def crash_on_error(task: asyncio.Future[None]) -> None:
-        exc = None if task.cancelled() else task.exception()
-        if exc is not None:  # a step or its sending failed: stop, as a failed agent does
-            log.error("a step failed: %r", exc)
-            crashing.add(asyncio.ensure_future(app.crash(exc)))
+    held: list[Any] = []  # events processed, not acked until their checkpoint
 
     @app.agent(readings)
     async def balance(stream: Any) -> None:
-        """Pipelined: the child computes step N while this loop takes the events of
-        step N+1 (faust's per-event work), and a task sends N's outputs; N+1 goes to
-        the child once N is finished, so outputs, checkpoints and acks keep order."""
         nonlocal in_step
-        finishing: asyncio.Future[None] | None = None
+        sent: list[Any] = []  # outputs not yet confirmed by the broker
+        last_checkpoint = time.monotonic()
         async for events in stream.take_events(settings.take_max, within=settings.take_within_s):
-            seen = revocations
+            in_step = True
             for e in events:
                 # take_events acks each event after this body; one more reference
                 # keeps it unacked (so uncommitted) until its checkpoint is written.
                 e.message.incref()
+            held.extend(events)
             messages = [
                 (Origin(e.message.topic, e.message.partition, e.message.offset), e.message.value)
                 for e in events
             ]
-            if finishing is not None:
-                await finishing
-            in_step = True
             gone = set(revoked_since_step)  # dropped by the child before its step
             revoked_since_step.clear()
-            # A partition revoked since these events were taken is the next owner's:
-            # stepping them here would re-create its core from an older checkpoint
-            # and skip what the unwritten one held. Not acked, they are re-delivered.
-            messages = [m for m in messages if not gone_since(m[0].partition, seen)]
             due = time.monotonic() - last_checkpoint >= settings.checkpoint_interval_s
-            step = asyncio.ensure_future(stepper.step(messages, gone, due))
-            finishing = asyncio.ensure_future(finish(step, list(events), seen))
-            finishing.add_done_callback(crash_on_error)
+            result = await stepper.step(messages, gone, due)
+            outs = result.outs
+            for out in outs.values():
+                for b in out.balances:
+                    sent.append(
+                        await balances.send(key=b.target_id.encode(), value=encode_balance(b))
+                    )
+                for key, msg in out.suspicions:
+                    sent.append(await suspicions.send(key=key.encode(), value=msg))
+                for d in out.dead_letters:
+                    sent.append(await dead_letters.send(key=d.meter_id.encode(), value=d.encode()))
+                for partition, msg in out.forwards:
+                    sent.append(await routed.send(value=msg, partition=partition))
+            for p, out in outs.items():  # copartitioned with the readings
+                for msg in out.meter_windows:
+                    sent.append(await meter_windows.send(value=msg, partition=p))
+            if result.snapshots:
+                # Every output of the steps since the last checkpoint is delivered
+                # before the checkpoint that says they were made is sent (a failed
+                # send then fails the worker before the checkpoint, and the restart
+                # makes those outputs again).
+                for fut in sent:
+                    await fut
+                sent.clear()
+                for p, (snapshot, position) in result.snapshots.items():
+                    if p in revoked_since_step:
+                        continue  # revoked while the step ran: the next owner's now
+                    sent.append(
+                        await checkpoints.send(
+                            key=checkpoint_key(k, p),
+                            value=snapshot,
+                            headers={CHECKPOINT_POSITION: str(position).encode()},
+                        )
+                    )
+                for fut in sent:
+                    await fut  # checkpoints delivered, then the acks
+                sent.clear()
+                for e in held:
+                    e.ack()  # faust may now commit these offsets
+                held.clear()
+                last_checkpoint = time.monotonic()
+            if reporter is not None:
+                await report(reporter.step, result)
+            in_step = False
+            for p, out in outs.items():
+                if out.drained:
+                    marker = encode_control(DRAINED, partition=p)
+                    await (await balances.send(value=marker, partition=0))
+                    log.warning("partition %d drained", p)
+            if settings.exit_on_drain and len(result.drained) == k.partitions:
+                log.warning("drained: every partition reached its end of stream")
+                os.kill(os.getpid(), signal.SIGTERM)
 
     return app
 
