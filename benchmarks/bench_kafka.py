@@ -206,6 +206,41 @@ def _first_step(settings: KafkaSettings) -> tuple[float, int]:
     return max(t for t, _ in first.values()), sum(n for _, n in first.values())
 
 
+def offline_steps(data_dir: Path, partitions: int, step_messages: int) -> dict[str, float]:
+    """The worker's child alone (``WorkerCores``: decoding, pipeline with detectors,
+    no broker, no snapshots) over the same messages in steps of ``step_messages``:
+    what a step costs apart from Kafka and faust."""
+    from kafka_io.core import WorkerCores
+    from kafka_io.schema import Origin
+    from kafka_io.shards import partition_of
+
+    topology, messages, readings = encode_backlog(data_dir)
+    cores = WorkerCores(topology, EngineConfig(), partitions)
+    offsets = [0] * partitions
+    located = []
+    for key, value in messages:
+        p = partition_of(key, partitions)
+        located.append((Origin("r", p, offsets[p]), value))
+        offsets[p] += 1
+    t0 = time.perf_counter()
+    steps = 0
+    for lo in range(0, len(located), step_messages):
+        cores.process(located[lo : lo + step_messages])
+        cores.suspicions()
+        steps += 1
+    took_s = time.perf_counter() - t0
+    rate = readings / took_s
+    say(
+        f"offline, steps of {step_messages} messages: {rate:,.0f} readings/s, "
+        f"{1000 * took_s / steps:.1f} ms per step"
+    )
+    return {
+        "step_messages": step_messages,
+        "readings_per_s": rate,
+        "ms_per_step": 1000 * took_s / steps,
+    }
+
+
 def end_to_end(
     data_dir: Path, settings: KafkaSettings, config_path: Path, tmp: Path, workers: int
 ) -> dict[str, float]:
@@ -395,8 +430,22 @@ def main() -> None:
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--workers", type=int, default=1, help="worker processes sharing them")
     ap.add_argument("--seed", type=int, default=11)
+    ap.add_argument(
+        "--customers-per-area",
+        type=int,
+        nargs=2,
+        metavar=("LO", "HI"),
+        default=(30, 80),
+        help="area sizes (so readings per concentrator batch), the generator's default",
+    )
     ap.add_argument("--speed", type=float, default=10_000.0, help="delay run: x event time")
     ap.add_argument("--skip-delay", action="store_true")
+    ap.add_argument(
+        "--offline-steps",
+        type=int,
+        metavar="MESSAGES",
+        help="instead: the worker's cores alone, no broker, in steps of MESSAGES",
+    )
     ap.add_argument("--json", type=Path)
     ap.add_argument("--faust-noop", nargs=2, metavar=("PREFIX", "MESSAGES"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -418,9 +467,14 @@ def main() -> None:
             n_feeders=args.feeders,
             areas_per_feeder=args.areas_per_feeder,
             days=args.days,
+            customers_per_area=(args.customers_per_area[0], args.customers_per_area[1]),
         )
         say("generating the grid")
         write_grid(generate_grid(cfg), tmp / "grid")
+        if args.offline_steps:
+            result["offline"] = offline_steps(tmp / "grid", args.partitions, args.offline_steps)
+            print(json.dumps(result, indent=2))
+            return
         config_path = tmp / "engine.json"
         config_path.write_text(json.dumps(engine_config_to_dict(config)))
         base = KafkaSettings(args.bootstrap, partitions=args.partitions)
