@@ -109,7 +109,11 @@ class PartitionCore:
         self.published: dict[str, bytes] = {}
         self.flushed = False
 
-    def process(self, messages: Sequence[tuple[Origin, bytes | None]]) -> Outputs:
+    def process(
+        self, messages: Sequence[tuple[Origin, bytes | None]], *, detect: bool = True
+    ) -> Outputs:
+        """One step of this partition's messages. With ``detect=False`` the detectors
+        wait for ``detect()`` and ``suspicions`` stays empty (balances first)."""
         cols = ReadingColumns()
         ended = False
         for origin, raw in messages:
@@ -142,18 +146,25 @@ class PartitionCore:
         batch = replace(batch, meter_idx=self._local[batch.meter_idx])
         out.readings = len(batch)
         if len(batch):
-            step = self.pipeline.step(batch)
+            step = self.pipeline.step(batch, detect=False)
             out.balances.extend(step.balances)
             out.dead_letters.extend(self._rejected(step, decoded))
             out.meter_windows.extend(self._meter_windows(step.final_meter_windows))
         if not self.flushed and self.drainable:
-            flushed = self.pipeline.flush()
+            flushed = self.pipeline.flush(detect=False)
             out.balances.extend(flushed.balances)
             out.meter_windows.extend(self._meter_windows(flushed.final_meter_windows))
             self.flushed = out.drained = True
-        out.suspicions = self._changed_suspicions()
+        if detect:
+            out.suspicions = self.detect()
         out.position = self.position
         return out
+
+    def detect(self) -> list[tuple[str, bytes]]:
+        """Run the detectors on what the steps since the last call made final;
+        returns the suspicions new or changed since last published."""
+        self.pipeline.detect_pending()
+        return self._changed_suspicions()
 
     def apply(self, shards: Shards) -> list[str]:
         """Take a new shard plan (a registry update): this partition's part of its
@@ -279,6 +290,8 @@ class PartitionCore:
         return out
 
     def snapshot(self) -> bytes:
+        if self.pipeline.detection_pending:
+            raise RuntimeError("snapshot with detection pending: call detect() first")
         state = engine_state(self.pipeline.engine)
         # The detection stage is plain Python objects (histories, book, detector
         # state); it travels pickled inside the npz, which itself loads without pickle.
@@ -407,15 +420,24 @@ class WorkerCores:
         late = {p: core.apply(self.shards) for p, core in sorted(self.cores.items())}
         return {p: ms for p, ms in late.items() if ms}
 
-    def process(self, messages: Sequence[tuple[Origin, bytes | None]]) -> dict[int, Outputs]:
-        """One step: each partition's messages through its core, in partition order."""
+    def process(
+        self, messages: Sequence[tuple[Origin, bytes | None]], *, detect: bool = True
+    ) -> dict[int, Outputs]:
+        """One step: each partition's messages through its core, in partition order
+        (detection deferred to ``detect`` with ``detect=False``)."""
         by_partition: dict[int, list[tuple[Origin, bytes | None]]] = {}
         for m in messages:
             by_partition.setdefault(m[0].partition, []).append(m)
         self._ensure(set(by_partition))
-        outs = {p: self.cores[p].process(by_partition[p]) for p in sorted(by_partition)}
+        outs = {
+            p: self.cores[p].process(by_partition[p], detect=detect) for p in sorted(by_partition)
+        }
         self.drained.update(p for p, out in outs.items() if out.drained)
         return outs
+
+    def detect(self, partitions: Iterable[int]) -> dict[int, list[tuple[str, bytes]]]:
+        """Deferred detection of the given owned partitions: their changed suspicions."""
+        return {p: self.cores[p].detect() for p in sorted(partitions) if p in self.cores}
 
     def revoke(self, partitions: Iterable[int]) -> None:
         for p in partitions:

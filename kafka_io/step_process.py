@@ -58,6 +58,7 @@ log = logging.getLogger("lineloss.worker")
 _CORES: WorkerCores | None = None  # the child's state
 _REGISTRY: RegistryFollower | None = None
 _DIRTY: set[int] = set()  # partitions stepped since their last checkpoint
+_JUST_DRAINED: set[int] = set()  # partitions that drained in the step being run
 
 
 def _start(
@@ -88,9 +89,8 @@ def _info() -> CoresInfo:
     return CoresInfo(_CORES.topology.n_meters, len(_CORES.topology.area_ids), _CORES.partitions)
 
 
-def _step(
-    messages: list[tuple[Origin, bytes | None]], revoked: set[int], checkpoint: bool
-) -> StepResult:
+def _balance(messages: list[tuple[Origin, bytes | None]], revoked: set[int]) -> StepResult:
+    """The first half of a step: registry updates, then balances (no detectors)."""
     assert _CORES is not None and _REGISTRY is not None
     _CORES.revoke(revoked)
     updates = _REGISTRY.updates()
@@ -106,10 +106,22 @@ def _step(
                 ", ".join(meters[:10]),
             )
     _DIRTY.difference_update(revoked)
-    outs = _CORES.process(messages)
+    outs = _CORES.process(messages, detect=False)
     _DIRTY.update(outs)
+    _JUST_DRAINED.clear()
+    _JUST_DRAINED.update(p for p, out in outs.items() if out.drained)
+    return StepResult(outs, {}, _CORES.stream_time_s, [], set(_CORES.drained))
+
+
+def _detect(stepped: list[int], checkpoint: bool) -> StepResult:
+    """The second half: the detectors of the stepped partitions; with ``checkpoint``
+    (or when a partition drained) the snapshots of every partition changed since
+    the last checkpoint. ``outs`` carry only the changed suspicions."""
+    assert _CORES is not None
+    found = _CORES.detect(stepped)
+    outs = {p: Outputs(suspicions=sus) for p, sus in found.items()}
     snapshots = {}
-    if checkpoint or any(out.drained for out in outs.values()):
+    if checkpoint or _JUST_DRAINED:
         snapshots = {p: (_CORES.cores[p].snapshot(), _CORES.cores[p].position) for p in _DIRTY}
         _DIRTY.clear()
     return StepResult(
@@ -118,7 +130,8 @@ def _step(
 
 
 class StepProcess:
-    """A child process holding the cores; ``step`` runs one step there."""
+    """A child process holding the cores; a step runs there in two calls, so the
+    worker sends a step's balances before the detectors of the same step run."""
 
     def __init__(
         self,
@@ -135,12 +148,18 @@ class StepProcess:
         # Start now, so that a missing topology fails the worker at once.
         self.info: CoresInfo = self._pool.submit(_info).result()
 
-    async def step(
-        self, messages: list[tuple[Origin, bytes | None]], revoked: set[int], checkpoint: bool
+    async def balance(
+        self, messages: list[tuple[Origin, bytes | None]], revoked: set[int]
     ) -> StepResult:
-        """One step; with ``checkpoint`` (or when a partition drains) also the
-        snapshots of every partition changed since the last checkpoint."""
-        return await asyncio.wrap_future(self._pool.submit(_step, messages, revoked, checkpoint))
+        """A step's balances, dead letters, forwards and meter windows; call
+        ``detect`` before the next ``balance``."""
+        return await asyncio.wrap_future(self._pool.submit(_balance, messages, revoked))
+
+    async def detect(self, stepped: list[int], checkpoint: bool) -> StepResult:
+        """The detectors on what the step made final (changed suspicions); with
+        ``checkpoint`` (or when a partition drained) also the snapshots of every
+        partition changed since the last checkpoint."""
+        return await asyncio.wrap_future(self._pool.submit(_detect, stepped, checkpoint))
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

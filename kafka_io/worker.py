@@ -30,7 +30,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -491,15 +491,13 @@ def build_app(
             gone = set(revoked_since_step)  # dropped by the child before its step
             revoked_since_step.clear()
             due = time.monotonic() - last_checkpoint >= settings.checkpoint_interval_s
-            result = await stepper.step(messages, gone, due)
+            result = await stepper.balance(messages, gone)
             outs = result.outs
             for out in outs.values():
                 for b in out.balances:
                     sent.append(
                         await balances.send(key=b.target_id.encode(), value=encode_balance(b))
                     )
-                for key, msg in out.suspicions:
-                    sent.append(await suspicions.send(key=key.encode(), value=msg))
                 for d in out.dead_letters:
                     sent.append(await dead_letters.send(key=d.meter_id.encode(), value=d.encode()))
                 for partition, msg in out.forwards:
@@ -507,6 +505,14 @@ def build_app(
             for p, out in outs.items():  # copartitioned with the readings
                 for msg in out.meter_windows:
                     sent.append(await meter_windows.send(value=msg, partition=p))
+            # Balances are out; now the detectors of the step (seconds when a day
+            # closes), then the checkpoint that covers both.
+            detected = await stepper.detect(sorted(outs), due)
+            for p, found in detected.outs.items():
+                outs[p].suspicions = found.suspicions
+                for key, msg in found.suspicions:
+                    sent.append(await suspicions.send(key=key.encode(), value=msg))
+            result = replace(detected, outs=outs, drained=detected.drained | result.drained)
             if result.snapshots:
                 # Every output of the steps since the last checkpoint is delivered
                 # before the checkpoint that says they were made is sent (a failed

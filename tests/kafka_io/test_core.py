@@ -8,13 +8,14 @@ messages per partition, consumed from committed offsets.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import replace
 
 import numpy as np
 import pytest
 from factories import DAY0, make_topology
 
-from kafka_io.core import PartitionCore, WorkerCores
+from kafka_io.core import Outputs, PartitionCore, WorkerCores
 from kafka_io.schema import (
     END_OF_STREAM,
     Origin,
@@ -430,3 +431,38 @@ def test_registry_updates_mid_stream_give_the_embedded_results(crash: bool) -> N
     assert len(unknown) == n_unknown
     moved = [raw for log in cluster.log.topics["routed"] for raw in log if raw and b"C2" in raw]
     assert moved  # C2's readings went to its owner of the time
+
+
+class DeferredDetection(WorkerCores):
+    """Steps as the worker does: balances first, then the detectors, in two calls."""
+
+    def process(
+        self, messages: Sequence[tuple[Origin, bytes | None]], *, detect: bool = True
+    ) -> dict[int, Outputs]:
+        outs = super().process(messages, detect=False)
+        for p in outs:
+            assert outs[p].suspicions == []
+            if self.cores[p].pipeline.detection_pending:
+                with pytest.raises(RuntimeError, match="detection pending"):
+                    self.cores[p].snapshot()
+        for p, found in self.detect(outs).items():
+            outs[p].suspicions = found
+        return outs
+
+
+def test_deferred_detection_gives_the_embedded_results() -> None:
+    rows = readings(6)
+    ref, ref_suspicions = embedded(rows)
+    cluster = Cluster(publish(rows, "area"), step=19)
+    cluster.workers = [
+        DeferredDetection(
+            TOPO,
+            CONFIG,
+            PARTITIONS,
+            load=lambda ps: {p: cluster.saved[p] for p in ps if p in cluster.saved},
+        )
+    ]
+    cluster.owner = dict.fromkeys(range(PARTITIONS), cluster.workers[0])
+    cluster.run()
+    assert finals(cluster.history) == ref
+    assert cluster.suspicions() == ref_suspicions and ref_suspicions
