@@ -126,3 +126,22 @@ def test_calibrated_score_is_an_even_chance_at_z_7() -> None:
     assert _probability(13.5, a, b) == pytest.approx(0.85, abs=0.02)
     assert _probability(20.0, a, b) > _probability(10.0, a, b)
     assert _probability(0.0, a, b) == 0.0
+
+
+def test_three_thieves_starting_together_are_all_found() -> None:
+    """A bypass (10 % recorded), evening hours at zero and a meter slowed to half,
+    all from day 10: none alone can explain the area's new loss. Judged each at the
+    size that would, all three were refused and the area stayed unexplained."""
+    rng = np.random.default_rng(10)
+    true = _loads(rng)
+    rec = true.copy()
+    big = np.argsort(-true.sum(axis=(0, 2)))
+    bypass, evenings, slowed = big[0], big[3], big[6]
+    rec[10:, bypass] *= 0.1
+    rec[10:, evenings, 16:23] = 0.0
+    rec[10:, slowed] *= 0.5
+    h = _history(true, rec, rng)
+    findings = TheftLocaliser().score_one(h)
+    assert {f.target_id for f in findings} == {f"C{i:02d}" for i in (bypass, evenings, slowed)}
+    assert all(f.start_s == DAY0 + 10 * DAY for f in findings)
+    assert TheftLocaliser(capped_candidates=False).score_one(h) == []
