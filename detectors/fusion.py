@@ -5,6 +5,13 @@ that passed the decider (when an inspector could first have been told), the
 estimated unbilled energy summed over the flagged windows (the largest total of any
 one detector, so two detectors seeing the same loss do not double it), and a
 one-line reason from the strongest finding.
+
+Findings of the detectors in ``persistent_detectors`` count only while they persist:
+a flag counts when the same detector also flagged the target in the window just
+before (``Finding.window_start`` equals the end of its previous flag), or scores
+``certain_score`` or more. A localiser
+suspect that appears one day and is gone the next is usually a neighbour of a real
+thief given part of its loss, not a thief.
 """
 
 from __future__ import annotations
@@ -46,12 +53,23 @@ class SuspicionBook:
     confirm_windows: int = 2
     certain_score: float = 0.85
     explains_theft_score: float = 0.8
+    persistent_detectors: tuple[str, ...] = ("theft_localiser",)
     _entries: dict[tuple[str, SuspicionCategory], _Entry] = field(default_factory=dict)
+    # (target, category, detector) -> (window end of its last flag, windows in a row)
+    _streaks: dict[tuple[str, str, str], tuple[int, int]] = field(default_factory=dict)
 
     def add(self, finding: Finding) -> bool:
-        """Record a finding; True when it passed the decider."""
+        """Record a finding; True when it passed the decider (and, for a persistent
+        detector, continues a flag of the window before)."""
         if not self.decider(finding):
             return False
+        if finding.detector in self.persistent_detectors and finding.window_start is not None:
+            skey = (finding.target_id, finding.category.value, finding.detector)
+            last = self._streaks.get(skey)
+            run = last[1] + 1 if last is not None and last[0] == finding.window_start else 1
+            self._streaks[skey] = (finding.ts, run)
+            if run < 2 and finding.score < self.certain_score:
+                return False
         key = (finding.target_id, finding.category)
         e = self._entries.get(key)
         if e is None:
@@ -152,10 +170,14 @@ class SuspicionBook:
                     "start_s": e.start_s,
                 }
                 for e in self._entries.values()
-            ]
+            ],
+            "streaks": [[*k, *v] for k, v in self._streaks.items()],
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._streaks = {
+            (t, c, d): (int(ts), int(run)) for t, c, d, ts, run in state.get("streaks", [])
+        }
         self._entries = {}
         for item in state["entries"]:
             f = dict(item["finding"])
