@@ -57,3 +57,23 @@ def test_streaks_survive_a_state_round_trip() -> None:
     restored.add(_finding(12))
     book.add(_finding(12))
     assert _reported(restored) == _reported(book) == {"C1": DAY0 + 13 * DAY}
+
+
+def test_a_weak_localiser_finding_corroborated_by_a_drop_in_the_same_window_counts() -> None:
+    book = SuspicionBook()
+    for day in (10, 11, 12):
+        assert not book.add(_finding(day, "C1", score=0.35))  # too weak alone
+        assert not book.add(_finding(day, "C4", score=0.45, detector="consumption_shape:drop"))
+    assert _reported(book) == {}
+    for day in (10, 11, 12):
+        book.add(_finding(day, "C2", score=0.35))
+        book.add(_finding(day, "C2", score=0.45, detector="consumption_shape:drop"))
+        book.add(_finding(day, "C2", score=0.3, detector="consumption_shape:zero_hours"))
+    # 1 - 0.65 * 0.55 = 0.64 per window, once per window, persistent from day 11.
+    (s,) = book.suspicions()
+    assert (s.target_id, s.score, s.first_detected) == ("C2", 0.6425, DAY0 + 13 * DAY)
+    # A shape finding of another window does not corroborate.
+    later = SuspicionBook()
+    later.add(_finding(10, "C3", score=0.35))
+    later.add(_finding(11, "C3", score=0.45, detector="consumption_shape:drop"))
+    assert later.state_dict()["weak"] and _reported(later) == {}
