@@ -71,6 +71,14 @@ class ThiefFit:
     stolen_kwh: float  # estimated over the whole period since the start [kWh]
     stolen_last_kwh: float  # in the latest window [kWh]
     z: float  # stolen_kwh / its HAC standard error
+    own_kwh: float = 0.0  # its own shortfall against its usual use since the start [kWh]
+    own_sd_kwh: float = 1.0  # natural spread of that shortfall [kWh]
+
+    def mismatch_sd(self) -> float:
+        """How far the stolen energy the area's loss gives it is from its own
+        shortfall, in standard deviations of both."""
+        se = self.stolen_kwh / self.z if self.z > 0 else abs(self.stolen_kwh)
+        return abs(self.stolen_kwh - self.own_kwh) / math.sqrt(self.own_sd_kwh**2 + se**2)
 
 
 @dataclass
@@ -99,11 +107,8 @@ class TheftLocaliser(HistoryOnly):
     deficit_tolerance_sd: float = 3.0  # stolen <= own shortfall + this many daily spreads
     min_drop_z: float = 2.0  # own shortfall of a slowed meter, in daily spreads
     hac_lag_parts: int = 24  # Newey-West bandwidth [parts]
-    keep_z: float | None = None  # significance to stay in the joint model (None: min_z)
-    max_rejected: int = 0  # insignificant best candidates skipped before giving up
     capped_candidates: bool = True  # candidates at their most probable feasible size
-    both_columns: bool = False  # each thief with both hypotheses in the joint fit
-    daily_coef_share: float = 0.0  # per-day coefficients' prior spread; 0 = one per thief
+    max_mismatch_sd: float | None = None  # joint stolen vs own shortfall [sd]
     # Platt scaling of z into P(theft) per window, fitted on the findings of the
     # development grids (seeds 1, 2, 3, 5, 7, 21; 4,500 findings at min_z 4): z = 7
     # is an even chance (misattributions next to a real thief keep z honest only on
@@ -160,30 +165,31 @@ class TheftLocaliser(HistoryOnly):
         if model is None:
             return None
         starts = np.arange(self.min_reference_windows, model.n_windows)
-        keep_z = self.min_z if self.keep_z is None else self.keep_z
         chosen: list[tuple[int, int, int]] = []
-        rejected: set[int] = set()
-        while len(chosen) < self.max_thieves:
-            best = self._best_candidate(model, chosen, starts, rejected)
+        for _ in range(self.max_thieves):
+            best = self._best_candidate(model, chosen, starts)
             if best is None:
                 break
-            if self._joint(model, [*chosen, best])[-1].z < keep_z:
-                # The best-fitting candidate is not significant; with several
-                # thieves in one area the next one may be.
-                rejected.add(best[0])
-                if len(rejected) > self.max_rejected:
-                    break
-                continue
+            if self._joint(model, [*chosen, best])[-1].z < self.min_z:
+                break
             chosen.append(best)
         # Re-test jointly: a thief that only looked significant before a later one
         # explained its share of the loss drops out.
         while chosen:
             fits = self._joint(model, chosen)
-            weakest = min(range(len(fits)), key=lambda j: fits[j].z)
-            if fits[weakest].z >= keep_z:
+            # A thief's stolen energy is its own shortfall seen from the area: a
+            # suspect the joint fit gives far more or far less than its shortfall
+            # is a neighbour lent part of a real thief's misfit.
+            bad = [
+                j
+                for j, f in enumerate(fits)
+                if f.z < self.min_z
+                or (self.max_mismatch_sd is not None and f.mismatch_sd() > self.max_mismatch_sd)
+            ]
+            if not bad:
                 model.thieves = sorted(fits, key=lambda f: -f.z)
                 break
-            del chosen[weakest]
+            del chosen[min(bad, key=lambda j: fits[j].z)]
         return model
 
     def _data(self, h: AreaHistory) -> AreaModel | None:
@@ -225,11 +231,7 @@ class TheftLocaliser(HistoryOnly):
         return v * (m.day >= s)
 
     def _best_candidate(
-        self,
-        m: AreaModel,
-        chosen: list[tuple[int, int, int]],
-        starts: npt.NDArray[np.int64],
-        rejected: set[int] | None = None,
+        self, m: AreaModel, chosen: list[tuple[int, int, int]], starts: npt.NDArray[np.int64]
     ) -> tuple[int, int, int] | None:
         """The (customer, start, kind) whose column most reduces the residual sum of
         squares given the base and the thieves chosen so far.
@@ -311,95 +313,41 @@ class TheftLocaliser(HistoryOnly):
             best_kind = np.where(better, kind, best_kind)
         for i, _s, _k in chosen:
             best_gain[:, i] = -np.inf  # one change point per customer
-        for i in rejected or ():
-            best_gain[:, i] = -np.inf
         if not np.isfinite(best_gain).any():
             return None
         si, ci = np.unravel_index(int(np.argmax(best_gain)), best_gain.shape)
         return int(ci), int(starts[si]), int(best_kind[si, ci])
 
-    def _design(
-        self, m: AreaModel, chosen: list[tuple[int, int, int]], daily: bool
-    ) -> tuple[FloatArray, list[list[int]], list[int]]:
-        """The joint model's columns after the base: per thief its chosen column, and
-        with ``both_columns`` the other hypothesis too (so its stolen energy may be
-        any mix of "in proportion to what it records" and "its shortfall": the part
-        one hypothesis misfits is not left over for a neighbour whose load shape
-        happens to fit it); with ``daily`` one deviation column per day of its chosen
-        hypothesis after its start (h1 takes a new share each day). Returns the
-        columns, each thief's column indices and the indices of the deviation
-        columns (to be shrunk)."""
-        cols: list[FloatArray] = []
-        own: list[list[int]] = []
-        dev: list[int] = []
-        p0 = m.base.shape[1]
-        for i, s, kind in chosen:
-            idx = []
-            kinds = (kind, 1 - kind) if self.both_columns else (kind,)
-            for k in kinds:
-                idx.append(p0 + len(cols))
-                cols.append(self._column(m, (i, s, k)))
-            if daily:
-                v = m.x[:, i] if kind == RECORDED else m.deficit[:, i]
-                for d in range(s, m.n_windows):
-                    on = m.day == d
-                    if on.any():
-                        idx.append(p0 + len(cols))
-                        dev.append(p0 + len(cols))
-                        cols.append(v * on)
-            own.append(idx)
-        return np.column_stack([m.base, *cols]), own, dev
-
     def _joint(self, m: AreaModel, chosen: list[tuple[int, int, int]]) -> list[ThiefFit]:
         """Least squares of the whole model with the error of each thief's stolen
         energy: the larger of Newey-West on the residuals and the residuals'
         autocovariance applied to the estimator's weights (robust to hours with high
-        leverage, whose own residuals the fit shrinks).
-
-        Per-day deviations (``daily_coef_share`` > 0) are shrunk towards the thief's
-        common coefficient by a Gaussian prior with a spread of that share of the
-        common coefficient (ridge rows appended to the least squares)."""
-        a, own, _ = self._design(m, chosen, daily=False)
+        leverage, whose own residuals the fit shrinks)."""
+        a = np.column_stack([m.base] + [self._column(m, c) for c in chosen])
         theta, *_ = np.linalg.lstsq(a, m.loss, rcond=None)
-        n_obs = len(m.loss)
-        if self.daily_coef_share > 0:
-            resid0 = m.loss - a @ theta
-            sigma = math.sqrt(float(resid0 @ resid0) / max(n_obs - a.shape[1], 1))
-            main = {j: float(theta[own[j][0]]) for j in range(len(chosen))}
-            a, own, dev = self._design(m, chosen, daily=True)
-            prior = np.zeros(a.shape[1])
-            owner = {c: j for j, cs in enumerate(own) for c in cs}
-            for c in dev:
-                tau = self.daily_coef_share * max(abs(main[owner[c]]), 0.05)
-                prior[c] = sigma / tau
-            penal = np.diag(prior)[prior > 0]
-            aug = np.vstack([a, penal])
-            theta, *_ = np.linalg.lstsq(
-                aug, np.concatenate([m.loss, np.zeros(len(penal))]), rcond=None
-            )
-            # p x T: the prior rows carry no noise
-            pinv = np.asarray(np.linalg.pinv(aug)[:, :n_obs], dtype=np.float64)
-        else:
-            pinv = np.asarray(np.linalg.pinv(a), dtype=np.float64)
         resid = m.loss - a @ theta
+        pinv = np.linalg.pinv(a)  # p x T
+        p0 = m.base.shape[1]
         last = m.day == m.n_windows - 1
         acov = _autocov(resid, self.hac_lag_parts)
         out = []
         for j, (i, s, kind) in enumerate(chosen):
-            idx = own[j]
-            totals = a[:, idx].sum(axis=0)
-            stolen = float(theta[idx] @ totals)
-            g = totals @ pinv[idx]  # stolen - truth = g . noise
+            col = a[:, p0 + j]
+            total = float(col.sum())
+            stolen = float(theta[p0 + j]) * total
+            g = total * pinv[p0 + j]  # stolen - truth = g . noise
             var = max(_long_run_var(g * resid, self.hac_lag_parts), _quad_form(g, acov))
             out.append(
                 ThiefFit(
                     index=i,
                     start=s,
                     kind=kind,
-                    coef=float(theta[idx[0]]),
+                    coef=float(theta[p0 + j]),
                     stolen_kwh=stolen,
-                    stolen_last_kwh=float(theta[idx] @ a[last][:, idx].sum(axis=0)),
+                    stolen_last_kwh=float(theta[p0 + j]) * float(col[last].sum()),
                     z=stolen / math.sqrt(max(var, 1e-12)),
+                    own_kwh=float(m.deficit[m.day >= s, i].sum()),
+                    own_sd_kwh=math.sqrt((m.n_windows - s) * float(m.daily_sd[i]) ** 2 + 1.0),
                 )
             )
         return out
