@@ -59,7 +59,8 @@ def run_one(seed: int, size: str, mix: str, days: int) -> dict[str, object]:
     pipe.flush()
     sus = suspicions_frame(pipe.suspicions(), cfg.tz)
     labels = grid.labels.astype({"start": str})
-    ev = evaluate(sus, labels, days=days)
+    end = pd.Timestamp(cfg.start, tz=cfg.tz) + pd.Timedelta(days=days)
+    ev = evaluate(sus, labels, days=days, end=end)
     row: dict[str, object] = {
         "seed": seed,
         "size": size,
@@ -74,6 +75,8 @@ def run_one(seed: int, size: str, mix: str, days: int) -> dict[str, object]:
                 f"{cat}.cases": m["cases"],
                 f"{cat}.raised": m["raised"],
                 f"{cat}.recall": m["recall"],
+                f"{cat}.recall_7d": m["recall_within_7d"],
+                f"{cat}.recall_7d_observable": m["recall_within_7d_observable"],
                 f"{cat}.p_at_k": m["precision_at_k"],
                 f"{cat}.pr_auc": m["pr_auc"],
                 f"{cat}.named": m["named_right_share"],

@@ -32,6 +32,7 @@ class Finding:
     reason: str
     area_id: str | None = None
     start_s: int | None = None  # estimated start of the anomaly [s since epoch]
+    window_start: int | None = None  # start of the window ``ts`` ends [s since epoch]
 
 
 @runtime_checkable

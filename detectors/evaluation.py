@@ -4,8 +4,13 @@ Per category (theft, meter fault, topology error), over every customer meter:
 ROC AUC and PR AUC (average precision) of the scores, precision at k (k = number of
 true cases, and the top 1 % of customers), recall and false alarms of what was
 actually raised, false alarms per 1,000 customers per month, and the detection delay
-from the labelled start to ``first_detected``. Faults also count whether the type was
-named right; topology errors whether the right pair of areas was named.
+from the labelled start to ``first_detected``, and recall within ``prompt_days`` (7)
+of the start (a case found later counts as missed there). Faults also count whether
+the type was named right; topology errors whether the right pair of areas was named.
+
+Recall within 7 days is also given over the cases that started at least 7 days
+before the data end (``recall_within_7d_observable``; needs ``end``): a theft that
+starts on the last day cannot be found within 7 days by any detector.
 """
 
 from __future__ import annotations
@@ -57,7 +62,19 @@ class Evaluation:
     scores: dict[str, pd.DataFrame]  # per category: meter_id, score, label
 
 
-def evaluate(suspicions: pd.DataFrame, labels: pd.DataFrame, *, days: float) -> Evaluation:
+PROMPT_DAYS = 7.0  # the issue's target: found within 7 days of the start
+
+
+def evaluate(
+    suspicions: pd.DataFrame,
+    labels: pd.DataFrame,
+    *,
+    days: float,
+    end: pd.Timestamp | None = None,
+    prompt_days: float = PROMPT_DAYS,
+) -> Evaluation:
+    """``end``: when the data end (the last window's end), for the recall within
+    ``prompt_days`` over the cases that had that long to be found."""
     labels = labels.copy()
     labels["label"] = labels["label"].astype(str)
     customers = labels["meter_id"].astype(str)
@@ -89,6 +106,9 @@ def evaluate(suspicions: pd.DataFrame, labels: pd.DataFrame, *, days: float) -> 
         truth = labels[labels["label"] == cat]
         delays = []
         named = 0
+        prompt = 0  # found within prompt_days of the start
+        observable = 0  # started at least prompt_days before the end
+        prompt_observable = 0
         for row in truth.itertuples(index=False):
             mid = str(row.meter_id)
             found = mid in cat_sus.index
@@ -117,6 +137,16 @@ def evaluate(suspicions: pd.DataFrame, labels: pd.DataFrame, *, days: float) -> 
                 else:
                     right_name = True
                 named += right_name
+            start_ts = _timestamp(getattr(row, "start", None))
+            in_time = found and not np.isnan(delay_days) and delay_days <= prompt_days
+            prompt += in_time
+            if (
+                end is not None
+                and start_ts is not None
+                and (end - start_ts).total_seconds() / 86400 >= prompt_days
+            ):
+                observable += 1
+                prompt_observable += in_time
             cases.append(
                 {
                     "meter_id": mid,
@@ -125,16 +155,28 @@ def evaluate(suspicions: pd.DataFrame, labels: pd.DataFrame, *, days: float) -> 
                     "found": found,
                     "named_right": right_name,
                     "delay_days": delay_days,
+                    "within_prompt": bool(in_time),
                     "score": float(str(cat_sus.loc[mid, "score"])) if found else 0.0,
                 }
             )
         m["named_right"] = named
         m["named_right_share"] = named / n_true if n_true else float("nan")
+        m["recall_within_7d"] = prompt / n_true if n_true else float("nan")
+        m["cases_observable_7d"] = observable if end is not None else float("nan")
+        m["recall_within_7d_observable"] = (
+            prompt_observable / observable if observable else float("nan")
+        )
         m["delay_days_median"] = float(np.median(delays)) if delays else float("nan")
         m["delay_days_p90"] = float(np.percentile(delays, 90)) if delays else float("nan")
         metrics[cat] = m
         scores[cat] = pd.DataFrame({"meter_id": customers, "score": s, "label": y})
     return Evaluation(metrics=metrics, per_case=pd.DataFrame(cases), scores=scores)
+
+
+def _timestamp(value: object) -> pd.Timestamp | None:
+    if not isinstance(value, str) or not value:
+        return None
+    return pd.Timestamp(value)
 
 
 def write_report(ev: Evaluation, report_dir: Path) -> None:

@@ -5,6 +5,18 @@ that passed the decider (when an inspector could first have been told), the
 estimated unbilled energy summed over the flagged windows (the largest total of any
 one detector, so two detectors seeing the same loss do not double it), and a
 one-line reason from the strongest finding.
+
+Findings of the detectors in ``persistent_detectors`` count only while they persist:
+a flag counts when the same detector also flagged the target in the window just
+before (``Finding.window_start`` equals the end of its previous flag), or scores
+``certain_score`` or more. A localiser
+suspect that appears one day and is gone the next is usually a neighbour of a real
+thief given part of its loss, not a thief.
+
+Corroboration: a localiser finding too weak on its own and a finding of the shape
+detector on the same meter in the same window are independent evidence (the area's
+balance, the customer's own profile); they count as one localiser finding with the
+score ``1 - (1 - p_localiser) * (1 - p_shape)``.
 """
 
 from __future__ import annotations
@@ -46,12 +58,55 @@ class SuspicionBook:
     confirm_windows: int = 2
     certain_score: float = 0.85
     explains_theft_score: float = 0.8
+    persistent_detectors: tuple[str, ...] = ("theft_localiser",)
+    # (balance detector, prefix of the profile detectors that corroborate it)
+    corroboration: tuple[str, str] | None = ("theft_localiser", "consumption_shape")
     _entries: dict[tuple[str, SuspicionCategory], _Entry] = field(default_factory=dict)
+    # (target, category, detector) -> (window end of its last flag, windows in a row)
+    _streaks: dict[tuple[str, str, str], tuple[int, int]] = field(default_factory=dict)
+    # (target, category) -> the balance detector's latest finding below the decider
+    _weak: dict[tuple[str, str], Finding] = field(default_factory=dict)
 
     def add(self, finding: Finding) -> bool:
-        """Record a finding; True when it passed the decider."""
+        """Record a finding; True when it passed the decider (and, for a persistent
+        detector, continues a flag of the window before)."""
+        both = self._corroborated(finding)
+        passed = self._add(finding)
+        if both is not None:
+            passed = self._add(both) or passed
+        return passed
+
+    def _corroborated(self, f: Finding) -> Finding | None:
+        if self.corroboration is None:
+            return None
+        balance, profile = self.corroboration
+        key = (f.target_id, f.category.value)
+        if f.detector == balance:
+            if self.decider(f):
+                self._weak.pop(key, None)
+            else:
+                self._weak[key] = f
+            return None
+        weak = self._weak.get(key)
+        if not f.detector.startswith(profile) or weak is None or weak.ts != f.ts:
+            return None
+        del self._weak[key]  # one corroboration per window
+        return replace(
+            weak,
+            score=round(1.0 - (1.0 - weak.score) * (1.0 - f.score), 6),
+            reason=f"{weak.reason}; and {f.reason}",
+        )
+
+    def _add(self, finding: Finding) -> bool:
         if not self.decider(finding):
             return False
+        if finding.detector in self.persistent_detectors and finding.window_start is not None:
+            skey = (finding.target_id, finding.category.value, finding.detector)
+            last = self._streaks.get(skey)
+            run = last[1] + 1 if last is not None and last[0] == finding.window_start else 1
+            self._streaks[skey] = (finding.ts, run)
+            if run < 2 and finding.score < self.certain_score:
+                return False
         key = (finding.target_id, finding.category)
         e = self._entries.get(key)
         if e is None:
@@ -152,16 +207,22 @@ class SuspicionBook:
                     "start_s": e.start_s,
                 }
                 for e in self._entries.values()
-            ]
+            ],
+            "streaks": [[*k, *v] for k, v in self._streaks.items()],
+            "weak": [vars(f).copy() for f in self._weak.values()],
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._streaks = {
+            (t, c, d): (int(ts), int(run)) for t, c, d, ts, run in state.get("streaks", [])
+        }
+        self._weak = {}
+        for w in state.get("weak", []):
+            f = _finding(w)
+            self._weak[(f.target_id, f.category.value)] = f
         self._entries = {}
         for item in state["entries"]:
-            f = dict(item["finding"])
-            f["target_kind"] = TargetKind(f["target_kind"])
-            f["category"] = SuspicionCategory(f["category"])
-            best = Finding(**f)
+            best = _finding(item["finding"])
             e = _Entry(
                 target_kind=best.target_kind,
                 area_id=best.area_id,
@@ -175,3 +236,10 @@ class SuspicionBook:
             e.kwh_by_detector.update(item["kwh_by_detector"])
             e.detectors.update(item["detectors"])
             self._entries[(best.target_id, best.category)] = e
+
+
+def _finding(state: dict[str, Any]) -> Finding:
+    f = dict(state)
+    f["target_kind"] = TargetKind(f["target_kind"])
+    f["category"] = SuspicionCategory(f["category"])
+    return Finding(**f)

@@ -28,7 +28,11 @@ loss ``L_t = supply_t - sum_i x_it``:
 Thieves are added greedily (the customer and change point that most reduce the
 residual sum of squares, from running sums over days, so every candidate start of
 every customer is tried at once), kept while their stolen energy is significant,
-then re-tested jointly. The significance z is the estimated stolen energy over its
+then re-tested jointly. A candidate is scored at its most probable size given the
+area's loss and its own shortfall, held within what it can have stolen: when
+several thieves start close together, none alone explains the area's new loss, and
+judging each at the size that would (and refusing it for being too big) left whole
+areas of thieves unexplained. The significance z is the estimated stolen energy over its
 standard error with a Newey-West (Bartlett) long-run variance of the hourly
 residuals: area-meter register rounding makes hourly residuals negatively
 autocorrelated, load-model misfit positively, and a plain standard error would be
@@ -67,6 +71,8 @@ class ThiefFit:
     stolen_kwh: float  # estimated over the whole period since the start [kWh]
     stolen_last_kwh: float  # in the latest window [kWh]
     z: float  # stolen_kwh / its HAC standard error
+    own_kwh: float = 0.0  # its own shortfall against its usual use since the start [kWh]
+    own_sd_kwh: float = 1.0  # natural spread of that shortfall [kWh]
 
 
 @dataclass
@@ -95,6 +101,9 @@ class TheftLocaliser(HistoryOnly):
     deficit_tolerance_sd: float = 3.0  # stolen <= own shortfall + this many daily spreads
     min_drop_z: float = 2.0  # own shortfall of a slowed meter, in daily spreads
     hac_lag_parts: int = 24  # Newey-West bandwidth [parts]
+    capped_candidates: bool = True  # candidates at their most probable feasible size
+    max_mismatched: int = 2  # whole-period customer columns in the base model
+    mismatch_min_r2: float = 0.5  # share of the residual variance such a column explains
     # Platt scaling of z into P(theft) per window, fitted on the findings of the
     # development grids (seeds 1, 2, 3, 5, 7, 21; 4,500 findings at min_z 4): z = 7
     # is an even chance (misattributions next to a real thief keep z honest only on
@@ -127,7 +136,8 @@ class TheftLocaliser(HistoryOnly):
                     reason=(
                         f"area loss rose with this meter's under-recording since "
                         f"{_day(x.windows[th.start].window_start)}: "
-                        f"{th.stolen_kwh:.1f} kWh unrecorded (z={th.z:.1f}; "
+                        f"{th.stolen_kwh:.1f} kWh unrecorded (z={th.z:.1f}; its own "
+                        f"shortfall {th.own_kwh:.1f} kWh; "
                         + (
                             f"{th.coef:.2f} kWh per recorded kWh"
                             if th.kind == RECORDED
@@ -138,6 +148,7 @@ class TheftLocaliser(HistoryOnly):
                     ),
                     area_id=today.area_id,
                     start_s=x.windows[th.start].window_start,
+                    window_start=today.window_start,
                 )
             )
         return out
@@ -149,6 +160,7 @@ class TheftLocaliser(HistoryOnly):
         model = self._data(h)
         if model is None:
             return None
+        self._add_mismatched(model)
         starts = np.arange(self.min_reference_windows, model.n_windows)
         chosen: list[tuple[int, int, int]] = []
         for _ in range(self.max_thieves):
@@ -162,12 +174,36 @@ class TheftLocaliser(HistoryOnly):
         # explained its share of the loss drops out.
         while chosen:
             fits = self._joint(model, chosen)
-            weakest = min(range(len(fits)), key=lambda j: fits[j].z)
-            if fits[weakest].z >= self.min_z:
+            bad = [j for j, f in enumerate(fits) if f.z < self.min_z]
+            if not bad:
                 model.thieves = sorted(fits, key=lambda f: -f.z)
                 break
-            del chosen[weakest]
+            del chosen[min(bad, key=lambda j: fits[j].z)]
         return model
+
+    def _add_mismatched(self, m: AreaModel) -> None:
+        """Customers whose whole recorded consumption enters the loss with a
+        coefficient far from zero throughout (recorded under the wrong area, a wrong
+        multiplier, an under-recording older than the history) join the base model:
+        unmodelled, a mapping error's weekday swings of hundreds of kWh drown any
+        theft in its area. They are the fault and topology detectors' to report."""
+        for _ in range(self.max_mismatched):
+            q, _r = np.linalg.qr(m.base)
+            resid = m.loss - q @ (q.T @ m.loss)
+            xr = m.x - q @ (q.T @ m.x)  # T x N, each customer's load off the base
+            norm = (xr * xr).sum(axis=0)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                coef = np.where(norm > 1e-9, (xr.T @ resid) / norm, 0.0)
+            dof = max(len(resid) - m.base.shape[1] - 1, 1)
+            rss = float(resid @ resid) - coef**2 * norm
+            with np.errstate(divide="ignore", invalid="ignore"):
+                t = np.abs(coef) * np.sqrt(norm) / np.sqrt(np.maximum(rss, 1e-12) / dof)
+            best = int(np.argmax(np.where(np.isfinite(t), t, 0.0)))
+            # The share of the loss's variance it explains, not a t alone: with
+            # hundreds of hours every small misfit is "significant".
+            if rss[best] > (1.0 - self.mismatch_min_r2) * float(resid @ resid):
+                break
+            m.base = np.column_stack([m.base, m.x[:, best]])
 
     def _data(self, h: AreaHistory) -> AreaModel | None:
         today = h.windows[-1]
@@ -243,24 +279,46 @@ class TheftLocaliser(HistoryOnly):
             vv, rv, sv = tail(v * v), tail(resid[:, None] * v), tail(v)
             qv = tail(q[:, :, None] * v[:, None, :])  # S x p x N
             norm = vv - (qv * qv).sum(axis=1)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                coef = np.where(norm > 1e-9 * np.maximum(vv, 1e-12), rv / norm, 0.0)
-            # Evidence from the area's loss (chi-square units) less the disagreement
-            # with the customer's own shortfall (its Gaussian prior).
-            stolen_ = coef * sv
-            gain = coef * rv / noise_var - (stolen_ - own) ** 2 / own_var
+            ok = norm > 1e-9 * np.maximum(vv, 1e-12)
             limit = self.max_beta if kind == RECORDED else self.max_gamma
             # A slowed meter records less than usual: without a significant drop in
             # its own data a customer whose load merely shares the loss's daily shape
             # would explain any leftover (a "ghost" next to a real thief).
             dropped = own >= self.min_drop_z * np.sqrt(own_var) if kind == RECORDED else True
+            with np.errstate(divide="ignore", invalid="ignore"):
+                if self.capped_candidates:
+                    # The most probable coefficient given the area's loss and the
+                    # customer's own shortfall (its Gaussian prior), held within what
+                    # it can have stolen: when several thieves start together, one
+                    # alone cannot explain the area's new loss, and refusing it for
+                    # that would leave all of them unexplained.
+                    coef = (rv / noise_var + sv * own / own_var) / (
+                        norm / noise_var + sv * sv / own_var
+                    )
+                    cap = np.minimum(
+                        limit,
+                        np.where(
+                            sv > 0,
+                            np.minimum(self.max_share * usual, short) / np.abs(sv),
+                            0.0,
+                        ),
+                    )
+                    coef = np.where(ok & (sv > 0), np.clip(coef, 0.0, cap), 0.0)
+                else:
+                    coef = np.where(ok, rv / norm, 0.0)
+            # Evidence from the area's loss (chi-square units: the residual sum of
+            # squares it removes) less the disagreement with the customer's own
+            # shortfall (its Gaussian prior).
             stolen = coef * sv
+            gain = (2.0 * coef * rv - coef * coef * norm) / noise_var - (
+                stolen - own
+            ) ** 2 / own_var
             feasible = (
                 (coef > 0)
                 & (coef <= limit)
                 & (stolen > 0)
-                & (stolen <= self.max_share * usual)
-                & (stolen <= short)
+                & (stolen <= self.max_share * usual * (1 + 1e-9))
+                & (stolen <= short * (1 + 1e-9))
                 & dropped
             )
             better = feasible & (gain > best_gain)
@@ -301,6 +359,8 @@ class TheftLocaliser(HistoryOnly):
                     stolen_kwh=stolen,
                     stolen_last_kwh=float(theta[p0 + j]) * float(col[last].sum()),
                     z=stolen / math.sqrt(max(var, 1e-12)),
+                    own_kwh=float(m.deficit[m.day >= s, i].sum()),
+                    own_sd_kwh=math.sqrt((m.n_windows - s) * float(m.daily_sd[i]) ** 2 + 1.0),
                 )
             )
         return out

@@ -52,3 +52,52 @@ def test_evaluate_counts_recall_false_alarms_delay_and_naming():
     assert t["delay_days_median"] == pytest.approx(2.0)
     assert ev.metrics["meter_fault"]["named_right"] == 1
     assert ev.metrics["topology_error"]["named_right"] == 1
+
+
+def test_recall_within_7_days_counts_late_finds_as_missed_and_knows_the_data_end():
+    """Four thefts: found after 2 days, after 9 days, not found, and one starting 3
+    days before the data end (found after 1 day)."""
+    labels = pd.DataFrame(
+        {
+            "meter_id": ["T1", "T2", "T3", "T4", "N1"],
+            "label": ["theft", "theft", "theft", "theft", "normal"],
+            "start": [
+                "2026-03-01T00:00:00+08:00",
+                "2026-03-01T00:00:00+08:00",
+                "2026-03-05T00:00:00+08:00",
+                "2026-03-26T00:00:00+08:00",
+                "",
+            ],
+            "kind": ["h1", "h3", "h4", "h2", ""],
+        }
+    )
+    sus = pd.DataFrame(
+        {
+            "target_id": ["T1", "T2", "T4"],
+            "target_kind": ["meter"] * 3,
+            "category": ["theft"] * 3,
+            "score": [0.9, 0.8, 0.7],
+            "first_detected": [
+                "2026-03-03T00:00:00+08:00",
+                "2026-03-10T00:00:00+08:00",
+                "2026-03-27T00:00:00+08:00",
+            ],
+            "evidence": [""] * 3,
+            "area_id": ["A"] * 3,
+            "detector": ["theft_localiser"] * 3,
+        }
+    )
+    end = pd.Timestamp("2026-03-29T00:00:00+08:00")
+    ev = evaluate(sus, labels, days=28, end=end)
+    t = ev.metrics["theft"]
+    assert t["recall"] == pytest.approx(3 / 4)
+    assert t["recall_within_7d"] == pytest.approx(2 / 4)  # T2 took 9 days
+    # T4 started 3 days before the end: not observable for 7 days.
+    assert t["cases_observable_7d"] == 3
+    assert t["recall_within_7d_observable"] == pytest.approx(1 / 3)
+    cases = ev.per_case.set_index("meter_id")
+    assert cases.loc["T1", "within_prompt"] and not cases.loc["T2", "within_prompt"]
+    # Without the data end, the observable share is unknown, the plain one is not.
+    plain = evaluate(sus, labels, days=28).metrics["theft"]
+    assert plain["recall_within_7d"] == pytest.approx(0.5)
+    assert np.isnan(plain["cases_observable_7d"])

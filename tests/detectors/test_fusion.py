@@ -1,0 +1,79 @@
+"""The suspicion book: confirmation, persistence of localiser suspects, state."""
+
+from __future__ import annotations
+
+from factories import DAY, DAY0
+
+from detectors.base import Finding
+from detectors.fusion import SuspicionBook
+from lineloss.domain import SuspicionCategory, TargetKind
+
+
+def _finding(
+    day: int, target: str = "C1", score: float = 0.7, detector: str = "theft_localiser"
+) -> Finding:
+    return Finding(
+        detector=detector,
+        target_id=target,
+        target_kind=TargetKind.METER,
+        category=SuspicionCategory.THEFT,
+        score=score,
+        ts=DAY0 + (day + 1) * DAY,
+        estimated_kwh=1.0,
+        reason="test",
+        area_id="A1",
+        window_start=DAY0 + day * DAY,
+    )
+
+
+def _reported(book: SuspicionBook) -> dict[str, int | None]:
+    return {s.target_id: s.first_detected for s in book.suspicions()}
+
+
+def test_a_localiser_suspect_that_vanishes_every_other_day_is_never_reported() -> None:
+    book = SuspicionBook()
+    for day in (10, 12, 14, 16):
+        book.add(_finding(day, "FLICKER"))
+    for day in (10, 11, 12):
+        book.add(_finding(day, "STEADY"))
+    # STEADY: day 10 opens the streak, days 11 and 12 count: reported after day 12.
+    assert _reported(book) == {"STEADY": DAY0 + 13 * DAY}
+
+
+def test_certain_findings_and_other_detectors_need_no_streak() -> None:
+    book = SuspicionBook()
+    book.add(_finding(10, "SURE", score=0.9))  # >= certain_score: at once
+    for day in (10, 12):  # a shape detector: any two windows, as before
+        book.add(_finding(day, "FLAT", detector="consumption_shape:flat_profile"))
+    assert _reported(book) == {"SURE": DAY0 + 11 * DAY, "FLAT": DAY0 + 13 * DAY}
+
+
+def test_streaks_survive_a_state_round_trip() -> None:
+    book = SuspicionBook()
+    book.add(_finding(10))
+    book.add(_finding(11))
+    restored = SuspicionBook()
+    restored.load_state_dict(book.state_dict())
+    restored.add(_finding(12))
+    book.add(_finding(12))
+    assert _reported(restored) == _reported(book) == {"C1": DAY0 + 13 * DAY}
+
+
+def test_a_weak_localiser_finding_corroborated_by_a_drop_in_the_same_window_counts() -> None:
+    book = SuspicionBook()
+    for day in (10, 11, 12):
+        assert not book.add(_finding(day, "C1", score=0.35))  # too weak alone
+        assert not book.add(_finding(day, "C4", score=0.45, detector="consumption_shape:drop"))
+    assert _reported(book) == {}
+    for day in (10, 11, 12):
+        book.add(_finding(day, "C2", score=0.35))
+        book.add(_finding(day, "C2", score=0.45, detector="consumption_shape:drop"))
+        book.add(_finding(day, "C2", score=0.3, detector="consumption_shape:zero_hours"))
+    # 1 - 0.65 * 0.55 = 0.64 per window, once per window, persistent from day 11.
+    (s,) = book.suspicions()
+    assert (s.target_id, s.score, s.first_detected) == ("C2", 0.6425, DAY0 + 13 * DAY)
+    # A shape finding of another window does not corroborate.
+    later = SuspicionBook()
+    later.add(_finding(10, "C3", score=0.35))
+    later.add(_finding(11, "C3", score=0.45, detector="consumption_shape:drop"))
+    assert later.state_dict()["weak"] and _reported(later) == {}
