@@ -38,9 +38,9 @@ if TYPE_CHECKING:
 @dataclass
 class StepResult:
     outs: dict[int, Outputs]  # per partition stepped
-    # partition -> (checkpoint, its position), of every partition changed since the
-    # last checkpoint, when this step checkpoints; else empty
-    snapshots: dict[int, tuple[bytes, int]]
+    # partition -> (checkpoint, its position, its next offset per topic), of every
+    # partition changed since the last checkpoint, when this step checkpoints
+    snapshots: dict[int, tuple[bytes, int, dict[str, int]]]
     stream_time_s: int | None  # newest event time over the owned partitions
     suspicions: list[Suspicion]  # every current suspicion of the owned partitions
     drained: set[int]  # partitions this worker saw drain, ever
@@ -120,9 +120,11 @@ def _detect(stepped: list[int], checkpoint: bool) -> StepResult:
     assert _CORES is not None
     found = _CORES.detect(stepped)
     outs = {p: Outputs(suspicions=sus) for p, sus in found.items()}
-    snapshots = {}
+    snapshots: dict[int, tuple[bytes, int, dict[str, int]]] = {}
     if checkpoint or _JUST_DRAINED:
-        snapshots = {p: (_CORES.cores[p].snapshot(), _CORES.cores[p].position) for p in _DIRTY}
+        for p in _DIRTY:
+            core = _CORES.cores[p]
+            snapshots[p] = (core.snapshot(), core.position, dict(core.next_offset))
         _DIRTY.clear()
     return StepResult(
         outs, snapshots, _CORES.stream_time_s, _CORES.suspicions(), set(_CORES.drained)

@@ -218,6 +218,17 @@ def read_compacted(
     """The latest value of every key of a (compacted) topic, read to its end now.
     ``newer(record, kept)`` decides between two records of a key (default: the later
     one wins)."""
+    records = read_compacted_records(settings, topic, timeout_s, newer)
+    return {k: rec.value for k, rec in records.items()}
+
+
+def read_compacted_records(
+    settings: KafkaSettings,
+    topic: str,
+    timeout_s: float = 30.0,
+    newer: Callable[[Any, Any], bool] | None = None,
+) -> dict[bytes, Any]:
+    """Like ``read_compacted``, the kept record of each key (with its headers)."""
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(**settings.client(), enable_auto_commit=False, group_id=None)
@@ -240,7 +251,7 @@ def read_compacted(
                         latest.pop(rec.key, None)
                     elif newer is None or rec.key not in latest or newer(rec, latest[rec.key]):
                         latest[rec.key] = rec
-        return {k: rec.value for k, rec in latest.items()}
+        return latest
     finally:
         consumer.close()
 
@@ -315,34 +326,90 @@ def _timeline_of(
 
 
 CHECKPOINT_POSITION = "position"  # header of a checkpoint: PartitionCore.position
+CHECKPOINT_OFFSETS = "offsets"  # header: JSON {topic: next offset} of the checkpoint
 
 
 def checkpoint_key(settings: KafkaSettings, partition: int) -> bytes:
     return f"{settings.group_id}/{settings.readings}/{partition}".encode()
 
 
-def _position(record: Any) -> int:
-    for name, value in record.headers or ():
-        if name == CHECKPOINT_POSITION:
-            return int(value)
-    return -1
+def checkpoint_headers(position: int, next_offset: dict[str, int]) -> dict[str, bytes]:
+    return {
+        CHECKPOINT_POSITION: str(position).encode(),
+        CHECKPOINT_OFFSETS: json.dumps(next_offset, sort_keys=True).encode(),
+    }
+
+
+def checkpoint_rank(
+    headers: list[tuple[str, bytes]] | None, committed: dict[str, int]
+) -> tuple[bool, int]:
+    """How good a checkpoint of one partition is to restore: first whether it covers
+    the group's committed offsets on every topic (``committed``: topic -> next
+    offset), then how far it has read. A checkpoint behind a committed offset would
+    lose the messages in between: they were acked by an owner whose later
+    checkpoint this is not (a zombie's late write, or compaction kept the wrong
+    one). Checkpoints without offsets (older workers) count as covering."""
+    found = dict(headers or ())
+    position = int(found.get(CHECKPOINT_POSITION, b"-1"))
+    raw = found.get(CHECKPOINT_OFFSETS)
+    if raw is None:
+        return True, position
+    offsets = {str(t): int(o) for t, o in json.loads(raw).items()}
+    covers = all(offsets.get(t, 0) >= o for t, o in committed.items())
+    return covers, position
+
+
+def committed_offsets(settings: KafkaSettings, partitions: set[int]) -> dict[int, dict[str, int]]:
+    """The worker group's committed offsets: partition -> {topic: next offset}. (A
+    consumer that never subscribes does not join the group; it only asks.)"""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(
+        **settings.client(), group_id=settings.group_id, enable_auto_commit=False
+    )
+    try:
+        out: dict[int, dict[str, int]] = {p: {} for p in partitions}
+        for p in sorted(partitions):
+            for topic in (settings.readings, settings.routed):
+                offset = consumer.committed(TopicPartition(topic, p))
+                if offset is not None and offset >= 0:
+                    out[p][topic] = int(offset)
+        return out
+    finally:
+        consumer.close(autocommit=False)
 
 
 def read_checkpoints(settings: KafkaSettings, partitions: set[int]) -> dict[int, bytes]:
-    """The saved state of each of ``partitions`` that has one. Of two checkpoints of a
-    partition the further one wins, whatever the order they were written in: a worker
-    that lost its partition in a rebalance but finished its step (a zombie) must not
-    roll the new owner back."""
-    saved = read_compacted(
-        settings,
-        settings.checkpoints,
-        newer=lambda rec, kept: _position(rec) >= _position(kept),
+    """The saved state of each of ``partitions`` that has one: of several, the one
+    that covers the group's committed offsets and has read furthest
+    (``checkpoint_rank``), whatever the order they were written in. If none covers
+    them, the furthest, with an error in the log: readings were acked that no
+    checkpoint holds."""
+    committed = committed_offsets(settings, partitions)
+    keys = {checkpoint_key(settings, p): p for p in partitions}
+
+    def rank(rec: Any) -> tuple[bool, int]:
+        p = keys.get(rec.key)
+        return checkpoint_rank(rec.headers, committed.get(p, {}) if p is not None else {})
+
+    saved = read_compacted_records(
+        settings, settings.checkpoints, newer=lambda rec, kept: rank(rec) >= rank(kept)
     )
     out = {}
-    for p in partitions:
-        data = saved.get(checkpoint_key(settings, p))
-        if data is not None:
-            out[p] = data
+    for key, p in keys.items():
+        rec = saved.get(key)
+        if rec is None:
+            continue
+        covers, position = rank(rec)
+        if not covers:
+            log.error(
+                "partition %d: no checkpoint covers the committed offsets %s; restoring the "
+                "furthest (position %d): readings acked by an earlier owner may be missing",
+                p,
+                committed.get(p),
+                position,
+            )
+        out[p] = rec.value
     return out
 
 
@@ -521,14 +588,14 @@ def build_app(
                 for fut in sent:
                     await fut
                 sent.clear()
-                for p, (snapshot, position) in result.snapshots.items():
+                for p, (snapshot, position, offsets) in result.snapshots.items():
                     if p in revoked_since_step:
                         continue  # revoked while the step ran: the next owner's now
                     sent.append(
                         await checkpoints.send(
                             key=checkpoint_key(k, p),
                             value=snapshot,
-                            headers={CHECKPOINT_POSITION: str(position).encode()},
+                            headers=checkpoint_headers(position, offsets),
                         )
                     )
                 for fut in sent:

@@ -188,7 +188,7 @@ def test_sigkilled_worker_restarts_from_its_checkpoint_with_identical_finals(
         if worker.poll() is None:
             worker.kill()
     from kafka_io.core import PartitionCore
-    from kafka_io.worker import load_topology, read_checkpoints
+    from kafka_io.worker import committed_offsets, load_topology, read_checkpoints
 
     saved = read_checkpoints(kafka_settings, set(range(kafka_settings.partitions)))
     topology = load_topology(kafka_settings)
@@ -197,6 +197,12 @@ def test_sigkilled_worker_restarts_from_its_checkpoint_with_identical_finals(
         "the worker drained before it was killed: make the steps smaller"
     )
     assert sum(c.position for c in cores) > 0
+    # The invariant the restore relies on: no committed offset is ahead of the
+    # checkpoint of its partition (else the readings in between would be lost).
+    committed = committed_offsets(kafka_settings, set(range(kafka_settings.partitions)))
+    for core in cores:
+        for topic, offset in committed[core.partition].items():
+            assert core.next_offset.get(topic, 0) >= offset, (core.partition, topic)
 
     worker = start_worker(kafka_settings, tmp_path)
     try:
@@ -211,6 +217,13 @@ def test_sigkilled_worker_restarts_from_its_checkpoint_with_identical_finals(
     )
     assert_same_finals(embedded, tmp_path / "out")
     pd.testing.assert_series_equal(engine_reasons(embedded), engine_reasons(tmp_path / "out"))
+    final = read_checkpoints(kafka_settings, set(range(kafka_settings.partitions)))
+    committed = committed_offsets(kafka_settings, set(range(kafka_settings.partitions)))
+    assert any(committed.values()), "the restarted worker committed nothing"
+    for data in final.values():
+        core = PartitionCore.restore(topology, CONFIG, data)
+        for topic, offset in committed[core.partition].items():
+            assert core.next_offset.get(topic, 0) >= offset, (core.partition, topic)
 
 
 @pytest.fixture(scope="module")
