@@ -185,9 +185,7 @@ class PartitionCore:
         b = decoded.batch
         if len(b) == 0:
             return np.zeros(0, np.bool_), []
-        within, opens = self.shards.homes(
-            b.meter_idx, self.grid.window_start(b.ts), self.grid.window_start(b.ts + 1)
-        )
+        within, opens = self.shards.homes_of(b.meter_idx, b.ts, self.grid)
         p = self.partition
         # Readings another partition forwarded here are this one's (never passed on
         # again: the sender keeps what is its own, so a reading on a window end at a

@@ -21,6 +21,7 @@ import numpy.typing as npt
 
 from lineloss.domain import NO_INDEX, Meter, Topology
 from lineloss.timeline import TopologyTimeline
+from streams.windows import WindowGrid
 
 
 def _murmur2(data: bytes) -> int:
@@ -139,6 +140,17 @@ class Shards:
         within = self.timeline.version_index(window_starts)
         opens = self.timeline.version_index(next_window_starts)
         return self.owners[within, meter_idx], self.owners[opens, meter_idx]
+
+    def homes_of(
+        self, meter_idx: npt.NDArray[np.int64], ts: npt.NDArray[np.int64], grid: WindowGrid
+    ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32]]:
+        """``homes`` of readings at times ``ts`` [s]. With one registry version (no
+        dated change) owners do not depend on time, and the windows are not looked
+        up: this runs on every step."""
+        if len(self.timeline.starts_s) == 1:
+            owners = self.owners[0, meter_idx]
+            return owners, owners
+        return self.homes(meter_idx, grid.window_start(ts), grid.window_start(ts + 1))
 
     def sub_timeline(
         self, partition: int, previous: TopologyTimeline | None = None

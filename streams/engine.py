@@ -122,10 +122,17 @@ class BalanceEngine:
     def _set_timeline(self, timeline: TopologyTimeline) -> None:
         self.timeline = timeline
         self._members = [BalanceMembers.of(t) for t in timeline.versions]
-        self._cuts = {
-            m: np.array([self._first_start_from(t) for t in times], np.int64)
-            for m, times in timeline.membership_changes().items()
-        }
+        # Every (meter, window start of a membership change), flat: ``_cut`` is
+        # vectorised over them, once per window balanced.
+        changes = timeline.membership_changes()
+        self._cut_meters = np.array(
+            [m for m, times in changes.items() for _ in times], dtype=np.int64
+        )
+        self._cut_s = np.array(
+            [self._first_start_from(t) for times in changes.values() for t in times],
+            dtype=np.int64,
+        )
+        self._cut_unique, self._cut_index = np.unique(self._cut_meters, return_inverse=True)
 
     def _first_start_from(self, t_s: int) -> int:
         """The first window start at or after ``t_s``: where a change takes effect."""
@@ -506,7 +513,7 @@ class BalanceEngine:
                 following.take_first_of(self._slots[live[li]].summary, meters)
                 li -= 1
             followings[s] = following.copy()
-        if self._cuts:
+        if len(self._cut_meters):
             for s in wanted:
                 self._cut(s, carries[s], followings[s])
 
@@ -547,12 +554,14 @@ class BalanceEngine:
     def _cut(self, start_s: int, carry: ReadingRef, following: ReadingRef) -> None:
         """Forget brackets across a meter's membership changes: a window after the
         change takes no reading from before it, a window before none from after."""
-        for m, cuts in self._cuts.items():
-            k = int(np.searchsorted(cuts, start_s, side="right"))
-            if k > 0 and carry.has[m] and carry.ts[m] < cuts[k - 1]:
-                carry.has[m] = False
-            if k < len(cuts) and following.has[m] and following.ts[m] > cuts[k]:
-                following.has[m] = False
+        um, at, cut_s = self._cut_unique, self._cut_index, self._cut_s
+        before = cut_s <= start_s
+        last_before = np.full(len(um), np.iinfo(np.int64).min, np.int64)
+        np.maximum.at(last_before, at[before], cut_s[before])
+        first_after = np.full(len(um), np.iinfo(np.int64).max, np.int64)
+        np.minimum.at(first_after, at[~before], cut_s[~before])
+        carry.has[um] &= carry.ts[um] >= last_before
+        following.has[um] &= following.ts[um] <= first_after
 
     def _evict(self) -> None:
         """Drop final windows at the old end; fold their last readings into the carry."""

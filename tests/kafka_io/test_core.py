@@ -124,13 +124,9 @@ def publish(rows: list[ReadingRow], key_by: str, *, bad_every: int = 0) -> Log:
     return log
 
 
-def embedded(
-    rows: list[ReadingRow], timeline: TopologyTimeline | None = None
-) -> tuple[dict[tuple[object, ...], str], dict[str, bytes]]:
-    """One pipeline over the whole grid: the reference."""
-    timeline = timeline or TopologyTimeline.of(TOPO)
-    pipe = Pipeline(timeline, CONFIG)
-    batch = ReadingBatch(
+def as_batch(rows: list[ReadingRow], timeline: TopologyTimeline) -> ReadingBatch:
+    """Register readings as one batch indexed by the timeline's newest version."""
+    return ReadingBatch(
         meter_idx=timeline.latest.index_of([r.meter_id for r in rows]),
         ts=np.array([r.ts for r in rows], np.int64),
         value=np.array([r.value for r in rows]),
@@ -139,7 +135,15 @@ def embedded(
         voltage_v=np.full(len(rows), np.nan, np.float32),
         source_pos=np.arange(len(rows), dtype=np.int64),
     )
-    history = pipe.step(batch).balances + pipe.flush().balances
+
+
+def embedded(
+    rows: list[ReadingRow], timeline: TopologyTimeline | None = None
+) -> tuple[dict[tuple[object, ...], str], dict[str, bytes]]:
+    """One pipeline over the whole grid: the reference."""
+    timeline = timeline or TopologyTimeline.of(TOPO)
+    pipe = Pipeline(timeline, CONFIG)
+    history = pipe.step(as_batch(rows, timeline)).balances + pipe.flush().balances
     return finals(history), {suspicion_key(s): encode_suspicion(s) for s in pipe.suspicions()}
 
 
@@ -397,17 +401,7 @@ def test_registry_updates_mid_stream_give_the_embedded_results(crash: bool) -> N
     rows.sort(key=lambda r: r.ts)
     ref, ref_suspicions = embedded(rows, timeline)
     assert any(k[1] == "A4" for k in ref)
-    ref_unknown = Pipeline(timeline, CONFIG).engine.ingest(
-        ReadingBatch(
-            meter_idx=timeline.latest.index_of([r.meter_id for r in rows]),
-            ts=np.array([r.ts for r in rows], np.int64),
-            value=np.array([r.value for r in rows]),
-            is_interval=np.zeros(len(rows), np.bool_),
-            event=np.zeros(len(rows), np.int16),
-            voltage_v=np.full(len(rows), np.nan, np.float32),
-            source_pos=np.arange(len(rows), dtype=np.int64),
-        )
-    )
+    ref_unknown = Pipeline(timeline, CONFIG).engine.ingest(as_batch(rows, timeline))
     n_unknown = sum(r == "unknown_meter" for r in ref_unknown.reason)
     assert n_unknown > 12  # C7 before its window in service, C9 after it left
 

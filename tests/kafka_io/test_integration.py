@@ -9,11 +9,13 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
 
 from kafka_io.collect import (
+    Collected,
     collect,
     exited,
     run_through_kafka,
@@ -103,10 +105,28 @@ def alive(pid: int) -> bool:
     return state != "Z"  # a zombie has exited; only its parent's bookkeeping is left
 
 
-def start_worker(settings: KafkaSettings, tmp: Path, *extra: str) -> subprocess.Popen[bytes]:
+def start_worker(
+    settings: KafkaSettings, tmp: Path, *extra: str, stderr: Any = None
+) -> subprocess.Popen[bytes]:
     config = tmp / "engine.json"
     config.write_text(json.dumps(engine_config_to_dict(CONFIG)))
-    return subprocess.Popen([*worker_command(settings, config), *extra], env=worker_env())
+    return subprocess.Popen(
+        [*worker_command(settings, config), *extra], env=worker_env(), stderr=stderr
+    )
+
+
+def collect_drained(
+    settings: KafkaSettings, worker: subprocess.Popen[bytes], timeout_s: float = 120
+) -> Collected:
+    """The outputs of a worker run with ``--exit-on-drain``, once it exited 0."""
+    try:
+        collected = collect(settings, timeout_s=timeout_s, gave_up=lambda: exited(worker))
+        assert worker.wait(timeout=60) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert collected.drained
+    return collected
 
 
 def test_through_kafka_gives_the_embedded_finals(
@@ -143,13 +163,7 @@ def test_bad_messages_land_in_dead_letters_and_the_worker_goes_on(
     producer.close()
     published = publish_data_dir(grid_dir, kafka_settings)
     worker = start_worker(kafka_settings, tmp_path, "--take-max", "20")
-    try:
-        collected = collect(kafka_settings, timeout_s=120, gave_up=lambda: exited(worker))
-        assert worker.wait(timeout=60) == 0
-    finally:
-        if worker.poll() is None:
-            worker.kill()
-    assert collected.drained
+    collected = collect_drained(kafka_settings, worker)
     found = {
         d["reason"]: (d["topic"], d["partition"], d["offset"])
         for d in collected.dead_letters
@@ -205,13 +219,7 @@ def test_sigkilled_worker_restarts_from_its_checkpoint_with_identical_finals(
             assert core.next_offset.get(topic, 0) >= offset, (core.partition, topic)
 
     worker = start_worker(kafka_settings, tmp_path)
-    try:
-        collected = collect(kafka_settings, timeout_s=120, gave_up=lambda: exited(worker))
-        assert worker.wait(timeout=60) == 0
-    finally:
-        if worker.poll() is None:
-            worker.kill()
-    assert collected.drained
+    collected = collect_drained(kafka_settings, worker)
     write_outputs(
         tmp_path / "out", CONFIG, collected, published.topology_rejects, published.reading_rejects
     )
@@ -387,19 +395,12 @@ def test_registry_updates_through_kafka_give_the_embedded_finals(
         time.sleep(0.2)
     log_path = tmp_path / "worker.log"
     with log_path.open("wb") as log_file:
-        config = tmp_path / "engine.json"
-        config.write_text(json.dumps(engine_config_to_dict(CONFIG)))
-        worker = subprocess.Popen(
-            worker_command(settings, config), env=worker_env(), stderr=log_file
-        )
+        worker = start_worker(settings, tmp_path, stderr=log_file)
         try:
-            collected = collect(settings, timeout_s=180, gave_up=lambda: exited(worker))
-            assert worker.wait(timeout=60) == 0
+            collected = collect_drained(settings, worker, timeout_s=180)
         finally:
-            if worker.poll() is None:
-                worker.kill()
             publisher.join(timeout=60)
-    assert collected.drained and published
+    assert published
     write_outputs(
         tmp_path / "out",
         CONFIG,

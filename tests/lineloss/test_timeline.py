@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from factories import DAY, DAY0, make_topology
+from changing_grid import TOPO, customer
+from factories import DAY, DAY0
 
 from lineloss.domain import NO_INDEX, Meter, MeterRole
 from lineloss.timeline import (
@@ -16,20 +17,6 @@ from lineloss.timeline import (
     history_to_json,
     state_at,
 )
-
-TOPO = make_topology(
-    [
-        ("T1", "area", "A1", "F1", 40.0),
-        ("C1", "customer", "A1", "F1", 1.0),
-        ("C2", "customer", "A1", "F1", 1.0),
-        ("T2", "area", "A2", "F2", 1.0),
-        ("C3", "customer", "A2", "F2", 1.0),
-    ]
-)
-
-
-def customer(meter_id: str, area: str, feeder: str, multiplier: float = 1.0) -> Meter:
-    return Meter(meter_id, MeterRole.CUSTOMER, area, feeder, multiplier)
 
 
 def test_of_a_topology_is_one_version_equal_to_it() -> None:

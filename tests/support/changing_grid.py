@@ -26,8 +26,8 @@ STEP = {"T1": 0.1, "C1": 0.5, "C2": 1.0, "T2": 4.0, "C3": 2.0, "C4": 0.25}
 DAYS = 5
 
 
-def customer(meter_id: str, area: str, feeder: str) -> Meter:
-    return Meter(meter_id, MeterRole.CUSTOMER, area, feeder, 1.0)
+def customer(meter_id: str, area: str, feeder: str, multiplier: float = 1.0) -> Meter:
+    return Meter(meter_id, MeterRole.CUSTOMER, area, feeder, multiplier)
 
 
 UPDATES: dict[str, tuple[MeterState, ...] | None] = {
