@@ -207,37 +207,48 @@ def _first_step(settings: KafkaSettings) -> tuple[float, int]:
 
 
 def offline_steps(data_dir: Path, partitions: int, step_messages: int) -> dict[str, float]:
-    """The worker's child alone (``WorkerCores``: decoding, pipeline with detectors,
-    no broker, no snapshots) over the same messages in steps of ``step_messages``:
-    what a step costs apart from Kafka and faust."""
+    """The worker's two children alone (``WorkerCores``: decoding and balances;
+    ``WorkerDetection``: the detectors; no broker, no snapshots) over the same
+    messages in steps of ``step_messages``: what a step costs apart from Kafka and
+    faust, on each side."""
     from kafka_io.core import WorkerCores
+    from kafka_io.detection import WorkerDetection
     from kafka_io.schema import Origin
     from kafka_io.shards import partition_of
 
     topology, messages, readings = encode_backlog(data_dir)
-    cores = WorkerCores(topology, EngineConfig(), partitions)
+    config = EngineConfig()
+    cores = WorkerCores(topology, config, partitions)
+    detection = WorkerDetection(config)
     offsets = [0] * partitions
     located = []
     for key, value in messages:
         p = partition_of(key, partitions)
         located.append((Origin("r", p, offsets[p]), value))
         offsets[p] += 1
-    t0 = time.perf_counter()
+    balance_s = detect_s = 0.0
     steps = 0
     for lo in range(0, len(located), step_messages):
-        cores.process(located[lo : lo + step_messages])
-        cores.suspicions()
+        t0 = time.perf_counter()
+        outs = cores.process(located[lo : lo + step_messages])
+        t1 = time.perf_counter()
+        detection.run({p: out.detection for p, out in outs.items()})
+        detection.suspicions()
+        detect_s += time.perf_counter() - t1
+        balance_s += t1 - t0
         steps += 1
-    took_s = time.perf_counter() - t0
-    rate = readings / took_s
+    rate = readings / balance_s
     say(
-        f"offline, steps of {step_messages} messages: {rate:,.0f} readings/s, "
-        f"{1000 * took_s / steps:.1f} ms per step"
+        f"offline, steps of {step_messages} messages: balances {rate:,.0f} readings/s "
+        f"({1000 * balance_s / steps:.1f} ms per step), detection {detect_s:.1f} s in all "
+        f"({readings / detect_s:,.0f} readings/s)"
     )
     return {
         "step_messages": step_messages,
         "readings_per_s": rate,
-        "ms_per_step": 1000 * took_s / steps,
+        "ms_per_step": 1000 * balance_s / steps,
+        "detection_s": detect_s,
+        "detection_readings_per_s": readings / detect_s,
     }
 
 

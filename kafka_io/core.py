@@ -2,10 +2,12 @@
 messages in, messages out, snapshots.
 
 Each partition owns the meters of its shard (kafka_io.shards: whole feeders), with
-its own pipeline, watermark and checkpoint, so a rebalance moves self-contained
-states between workers. ``PartitionCore.process`` turns one ``take`` batch of the
-partition's messages into one ``Pipeline.step``; the faust agent (kafka_io.worker)
-only moves bytes.
+its own balance engine, watermark and checkpoint, so a rebalance moves
+self-contained states between workers. ``PartitionCore.process`` turns one ``take``
+batch of the partition's messages into one engine step, and hands what became final
+to the partition's detectors (``kafka_io.detection``, run in another process by the
+worker, in one with ``InlineWorker``); the faust agent (kafka_io.worker) only moves
+bytes.
 
 Readings of another partition's meters (a publisher that keys by meter or by area)
 are forwarded to their partition of the routed topic, each with its original origin.
@@ -21,22 +23,29 @@ each core takes its shard's part of the new timeline, so a customer moved to
 another feeder leaves one partition's part and joins another's from its move on.
 Readings are routed by the version of their window (kafka_io.shards).
 
-Everything a restarted worker needs is in ``snapshot()``: the engine
-(streams.snapshot), the detection stage, the next offset, the forward positions and
-what was already published. Messages below the next offset are skipped, so
-re-delivery after a crash neither counts a reading twice nor repeats its dead letters.
+Everything a restarted worker needs of the balance side is in ``snapshot()``: the
+engine (streams.snapshot), the next offset and the forward positions; the checkpoint
+adds the detection side's snapshot taken after the same step
+(``kafka_io.detection.checkpoint_bytes``). Messages below the next offset are
+skipped, so re-delivery after a crash neither counts a reading twice nor repeats its
+dead letters.
 """
 
 from __future__ import annotations
 
 import json
-import pickle
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from detectors import DetectorSettings
+from kafka_io.detection import (
+    DetectionInput,
+    WorkerDetection,
+    checkpoint_bytes,
+    split_checkpoint,
+)
 from kafka_io.schema import (
     END_OF_FORWARDS,
     END_OF_STREAM,
@@ -51,16 +60,13 @@ from kafka_io.schema import (
     encode_control,
     encode_forwarded,
     encode_meter_windows,
-    encode_suspicion,
     forwarded_origins,
-    suspicion_key,
 )
 from kafka_io.shards import Shards
 from lineloss.config import EngineConfig
-from lineloss.domain import Balance, Suspicion, Topology
+from lineloss.domain import Balance, BalanceLevel, Rejects, Suspicion, Topology
 from lineloss.timeline import MeterHistory, TopologyTimeline
-from streams.engine import MeterWindowResult
-from streams.pipeline import Pipeline, StepOutput
+from streams.engine import BalanceEngine, Emission, MeterWindowResult
 from streams.snapshot import dumps, engine_state, loads, restore_engine
 from streams.windows import WindowGrid
 
@@ -70,17 +76,18 @@ FORWARD_MAX_READINGS = 2000  # per forwarded message: well under Kafka's 1 MB de
 @dataclass
 class Outputs:
     balances: list[Balance] = field(default_factory=list)
-    suspicions: list[tuple[str, bytes]] = field(default_factory=list)  # key, message
     dead_letters: list[DeadLetter] = field(default_factory=list)
     forwards: list[tuple[int, bytes]] = field(default_factory=list)  # partition, message
     meter_windows: list[bytes] = field(default_factory=list)  # lineloss.meter_windows
     drained: bool = False  # this partition reached its end of stream and flushed
     readings: int = 0  # decoded readings fed to the pipeline in this step
     position: int = 0  # PartitionCore.position after the step
+    # for the partition's detectors: what became final, in order
+    detection: DetectionInput = field(default_factory=DetectionInput)
 
 
 class PartitionCore:
-    """One pipeline over the meters of one readings partition."""
+    """The balance engine over the meters of one readings partition."""
 
     def __init__(
         self,
@@ -88,7 +95,6 @@ class PartitionCore:
         config: EngineConfig,
         partition: int,
         partitions: int,
-        detector_settings: DetectorSettings | None = None,
         *,
         shards: Shards | None = None,
     ) -> None:
@@ -101,19 +107,21 @@ class PartitionCore:
         self.grid = WindowGrid(config.window_s, config.tz)
         self.timeline = self.shards.sub_timeline(partition)
         self._local = self.shards.local_index_in(self.timeline.latest)
-        self.pipeline = Pipeline(self.timeline, config, detector_settings=detector_settings)
+        self.engine = BalanceEngine(self.timeline, config)
         self.next_offset: dict[str, int] = {}  # per topic (readings, routed)
         self.end_of_stream = False
         self.forwards_done: set[int] = set()
         self.forwarded_upto: dict[int, tuple[int, int]] = {}  # source partition -> (offset, index)
-        self.published: dict[str, bytes] = {}
         self.flushed = False
+        # The next detection input (re)starts the partition's detectors: from
+        # ``detection_saved`` (set by whoever restores this core) or fresh.
+        self.detection_begin = True
+        self.detection_saved: bytes | None = None
+        self._timeline_changed = True
 
-    def process(
-        self, messages: Sequence[tuple[Origin, bytes | None]], *, detect: bool = True
-    ) -> Outputs:
-        """One step of this partition's messages. With ``detect=False`` the detectors
-        wait for ``detect()`` and ``suspicions`` stays empty (balances first)."""
+    def process(self, messages: Sequence[tuple[Origin, bytes | None]]) -> Outputs:
+        """One step of this partition's messages: balances, dead letters, forwards,
+        meter windows, and in ``detection`` the input of the partition's detectors."""
         cols = ReadingColumns()
         ended = False
         for origin, raw in messages:
@@ -145,26 +153,47 @@ class PartitionCore:
         batch = decoded.batch.take(mine)
         batch = replace(batch, meter_idx=self._local[batch.meter_idx])
         out.readings = len(batch)
+        emissions = []
         if len(batch):
-            step = self.pipeline.step(batch, detect=False)
-            out.balances.extend(step.balances)
-            out.dead_letters.extend(self._rejected(step, decoded))
-            out.meter_windows.extend(self._meter_windows(step.final_meter_windows))
+            rejects = self.engine.ingest(batch)
+            emissions.append(self.engine.advance())
+            out.dead_letters.extend(self._rejected(rejects, decoded))
         if not self.flushed and self.drainable:
-            flushed = self.pipeline.flush(detect=False)
-            out.balances.extend(flushed.balances)
-            out.meter_windows.extend(self._meter_windows(flushed.final_meter_windows))
+            emissions.append(self.engine.flush())
             self.flushed = out.drained = True
-        if detect:
-            out.suspicions = self.detect()
+        for emission in emissions:
+            out.balances.extend(emission.balances)
+            out.meter_windows.extend(self._meter_windows(emission.final_meter_windows))
+        out.detection = self._detection_input(emissions)
         out.position = self.position
         return out
 
-    def detect(self) -> list[tuple[str, bytes]]:
-        """Run the detectors on what the steps since the last call made final;
-        returns the suspicions new or changed since last published."""
-        self.pipeline.detect_pending()
-        return self._changed_suspicions()
+    def _detection_input(self, emissions: list[Emission]) -> DetectionInput:
+        """The detectors see final area balances and final meter windows only."""
+        finals = [
+            Emission(
+                [b for b in e.balances if b.final and b.level == BalanceLevel.AREA],
+                e.final_meter_windows,
+            )
+            for e in emissions
+            if e.final_meter_windows or any(b.final for b in e.balances)
+        ]
+        given = DetectionInput(
+            finals,
+            timeline=self.timeline if self._timeline_changed else None,
+            begin=self.detection_begin,
+            saved=self.detection_saved,
+        )
+        self.detection_begin, self.detection_saved = False, None
+        self._timeline_changed = False
+        return given
+
+    @property
+    def stream_time_s(self) -> int | None:
+        """Event time the partition has reached [s since epoch]: the watermark plus
+        the allowed lateness, i.e. the newest accepted reading; None before any."""
+        wm = self.engine.watermark_s
+        return None if wm is None else wm + self.config.allowed_lateness_s
 
     def apply(self, shards: Shards) -> list[str]:
         """Take a new shard plan (a registry update): this partition's part of its
@@ -176,7 +205,8 @@ class PartitionCore:
         if sub.histories == self.timeline.histories and sub.meter_ids == self.timeline.meter_ids:
             return []
         self.timeline = sub
-        return self.pipeline.apply_timeline(sub)
+        self._timeline_changed = True
+        return self.engine.apply_timeline(sub)
 
     def _route(self, decoded: Decoded) -> tuple[np.ndarray, list[tuple[int, int]]]:
         """Which readings this partition balances, and (reading, partition) pairs to
@@ -260,8 +290,7 @@ class PartitionCore:
             )
         return out
 
-    def _rejected(self, step: StepOutput, decoded: Decoded) -> list[DeadLetter]:
-        r = step.rejects
+    def _rejected(self, r: Rejects, decoded: Decoded) -> list[DeadLetter]:
         out = []
         for pos, reason, detail in zip(r.source_pos.tolist(), r.reason, r.detail, strict=True):
             o = decoded.origin(pos)
@@ -278,24 +307,9 @@ class PartitionCore:
             )
         return out
 
-    def _changed_suspicions(self) -> list[tuple[str, bytes]]:
-        out = []
-        for s in self.pipeline.suspicions():
-            key, msg = suspicion_key(s), encode_suspicion(s)
-            if self.published.get(key) != msg:
-                self.published[key] = msg
-                out.append((key, msg))
-        return out
-
     def snapshot(self) -> bytes:
-        if self.pipeline.detection_pending:
-            raise RuntimeError("snapshot with detection pending: call detect() first")
-        state = engine_state(self.pipeline.engine)
-        # The detection stage is plain Python objects (histories, book, detector
-        # state); it travels pickled inside the npz, which itself loads without pickle.
-        state["worker.detection"] = np.frombuffer(
-            pickle.dumps(self.pipeline.detection, protocol=5), dtype=np.uint8
-        )
+        """The balance side's state (an npz, loaded without pickle)."""
+        state = engine_state(self.engine)
         state["worker.meta"] = np.array(
             json.dumps(
                 {
@@ -305,7 +319,6 @@ class PartitionCore:
                     "end_of_stream": self.end_of_stream,
                     "forwards_done": sorted(self.forwards_done),
                     "forwarded_upto": {str(p): list(at) for p, at in self.forwarded_upto.items()},
-                    "published": {k: v.decode() for k, v in self.published.items()},
                     "flushed": self.flushed,
                 }
             )
@@ -318,27 +331,23 @@ class PartitionCore:
         topology: Topology | TopologyTimeline,
         config: EngineConfig,
         data: bytes,
-        detector_settings: DetectorSettings | None = None,
         *,
         shards: Shards | None = None,
     ) -> PartitionCore:
-        """A partition in exactly the state ``snapshot`` captured. Only load snapshots
-        of your own checkpoint topic: the detection stage is unpickled."""
+        """A partition in exactly the state ``snapshot`` captured (the balance half of
+        a checkpoint: ``kafka_io.detection.split_checkpoint``)."""
         state = loads(data)
         meta = json.loads(str(state.pop("worker.meta")))
-        detection = pickle.loads(state.pop("worker.detection").tobytes())
         core = cls(
             topology,
             config,
             int(meta["partition"]),
             int(meta["partitions"]),
-            detector_settings,
             shards=shards,
         )
-        core.pipeline.engine = restore_engine(core.timeline, config, state)
-        core.pipeline.detection = detection
+        core.engine = restore_engine(core.timeline, config, state)
         # The checkpoint's own part of the timeline, then what the registry says now.
-        core.timeline = core.pipeline.engine.timeline
+        core.timeline = core.engine.timeline
         core.apply(core.shards)
         core.next_offset = {t: int(o) for t, o in meta["next_offset"].items()}
         core.end_of_stream = bool(meta["end_of_stream"])
@@ -346,19 +355,20 @@ class PartitionCore:
         core.forwarded_upto = {
             int(p): (int(o), int(i)) for p, (o, i) in meta["forwarded_upto"].items()
         }
-        core.published = {k: v.encode() for k, v in meta["published"].items()}
         core.flushed = bool(meta["flushed"])
         return core
 
 
 class WorkerCores:
-    """The partitions one worker owns right now, each with its own ``PartitionCore``.
+    """The balance sides of the partitions one worker owns right now, each with its
+    own ``PartitionCore``.
 
     A core is created on the first message of its partition after an assignment:
-    restored from the partition's checkpoint (``load`` gets the saved states of a
-    set of partitions, all at once: one read of the checkpoint topic), or fresh. ``revoke`` drops
-    the cores of partitions taken away, so a later assignment restores the state the
-    next owner checkpointed instead of going on from a stale one.
+    restored from the partition's checkpoint (``load`` gets the saved checkpoints of
+    a set of partitions, all at once: one read of the checkpoint topic), or fresh;
+    its first detection input carries the checkpoint's detection half. ``revoke``
+    drops the cores of partitions taken away, so a later assignment restores the
+    state the next owner checkpointed instead of going on from a stale one.
     """
 
     def __init__(
@@ -366,13 +376,11 @@ class WorkerCores:
         topology: Topology | TopologyTimeline,
         config: EngineConfig,
         partitions: int,
-        detector_settings: DetectorSettings | None = None,
         *,
         load: Callable[[set[int]], dict[int, bytes]] = lambda _ps: {},
     ) -> None:
         self.config = config
         self.partitions = partitions
-        self.detector_settings = detector_settings
         self.shards = Shards(topology, partitions)
         self.load = load
         self.cores: dict[int, PartitionCore] = {}
@@ -384,20 +392,17 @@ class WorkerCores:
             return
         saved = self.load(missing)
         for p in sorted(missing):
-            self.cores[p] = (
-                PartitionCore.restore(
-                    self.timeline, self.config, saved[p], self.detector_settings, shards=self.shards
+            if p in saved:
+                balance, detection = split_checkpoint(saved[p])
+                core = PartitionCore.restore(
+                    self.timeline, self.config, balance, shards=self.shards
                 )
-                if p in saved
-                else PartitionCore(
-                    self.timeline,
-                    self.config,
-                    p,
-                    self.partitions,
-                    self.detector_settings,
-                    shards=self.shards,
+                core.detection_saved = detection
+            else:
+                core = PartitionCore(
+                    self.timeline, self.config, p, self.partitions, shards=self.shards
                 )
-            )
+            self.cores[p] = core
 
     @property
     def timeline(self) -> TopologyTimeline:
@@ -418,24 +423,15 @@ class WorkerCores:
         late = {p: core.apply(self.shards) for p, core in sorted(self.cores.items())}
         return {p: ms for p, ms in late.items() if ms}
 
-    def process(
-        self, messages: Sequence[tuple[Origin, bytes | None]], *, detect: bool = True
-    ) -> dict[int, Outputs]:
-        """One step: each partition's messages through its core, in partition order
-        (detection deferred to ``detect`` with ``detect=False``)."""
+    def process(self, messages: Sequence[tuple[Origin, bytes | None]]) -> dict[int, Outputs]:
+        """One step: each partition's messages through its core, in partition order."""
         by_partition: dict[int, list[tuple[Origin, bytes | None]]] = {}
         for m in messages:
             by_partition.setdefault(m[0].partition, []).append(m)
         self._ensure(set(by_partition))
-        outs = {
-            p: self.cores[p].process(by_partition[p], detect=detect) for p in sorted(by_partition)
-        }
+        outs = {p: self.cores[p].process(by_partition[p]) for p in sorted(by_partition)}
         self.drained.update(p for p, out in outs.items() if out.drained)
         return outs
-
-    def detect(self, partitions: Iterable[int]) -> dict[int, list[tuple[str, bytes]]]:
-        """Deferred detection of the given owned partitions: their changed suspicions."""
-        return {p: self.cores[p].detect() for p in sorted(partitions) if p in self.cores}
 
     def revoke(self, partitions: Iterable[int]) -> None:
         for p in partitions:
@@ -444,8 +440,49 @@ class WorkerCores:
     @property
     def stream_time_s(self) -> int | None:
         """The newest event time any owned partition has reached; None before any."""
-        times = [t for c in self.cores.values() if (t := c.pipeline.stream_time_s) is not None]
+        times = [t for c in self.cores.values() if (t := c.stream_time_s) is not None]
         return max(times) if times else None
 
+
+class InlineWorker:
+    """Both halves of a worker's partitions in one process, step after step: what
+    the worker's two processes compute, for tests, benchmarks and small runs."""
+
+    def __init__(
+        self,
+        topology: Topology | TopologyTimeline,
+        config: EngineConfig,
+        partitions: int,
+        detector_settings: DetectorSettings | None = None,
+        *,
+        load: Callable[[set[int]], dict[int, bytes]] = lambda _ps: {},
+    ) -> None:
+        self.cores = WorkerCores(topology, config, partitions, load=load)
+        self.detection = WorkerDetection(config, detector_settings)
+
+    def process(
+        self, messages: Sequence[tuple[Origin, bytes | None]]
+    ) -> tuple[dict[int, Outputs], dict[int, list[tuple[str, bytes]]]]:
+        """One step: outputs per partition, and the suspicions it changed."""
+        outs = self.cores.process(messages)
+        return outs, self.detection.run({p: out.detection for p, out in outs.items()})
+
+    def checkpoint(self, partition: int) -> bytes:
+        core = self.cores.cores[partition]
+        (detection,) = self.detection.snapshots([partition]).values()
+        return checkpoint_bytes(core.snapshot(), detection)
+
+    def apply(self, updates: dict[str, MeterHistory | None]) -> dict[int, list[str]]:
+        return self.cores.apply(updates)
+
+    def revoke(self, partitions: Iterable[int]) -> None:
+        gone = list(partitions)
+        self.cores.revoke(gone)
+        self.detection.revoke(gone)
+
+    @property
+    def stream_time_s(self) -> int | None:
+        return self.cores.stream_time_s
+
     def suspicions(self) -> list[Suspicion]:
-        return [s for p in sorted(self.cores) for s in self.cores[p].pipeline.suspicions()]
+        return self.detection.suspicions()

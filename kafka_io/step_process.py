@@ -1,15 +1,21 @@
-"""The worker's partition cores in a child process.
+"""The worker's computing, in two child processes: balances in one, detection in the
+other.
 
 The faust process moves bytes: it fetches, sends and checkpoints on its event loop.
-The child owns the ``WorkerCores`` and does the computing: decoding, balances,
-detectors, snapshots. Two processes use two cores, and no step holds the event
-loop's GIL while aiokafka has records to fetch (docs/benchmarks.md: one process, the
-core and faust's per-message machinery share one core and the worker ran at about
-120k readings/s).
+The balance child owns the ``WorkerCores`` (decoding, routing, balances, the balance
+half of each checkpoint); the detection child owns the ``WorkerDetection`` (every
+detector, the detection half). A step's final results go from one to the other
+through the faust process, in step order, and the faust process does not wait for
+detection before the next step: at a day's close the detectors take seconds (about
+4 ms per meter-day), and the balances closing meanwhile are due within the second
+(docs/streaming.md, "Two processes"). No step holds the event loop's GIL while
+aiokafka has records to fetch (docs/benchmarks.md: in one process, the core and
+faust's per-message machinery shared one core and the worker ran at ~120k readings/s).
 
-Messages go to the child and results come back pickled (bytes and plain dataclasses;
-a step of 5,000 concentrator batches is about 20 MB). The child is started with
-``spawn`` (no copy of the parent's event loop or sockets) and exits with its parent.
+Messages go to the children and results come back pickled (bytes and plain
+dataclasses; a step of 5,000 concentrator batches is about 20 MB). The children are
+started with ``spawn`` (no copy of the parent's event loop or sockets) and exit with
+their parent.
 """
 
 from __future__ import annotations
@@ -20,12 +26,14 @@ import multiprocessing
 import os
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from detectors import DetectorSettings
 from kafka_io.core import Outputs, WorkerCores
+from kafka_io.detection import DetectionInput, WorkerDetection
 from kafka_io.schema import Origin
 from kafka_io.topics import KafkaSettings
 from lineloss.config import EngineConfig
@@ -34,16 +42,27 @@ from lineloss.domain import Suspicion
 if TYPE_CHECKING:
     from kafka_io.worker import RegistryFollower
 
+log = logging.getLogger("lineloss.worker")
+
+T = TypeVar("T")
+
 
 @dataclass
-class StepResult:
-    outs: dict[int, Outputs]  # per partition stepped
-    # partition -> (checkpoint, its position, its next offset per topic), of every
-    # partition changed since the last checkpoint, when this step checkpoints
+class BalanceResult:
+    outs: dict[int, Outputs]  # per partition stepped (``detection``: its detectors' input)
+    # partition -> (balance half of its checkpoint, its position, its next offset per
+    # topic), of every partition changed since the last checkpoint, when this step
+    # checkpoints (asked, or a partition drained)
     snapshots: dict[int, tuple[bytes, int, dict[str, int]]]
     stream_time_s: int | None  # newest event time over the owned partitions
-    suspicions: list[Suspicion]  # every current suspicion of the owned partitions
     drained: set[int]  # partitions this worker saw drain, ever
+
+
+@dataclass
+class DetectionResult:
+    changed: dict[int, list[tuple[str, bytes]]]  # suspicions new or changed (key, message)
+    snapshots: dict[int, bytes]  # detection halves, of the partitions asked for
+    suspicions: list[Suspicion]  # every current suspicion of the owned partitions
 
 
 @dataclass(frozen=True)
@@ -53,22 +72,24 @@ class CoresInfo:
     partitions: int
 
 
-log = logging.getLogger("lineloss.worker")
-
-_CORES: WorkerCores | None = None  # the child's state
+_CORES: WorkerCores | None = None  # the balance child's state
 _REGISTRY: RegistryFollower | None = None
 _DIRTY: set[int] = set()  # partitions stepped since their last checkpoint
-_JUST_DRAINED: set[int] = set()  # partitions that drained in the step being run
+_DETECTION: WorkerDetection | None = None  # the detection child's state
 
 
-def _start(
-    settings: KafkaSettings, config: EngineConfig, detector_settings: DetectorSettings | None
-) -> None:
+def _start_balance(settings: KafkaSettings, config: EngineConfig) -> None:
     from kafka_io.worker import start_cores
 
     _exit_with_parent()
     global _CORES, _REGISTRY
-    _CORES, _REGISTRY = start_cores(settings, config, detector_settings)
+    _CORES, _REGISTRY = start_cores(settings, config)
+
+
+def _start_detection(config: EngineConfig, detector_settings: DetectorSettings | None) -> None:
+    _exit_with_parent()
+    global _DETECTION
+    _DETECTION = WorkerDetection(config, detector_settings)
 
 
 def _exit_with_parent(poll_s: float = 1.0) -> None:
@@ -89,11 +110,20 @@ def _info() -> CoresInfo:
     return CoresInfo(_CORES.topology.n_meters, len(_CORES.topology.area_ids), _CORES.partitions)
 
 
-def _balance(messages: list[tuple[Origin, bytes | None]], revoked: set[int]) -> StepResult:
-    """The first half of a step: registry updates, then balances (no detectors)."""
+def _ready() -> bool:
+    return _DETECTION is not None
+
+
+def _balance(
+    messages: list[tuple[Origin, bytes | None]], revoked: set[int], checkpoint: bool
+) -> BalanceResult:
+    """Registry updates, then the step's balances; with ``checkpoint`` (or when a
+    partition drained) the balance halves of every partition changed since the
+    last checkpoint."""
     assert _CORES is not None and _REGISTRY is not None
     _CORES.revoke(revoked)
-    updates = _REGISTRY.updates()
+    # (A re-published registry is mostly repeats: only changes count.)
+    updates = {m: h for m, h in _REGISTRY.updates().items() if _CORES.timeline.changed_by({m: h})}
     if updates:
         late = _CORES.apply(updates)
         log.warning("registry: %d meters updated", len(updates))
@@ -106,34 +136,52 @@ def _balance(messages: list[tuple[Origin, bytes | None]], revoked: set[int]) -> 
                 ", ".join(meters[:10]),
             )
     _DIRTY.difference_update(revoked)
-    outs = _CORES.process(messages, detect=False)
+    outs = _CORES.process(messages)
     _DIRTY.update(outs)
-    _JUST_DRAINED.clear()
-    _JUST_DRAINED.update(p for p, out in outs.items() if out.drained)
-    return StepResult(outs, {}, _CORES.stream_time_s, [], set(_CORES.drained))
-
-
-def _detect(stepped: list[int], checkpoint: bool) -> StepResult:
-    """The second half: the detectors of the stepped partitions; with ``checkpoint``
-    (or when a partition drained) the snapshots of every partition changed since
-    the last checkpoint. ``outs`` carry only the changed suspicions."""
-    assert _CORES is not None
-    found = _CORES.detect(stepped)
-    outs = {p: Outputs(suspicions=sus) for p, sus in found.items()}
     snapshots: dict[int, tuple[bytes, int, dict[str, int]]] = {}
-    if checkpoint or _JUST_DRAINED:
-        for p in _DIRTY:
+    if checkpoint or any(out.drained for out in outs.values()):
+        for p in sorted(_DIRTY):
             core = _CORES.cores[p]
             snapshots[p] = (core.snapshot(), core.position, dict(core.next_offset))
         _DIRTY.clear()
-    return StepResult(
-        outs, snapshots, _CORES.stream_time_s, _CORES.suspicions(), set(_CORES.drained)
-    )
+    return BalanceResult(outs, snapshots, _CORES.stream_time_s, set(_CORES.drained))
 
 
-class StepProcess:
-    """A child process holding the cores; a step runs there in two calls, so the
-    worker sends a step's balances before the detectors of the same step run."""
+def _detect(
+    inputs: dict[int, DetectionInput], revoked: set[int], snapshot: set[int]
+) -> DetectionResult:
+    """One balance step's detection inputs, after the partitions revoked before it;
+    then the detection halves of ``snapshot``."""
+    assert _DETECTION is not None
+    _DETECTION.revoke(revoked)
+    changed = _DETECTION.run(inputs)
+    return DetectionResult(changed, _DETECTION.snapshots(sorted(snapshot)), _DETECTION.suspicions())
+
+
+class _Child:
+    """One process running submitted calls in order."""
+
+    def __init__(self, initializer: Callable[..., None], initargs: tuple[Any, ...]) -> None:
+        self._pool = ProcessPoolExecutor(
+            max_workers=1,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=initializer,
+            initargs=initargs,
+        )
+
+    def call(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        return asyncio.wrap_future(self._pool.submit(fn, *args))
+
+    def wait(self, fn: Callable[..., T], *args: Any) -> T:
+        return self._pool.submit(fn, *args).result()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+class StepProcesses:
+    """The worker's two children. Calls to each run in the order they are made, so
+    the detection child sees the balance child's steps in order."""
 
     def __init__(
         self,
@@ -141,27 +189,26 @@ class StepProcess:
         config: EngineConfig,
         detector_settings: DetectorSettings | None = None,
     ) -> None:
-        self._pool = ProcessPoolExecutor(
-            max_workers=1,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_start,
-            initargs=(settings, config, detector_settings),
-        )
-        # Start now, so that a missing topology fails the worker at once.
-        self.info: CoresInfo = self._pool.submit(_info).result()
+        self._balance = _Child(_start_balance, (settings, config))
+        self._detection = _Child(_start_detection, (config, detector_settings))
+        # Start both now, so that a missing topology fails the worker at once.
+        self.info: CoresInfo = self._balance.wait(_info)
+        self._detection.wait(_ready)
 
     async def balance(
-        self, messages: list[tuple[Origin, bytes | None]], revoked: set[int]
-    ) -> StepResult:
-        """A step's balances, dead letters, forwards and meter windows; call
-        ``detect`` before the next ``balance``."""
-        return await asyncio.wrap_future(self._pool.submit(_balance, messages, revoked))
+        self, messages: list[tuple[Origin, bytes | None]], revoked: set[int], checkpoint: bool
+    ) -> BalanceResult:
+        """A step's balances, dead letters, forwards, meter windows and detection
+        inputs; with ``checkpoint`` the balance halves of the changed partitions."""
+        return await self._balance.call(_balance, messages, revoked, checkpoint)
 
-    async def detect(self, stepped: list[int], checkpoint: bool) -> StepResult:
-        """The detectors on what the step made final (changed suspicions); with
-        ``checkpoint`` (or when a partition drained) also the snapshots of every
-        partition changed since the last checkpoint."""
-        return await asyncio.wrap_future(self._pool.submit(_detect, stepped, checkpoint))
+    def detect(
+        self, inputs: dict[int, DetectionInput], revoked: set[int], snapshot: set[int]
+    ) -> asyncio.Future[DetectionResult]:
+        """Queue a step's detection (after the steps queued before it); the future
+        resolves when it ran, with the detection halves of ``snapshot``."""
+        return self._detection.call(_detect, inputs, revoked, snapshot)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._balance.close()
+        self._detection.close()

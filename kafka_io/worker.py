@@ -1,21 +1,29 @@
 """``lineloss worker``: a faust-streaming app whose one agent is thin wiring around
-``WorkerCores`` (one ``PartitionCore``, and so one ``streams.pipeline.Pipeline``,
-per readings partition the worker owns).
+the pure core: ``WorkerCores`` (a ``PartitionCore`` per readings partition the
+worker owns: balances) in one child process, ``WorkerDetection`` (the same
+partitions' detectors) in another (kafka_io.step_process).
 
 Event time belongs to the core: no faust windowed tables (they close windows by the
-wall clock). The agent takes batches with ``stream.take_events``, steps each
-partition's pipeline, sends balances, suspicions, dead letters and forwarded
-readings, then writes each stepped partition's checkpoint to the compacted
-checkpoint topic and waits for the broker to acknowledge all of it. Only then does
-the loop go on, and only then does faust ack the batch's events and may commit their
-offsets. So a committed offset is never ahead of its partition's checkpoint: after a
-crash or a rebalance the new owner restores the partition's last checkpoint, faust
-re-delivers from the committed offset, and the core skips what the checkpoint
-already holds (docs/streaming.md).
+wall clock). The agent takes batches with ``stream.take_events``, steps the owned
+partitions' balances, sends balances, dead letters, forwarded readings and meter
+windows, queues the step's detection and goes on with the next batch. A second task
+(``finish``) takes the detection results in step order, sends the suspicions and, for
+a step that checkpoints, waits until every output up to that step is delivered,
+writes each changed partition's checkpoint (both halves as of that step) to the
+compacted checkpoint topic and waits for the broker to acknowledge it. Only then does
+faust ack the events of the steps it covers and may commit their offsets. So a
+committed offset is never ahead of its partition's checkpoint: after a crash or a
+rebalance the new owner restores the partition's last checkpoint, faust re-delivers
+from the committed offset, and the core skips what the checkpoint already holds
+(docs/streaming.md).
 
-After each step, ``StepReporter`` (the I/O edge; the core knows nothing of it)
-writes the step's balances, changed suspicions and the worker's health to InfluxDB
-through one ``InfluxWriter`` (when configured) and refreshes the heartbeat file.
+``StepReporter`` (the I/O edge; the core knows nothing of it) writes each step's
+balances, the changed suspicions and the worker's health to InfluxDB through one
+``InfluxWriter`` (when configured) and refreshes the heartbeat file.
+
+A failure in either task (a child process gone, a send the broker refused) stops
+the worker with a non-zero exit status, for its supervisor to restart it; the
+restart resumes from the checkpoints.
 """
 
 from __future__ import annotations
@@ -27,14 +35,15 @@ import os
 import signal
 import tempfile
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kafka_io.core import Outputs, WorkerCores
+from kafka_io.detection import checkpoint_bytes
 from kafka_io.schema import (
     DRAINED,
     MessageError,
@@ -43,7 +52,7 @@ from kafka_io.schema import (
     encode_balance,
     encode_control,
 )
-from kafka_io.step_process import StepProcess, StepResult
+from kafka_io.step_process import BalanceResult, DetectionResult, StepProcesses
 from kafka_io.topics import KafkaSettings, ensure_topics
 from lineloss.config import EngineConfig
 from lineloss.domain import Suspicion
@@ -69,6 +78,9 @@ class WorkerSettings:
     influx: InfluxSettings | None = None  # also write the results to InfluxDB
     heartbeat: Path | None = None  # file refreshed after each step and while idle
     heartbeat_interval_s: float = 5.0  # refresh period while idle (and InfluxDB tick)
+    # Steps whose detection may still be running before the next step waits for it
+    # (bounds the memory of queued detection inputs and of events not yet acked).
+    detection_lag_steps: int = 32
 
 
 def write_heartbeat(path: Path, *, unix_s: float, stream_time_s: int | None) -> None:
@@ -125,11 +137,10 @@ class StepReporter:
         self.rejected: Counter[str] = Counter()
         self._last_error_log = 0.0
 
-    def step(self, result: StepResult) -> None:
-        """After one step."""
+    def step(self, result: BalanceResult) -> None:
+        """After one step's balances."""
         outs = list(result.outs.values())
         self.stream_time_s = result.stream_time_s
-        self.suspicions = result.suspicions
         self.drained = result.drained
         for out in outs:
             self.readings += out.readings
@@ -142,14 +153,21 @@ class StepReporter:
                 self._log_error("InfluxDB output of a step failed", exc)
         self.beat()
 
+    def detected(self, result: DetectionResult) -> None:
+        """After one step's detection: the suspicions that changed."""
+        self.suspicions = result.suspicions
+        if self.sink is not None and self.stream_time_s is not None:
+            try:
+                self.sink.suspicions(self.suspicions, self.stream_time_s)
+            except Exception as exc:
+                self._log_error("InfluxDB output of suspicions failed", exc)
+
     def _write(self, outs: list[Outputs]) -> None:
         from streams.replay import ReplayProgress
 
         assert self.sink is not None
         self.sink.balances([b for out in outs for b in out.balances])
         stream_time_s = self.stream_time_s
-        if stream_time_s is not None:
-            self.sink.suspicions(self.suspicions, stream_time_s)
         rejected = sum(self.rejected.values())
         self.sink.progress(
             ReplayProgress(
@@ -414,9 +432,7 @@ def read_checkpoints(settings: KafkaSettings, partitions: set[int]) -> dict[int,
 
 
 def start_cores(
-    settings: KafkaSettings,
-    config: EngineConfig,
-    detector_settings: DetectorSettings | None = None,
+    settings: KafkaSettings, config: EngineConfig
 ) -> tuple[WorkerCores, RegistryFollower]:
     """The worker's partition cores (each restores its checkpoint when first
     needed) and the follower of the registry they were built from."""
@@ -430,7 +446,7 @@ def start_cores(
             log.warning("partition %d: restoring its checkpoint (%d bytes)", p, len(saved[p]))
         return saved
 
-    cores = WorkerCores(timeline, config, settings.partitions, detector_settings, load=load)
+    cores = WorkerCores(timeline, config, settings.partitions, load=load)
     return cores, follower
 
 
@@ -455,18 +471,37 @@ def _faust_credentials(security: dict[str, Any]) -> Any:
     return None
 
 
+@dataclass
+class _Step:
+    """A step whose detection was queued: what waits for its result."""
+
+    detection: asyncio.Future[DetectionResult]
+    events: list[Any]  # acked once a checkpoint covers this step
+    sent: list[Any]  # the step's output sends (futures)
+    # balance halves, when this step checkpoints (see BalanceResult.snapshots)
+    snapshots: dict[int, tuple[bytes, int, dict[str, int]]]
+    owned_since: dict[int, int]  # ownership epoch of each snapshotted partition
+    drained: set[int] = field(default_factory=set)  # partitions that drained in it
+
+
+class WorkerFailed(RuntimeError):
+    """A step or its detection failed: the worker stops with a non-zero status."""
+
+
 def build_app(
     settings: WorkerSettings,
-    stepper: StepProcess,
+    stepper: StepProcesses,
     reporter: StepReporter | None = None,
     executor: ThreadPoolExecutor | None = None,
+    failures: list[BaseException] | None = None,
 ) -> Any:
-    """The faust app. Steps and checkpoints are computed in ``stepper``'s child
-    process; ``reporter`` runs on ``executor`` (one thread: order is kept, and a slow
-    InfluxDB never blocks the event loop). So the event loop stays free to fetch the
-    next messages and keep Kafka's heartbeats while a step computes. (Blocking the
-    loop for a step's CPU time stalls aiokafka's fetching far beyond that time:
-    docs/benchmarks.md.)"""
+    """The faust app. Balances and detection are computed in ``stepper``'s child
+    processes; ``reporter`` runs on ``executor`` (one thread: order is kept, and a
+    slow InfluxDB never blocks the event loop). So the event loop stays free to
+    fetch the next messages and keep Kafka's heartbeats while a step computes.
+    (Blocking the loop for a step's CPU time stalls aiokafka's fetching far beyond
+    that time: docs/benchmarks.md.) A failure is appended to ``failures`` and stops
+    the worker."""
     import faust
 
     k = settings.kafka
@@ -506,6 +541,14 @@ def build_app(
     meter_windows = app.topic(k.meter_windows, **raw)
     checkpoints = app.topic(k.checkpoints, **raw)
     in_step = False
+    failed = failures if failures is not None else []
+
+    def fail(what: str, exc: BaseException) -> None:
+        """Stop the worker: its supervisor restarts it from the checkpoints."""
+        if not failed:
+            log.critical("%s failed, stopping the worker: %r", what, exc, exc_info=exc)
+            failed.append(exc)
+            os.kill(os.getpid(), signal.SIGTERM)
 
     async def report(fn: Callable[..., None], *args: Any) -> None:
         if reporter is not None:
@@ -514,13 +557,19 @@ def build_app(
     @app.timer(interval=settings.heartbeat_interval_s)
     async def idle() -> None:
         # Only between steps: a step stuck on Kafka must let the heartbeat go stale.
-        if reporter is not None and not in_step:
+        if reporter is not None and not in_step and not failed:
             await report(reporter.idle)
 
     def readings_partitions(tps: Any) -> set[int]:
         return {tp.partition for tp in tps if tp.topic in (k.readings, k.routed)}
 
     revoked_since_step: set[int] = set()
+    owned_since: Counter[int] = Counter()  # bumped each time a partition is revoked
+    stepping: list[Any] = []  # events of the step being balanced
+    queued: deque[_Step] = deque()  # steps whose detection is queued, in order
+    unacked: list[Any] = []  # events of detected steps, until a checkpoint covers them
+    step_queued = asyncio.Event()
+    step_done = asyncio.Event()
 
     @app.on_partitions_revoked.connect
     def revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
@@ -533,91 +582,154 @@ def build_app(
         # further checkpoint wins, see read_checkpoints.)
         gone = readings_partitions(args[0])
         revoked_since_step.update(gone)
+        owned_since.update(gone)  # checkpoints taken before now are not sent
         # Never ack what was processed here for a partition now gone: those offsets
         # are the next owner's to commit, after its own checkpoint.
-        held[:] = [e for e in held if e.message.partition not in gone]
-
-    held: list[Any] = []  # events processed, not acked until their checkpoint
+        for events in (stepping, unacked, *(step.events for step in queued)):
+            events[:] = [e for e in events if e.message.partition not in gone]
 
     @app.agent(readings)
     async def balance(stream: Any) -> None:
         nonlocal in_step
-        sent: list[Any] = []  # outputs not yet confirmed by the broker
         last_checkpoint = time.monotonic()
-        async for events in stream.take_events(settings.take_max, within=settings.take_within_s):
-            in_step = True
-            for e in events:
-                # take_events acks each event after this body; one more reference
-                # keeps it unacked (so uncommitted) until its checkpoint is written.
-                e.message.incref()
-            held.extend(events)
-            messages = [
-                (Origin(e.message.topic, e.message.partition, e.message.offset), e.message.value)
-                for e in events
-            ]
-            gone = set(revoked_since_step)  # dropped by the child before its step
-            revoked_since_step.clear()
-            due = time.monotonic() - last_checkpoint >= settings.checkpoint_interval_s
-            result = await stepper.balance(messages, gone)
-            outs = result.outs
-            for out in outs.values():
-                for b in out.balances:
-                    sent.append(
-                        await balances.send(key=b.target_id.encode(), value=encode_balance(b))
+        finishing = asyncio.ensure_future(finish())
+        try:
+            async for events in stream.take_events(
+                settings.take_max, within=settings.take_within_s
+            ):
+                in_step = True
+                for e in events:
+                    # take_events acks each event after this body; one more reference
+                    # keeps it unacked (so uncommitted) until its checkpoint is written.
+                    e.message.incref()
+                stepping[:] = events
+                messages = [
+                    (
+                        Origin(e.message.topic, e.message.partition, e.message.offset),
+                        e.message.value,
                     )
-                for d in out.dead_letters:
-                    sent.append(await dead_letters.send(key=d.meter_id.encode(), value=d.encode()))
-                for partition, msg in out.forwards:
-                    sent.append(await routed.send(value=msg, partition=partition))
-            for p, out in outs.items():  # copartitioned with the readings
-                for msg in out.meter_windows:
-                    sent.append(await meter_windows.send(value=msg, partition=p))
-            # Balances are out; now the detectors of the step (seconds when a day
-            # closes), then the checkpoint that covers both.
-            detected = await stepper.detect(sorted(outs), due)
-            for p, found in detected.outs.items():
-                outs[p].suspicions = found.suspicions
-                for key, msg in found.suspicions:
-                    sent.append(await suspicions.send(key=key.encode(), value=msg))
-            result = replace(detected, outs=outs, drained=detected.drained | result.drained)
-            if result.snapshots:
-                # Every output of the steps since the last checkpoint is delivered
-                # before the checkpoint that says they were made is sent (a failed
-                # send then fails the worker before the checkpoint, and the restart
-                # makes those outputs again).
-                for fut in sent:
-                    await fut
-                sent.clear()
-                for p, (snapshot, position, offsets) in result.snapshots.items():
-                    if p in revoked_since_step:
-                        continue  # revoked while the step ran: the next owner's now
-                    sent.append(
-                        await checkpoints.send(
-                            key=checkpoint_key(k, p),
-                            value=snapshot,
-                            headers=checkpoint_headers(position, offsets),
+                    for e in events
+                ]
+                gone = set(revoked_since_step)  # dropped by the children before the step
+                revoked_since_step.clear()
+                # One checkpoint at a time on its way (each holds a balance half).
+                due = not any(step.snapshots for step in queued) and (
+                    time.monotonic() - last_checkpoint >= settings.checkpoint_interval_s
+                )
+                result = await stepper.balance(messages, gone, due)
+                if result.snapshots:
+                    last_checkpoint = time.monotonic()
+                outs = result.outs
+                sent = []
+                for out in outs.values():
+                    for b in out.balances:
+                        sent.append(
+                            await balances.send(key=b.target_id.encode(), value=encode_balance(b))
                         )
+                    for d in out.dead_letters:
+                        sent.append(
+                            await dead_letters.send(key=d.meter_id.encode(), value=d.encode())
+                        )
+                    for partition, msg in out.forwards:
+                        sent.append(await routed.send(value=msg, partition=partition))
+                for p, out in outs.items():  # copartitioned with the readings
+                    for msg in out.meter_windows:
+                        sent.append(await meter_windows.send(value=msg, partition=p))
+                detection = stepper.detect(
+                    {p: out.detection for p, out in outs.items()}, gone, set(result.snapshots)
+                )
+                queued.append(
+                    _Step(
+                        detection,
+                        list(stepping),
+                        sent,
+                        result.snapshots,
+                        {p: owned_since[p] for p in result.snapshots},
+                        {p for p, out in outs.items() if out.drained},
                     )
-                for fut in sent:
-                    await fut  # checkpoints delivered, then the acks
-                sent.clear()
-                for e in held:
-                    e.ack()  # faust may now commit these offsets
-                held.clear()
-                last_checkpoint = time.monotonic()
-            if reporter is not None:
-                await report(reporter.step, result)
-            in_step = False
-            for p, out in outs.items():
-                if out.drained:
+                )
+                stepping.clear()
+                step_queued.set()
+                await report(reporter.step if reporter else _noop, result)
+                in_step = False
+                while len(queued) > settings.detection_lag_steps and not finishing.done():
+                    step_done.clear()
+                    await step_done.wait()
+                if finishing.done():
+                    return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            fail("a step", exc)
+        finally:
+            finishing.cancel()
+
+    async def finish() -> None:
+        """Detection results in step order: suspicions out, then the checkpoints a
+        step asked for and the acks they allow, then the drained markers."""
+        confirming: list[Any] = []  # output sends, until a checkpoint waits for them
+        drained: set[int] = set()
+        try:
+            while True:
+                while not queued:
+                    step_queued.clear()
+                    await step_queued.wait()
+                step = queued[0]
+                result = await step.detection
+                for changed in result.changed.values():
+                    for key, msg in changed:
+                        confirming.append(await suspicions.send(key=key.encode(), value=msg))
+                confirming += step.sent
+                unacked.extend(step.events)
+                step.events.clear()
+                if step.snapshots:
+                    await _checkpoint(step, result, confirming)
+                queued.popleft()
+                step_done.set()
+                await report(reporter.detected if reporter else _noop, result)
+                for p in sorted(step.drained):
                     marker = encode_control(DRAINED, partition=p)
                     await (await balances.send(value=marker, partition=0))
                     log.warning("partition %d drained", p)
-            if settings.exit_on_drain and len(result.drained) == k.partitions:
-                log.warning("drained: every partition reached its end of stream")
-                os.kill(os.getpid(), signal.SIGTERM)
+                drained |= step.drained
+                if settings.exit_on_drain and len(drained) >= k.partitions:
+                    log.warning("drained: every partition reached its end of stream")
+                    os.kill(os.getpid(), signal.SIGTERM)
+                    return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            fail("detection", exc)
+
+    async def _checkpoint(step: _Step, result: DetectionResult, confirming: list[Any]) -> None:
+        # Every output of the steps up to this one is delivered before the
+        # checkpoint that says they were made is sent (a failed send then fails the
+        # worker before the checkpoint, and the restart makes those outputs again).
+        for fut in confirming:
+            await fut
+        confirming.clear()
+        written = []
+        for p, (balance_half, position, offsets) in step.snapshots.items():
+            if owned_since[p] != step.owned_since[p]:
+                continue  # revoked since the step: the next owner's now
+            written.append(
+                await checkpoints.send(
+                    key=checkpoint_key(k, p),
+                    value=checkpoint_bytes(balance_half, result.snapshots[p]),
+                    headers=checkpoint_headers(position, offsets),
+                )
+            )
+        for fut in written:
+            await fut  # checkpoints delivered, then the acks
+        for e in unacked:
+            e.ack()  # faust may now commit these offsets
+        unacked.clear()
 
     return app
+
+
+def _noop(*_args: Any) -> None:
+    pass
 
 
 def run_worker(
@@ -626,10 +738,12 @@ def run_worker(
     say: Callable[[str], None] | None = None,
     detector_settings: DetectorSettings | None = None,
 ) -> None:
+    """Run the worker until it is stopped (SIGTERM, SIGINT) or drained
+    (``exit_on_drain``). Raises ``WorkerFailed`` when a step failed."""
     from faust.worker import Worker
 
     ensure_topics(settings.kafka)
-    stepper = StepProcess(settings.kafka, config, detector_settings)
+    stepper = StepProcesses(settings.kafka, config, detector_settings)
     if say is not None:
         say(
             f"worker {settings.kafka.group_id}: {stepper.info.meters} meters, "
@@ -640,9 +754,14 @@ def run_worker(
     if say is not None and settings.influx is not None:
         say(f"worker {settings.kafka.group_id}: results also to {settings.influx.redacted()}")
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lineloss-report")
-    app = build_app(settings, stepper, reporter, executor)
+    failures: list[BaseException] = []
+    app = build_app(settings, stepper, reporter, executor, failures)
     try:
         Worker(app, loglevel="WARNING", quiet=True).execute_from_commandline()
+    except SystemExit as exc:
+        if failures:
+            raise WorkerFailed(f"the worker stopped after a failure: {failures[0]!r}") from exc
+        raise
     finally:
         executor.shutdown(wait=True)
         reporter.close()

@@ -368,7 +368,7 @@ def cmd_replay_kafka(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from kafka_io.worker import WorkerSettings, run_worker
+    from kafka_io.worker import WorkerFailed, WorkerSettings, run_worker
 
     if (missing := _kafka_missing()) is not None:
         print(f"lineloss worker: {missing}", file=sys.stderr)
@@ -390,17 +390,22 @@ def cmd_worker(args: argparse.Namespace) -> int:
         kafka,
         take_max=args.take_max,
         take_within_s=args.take_within_s,
+        detection_lag_steps=args.detection_lag_steps,
         checkpoint_interval_s=args.checkpoint_interval_s,
         exit_on_drain=args.exit_on_drain,
         influx=influx,
         heartbeat=args.heartbeat,
     )
-    run_worker(
-        settings,
-        _engine_config(args),
-        say=_progress,
-        detector_settings=_detector_settings(args),
-    )
+    try:
+        run_worker(
+            settings,
+            _engine_config(args),
+            say=_progress,
+            detector_settings=_detector_settings(args),
+        )
+    except WorkerFailed as exc:  # logged with its traceback; the supervisor restarts us
+        print(f"lineloss worker: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -499,6 +504,14 @@ def _add_kafka_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         type=float,
         default=2.0,
         help="write checkpoints (and let offsets commit) this often [s] (default 2)",
+    )
+    p.add_argument(
+        "--detection-lag-steps",
+        type=int,
+        default=32,
+        metavar="N",
+        help="steps the detectors (own process) may run behind the balances before the "
+        "next step waits for them (default 32)",
     )
     p.add_argument(
         "--exit-on-drain",

@@ -126,8 +126,6 @@ class Pipeline:
     ) -> None:
         self.engine = BalanceEngine(topology, config)
         self.detection = DetectionStage(topology, config, detector_settings or {})
-        # Emissions balanced but not yet seen by the detectors (``detect=False``).
-        self._undetected: list[Emission] = []
 
     def apply_timeline(self, timeline: TopologyTimeline) -> list[str]:
         """Take registry updates (see ``BalanceEngine.apply_timeline``); returns the
@@ -147,33 +145,20 @@ class Pipeline:
     def histories(self) -> dict[str, AreaHistory]:
         return self.detection.histories
 
-    def step(self, batch: ReadingBatch, *, detect: bool = True) -> StepOutput:
-        """Balance a batch, then (``detect``) run the detectors on what became final.
-        With ``detect=False`` the detectors wait for ``detect_pending``, so a caller
-        can send the balances first: detection at a day's close takes seconds, and
-        the balances of the same step must not wait for it."""
+    def step(self, batch: ReadingBatch) -> StepOutput:
+        """Balance a batch, then run the detectors on what became final. (The
+        streaming worker runs the two halves in two processes, so that its balances
+        never wait for detection: kafka_io.detection.)"""
         rejects = self.engine.ingest(batch)
-        out = self._detect(self.engine.advance(), detect)
+        out = self._detect(self.engine.advance())
         out.rejects = rejects
         return out
 
-    def flush(self, *, detect: bool = True) -> StepOutput:
-        return self._detect(self.engine.flush(), detect)
+    def flush(self) -> StepOutput:
+        return self._detect(self.engine.flush())
 
-    @property
-    def detection_pending(self) -> bool:
-        return bool(self._undetected)
-
-    def detect_pending(self) -> None:
-        """Run the detectors on every emission stepped with ``detect=False``."""
-        for emission in self._undetected:
-            self.detection.process(emission)
-        self._undetected.clear()
-
-    def _detect(self, emission: Emission, detect: bool) -> StepOutput:
-        self._undetected.append(emission)
-        if detect:
-            self.detect_pending()
+    def _detect(self, emission: Emission) -> StepOutput:
+        self.detection.process(emission)
         return StepOutput(
             balances=emission.balances, final_meter_windows=emission.final_meter_windows
         )

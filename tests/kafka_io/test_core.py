@@ -8,14 +8,20 @@ messages per partition, consumed from committed offsets.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections import deque
 from dataclasses import replace
 
 import numpy as np
 import pytest
 from factories import DAY0, make_topology
 
-from kafka_io.core import Outputs, PartitionCore, WorkerCores
+from kafka_io.core import InlineWorker, PartitionCore
+from kafka_io.detection import (
+    DetectionInput,
+    WorkerDetection,
+    checkpoint_bytes,
+    split_checkpoint,
+)
 from kafka_io.schema import (
     END_OF_STREAM,
     Origin,
@@ -178,8 +184,8 @@ class Cluster:
         self.published: dict[str, bytes] = {}  # the suspicions topic, compacted
         self.drained: set[int] = set()
 
-    def new_worker(self) -> WorkerCores:
-        return WorkerCores(
+    def new_worker(self) -> InlineWorker:
+        return InlineWorker(
             self.topology,
             CONFIG,
             PARTITIONS,
@@ -192,15 +198,16 @@ class Cluster:
             if not msgs:
                 continue
             worker = self.owner[p]
-            out = worker.process(msgs)[p]
+            outs, changed = worker.process(msgs)
+            out = outs[p]
             for dest, raw in out.forwards:
                 self.log.send(dest, raw, "routed")
             self.history += out.balances
-            self.published.update(out.suspicions)
+            self.published.update(changed[p])
             self.dead += [
                 (d.reason, d.topic, d.partition, d.offset, d.index) for d in out.dead_letters
             ]
-            self.saved[p] = worker.cores[p].snapshot()  # checkpoint, then commit
+            self.saved[p] = worker.checkpoint(p)  # checkpoint, then commit
             for origin, _ in msgs:
                 self.committed[origin.topic, p] = origin.offset + 1
             if out.drained:
@@ -212,7 +219,7 @@ class Cluster:
         for w in self.workers:
             assert w.apply(updates) == {}  # in time for every window it changes
 
-    def move(self, partition: int, to: WorkerCores) -> None:
+    def move(self, partition: int, to: InlineWorker) -> None:
         """A rebalance: the partition changes owner and resumes from its checkpoint."""
         self.owner[partition].revoke([partition])
         self.owner[partition] = to
@@ -334,12 +341,12 @@ def test_restore_keeps_every_position() -> None:
     log = publish(readings(4, days=1), "meter")
     core.process(log.read(1, 0, 200))
     again = PartitionCore.restore(TOPO, CONFIG, core.snapshot(), shards=SHARDS)
-    assert (again.partition, again.next_offset, again.forwarded_upto, again.published) == (
+    assert (again.partition, again.next_offset, again.forwarded_upto) == (
         core.partition,
         core.next_offset,
         core.forwarded_upto,
-        core.published,
     )
+    assert again.position == core.position > 0
 
 
 def test_balance_messages_round_trip_through_the_core() -> None:
@@ -427,36 +434,108 @@ def test_registry_updates_mid_stream_give_the_embedded_results(crash: bool) -> N
     assert moved  # C2's readings went to its owner of the time
 
 
-class DeferredDetection(WorkerCores):
-    """Steps as the worker does: balances first, then the detectors, in two calls."""
+class LaggingCluster(Cluster):
+    """One worker as the Kafka worker runs: each step's detection runs ``lag`` steps
+    after its balances (in the other process), and a checkpoint (both halves as of
+    one step) is written, and the offsets it covers committed, only once that step's
+    detection is done. ``crash`` loses everything not yet checkpointed."""
 
-    def process(
-        self, messages: Sequence[tuple[Origin, bytes | None]], *, detect: bool = True
-    ) -> dict[int, Outputs]:
-        outs = super().process(messages, detect=False)
-        for p in outs:
-            assert outs[p].suspicions == []
-            if self.cores[p].pipeline.detection_pending:
-                with pytest.raises(RuntimeError, match="detection pending"):
-                    self.cores[p].snapshot()
-        for p, found in self.detect(outs).items():
-            outs[p].suspicions = found
-        return outs
+    def __init__(self, log: Log, step: int, lag: int) -> None:
+        super().__init__(log, step)
+        self.lag = lag
+        self.worker = self.workers[0]
+        # (step's detection inputs, its balance halves, the offsets it covers)
+        self.queue: deque[tuple[dict[int, DetectionInput], dict[int, bytes], dict]] = deque()
+        self.read_to = dict(self.committed)  # fetched (not yet committed) offsets
+
+    def run_round(self) -> None:
+        msgs = [
+            m
+            for p in range(PARTITIONS)
+            for t in TOPICS
+            for m in self.log.read(p, self.read_to[t, p], self.step, t)
+        ]
+        if msgs:
+            for origin, _ in msgs:
+                self.read_to[origin.topic, origin.partition] = origin.offset + 1
+            outs = self.worker.cores.process(msgs)
+            for p, out in outs.items():
+                for dest, raw in out.forwards:
+                    self.log.send(dest, raw, "routed")
+                self.history += out.balances
+                self.drained |= {p} if out.drained else set()
+            halves = {p: self.worker.cores.cores[p].snapshot() for p in outs}
+            self.queue.append(
+                ({p: o.detection for p, o in outs.items()}, halves, dict(self.read_to))
+            )
+        while self.queue and (len(self.queue) > self.lag or not msgs):
+            self.detect_one()
+
+    def detect_one(self) -> None:
+        inputs, halves, offsets = self.queue.popleft()
+        for changed in self.worker.detection.run(inputs).values():
+            self.published.update(changed)
+        detection = self.worker.detection.snapshots(sorted(halves))
+        for p, half in halves.items():
+            self.saved[p] = checkpoint_bytes(half, detection[p])
+        self.committed = offsets
+
+    def crash(self) -> None:
+        self.queue.clear()
+        self.worker = self.new_worker()
+        self.read_to = dict(self.committed)
+
+    def run(self, rounds: int = 10_000) -> None:
+        for _ in range(rounds):
+            if len(self.drained) == PARTITIONS and not self.queue:
+                return
+            self.run_round()
+        raise AssertionError("the stream did not drain")
 
 
-def test_deferred_detection_gives_the_embedded_results() -> None:
+@pytest.mark.parametrize("lag", [0, 3, 12])
+def test_detection_behind_the_balances_gives_the_embedded_results(lag: int) -> None:
+    """Detection some steps behind (its own process), a crash that loses the
+    checkpoints not yet written: same finals and suspicions as one pipeline."""
     rows = readings(6)
     ref, ref_suspicions = embedded(rows)
-    cluster = Cluster(publish(rows, "area"), step=19)
-    cluster.workers = [
-        DeferredDetection(
-            TOPO,
-            CONFIG,
-            PARTITIONS,
-            load=lambda ps: {p: cluster.saved[p] for p in ps if p in cluster.saved},
-        )
-    ]
-    cluster.owner = dict.fromkeys(range(PARTITIONS), cluster.workers[0])
+    cluster = LaggingCluster(publish(rows, "area"), step=19, lag=lag)
+    for _ in range(40):
+        cluster.run_round()
+    assert len(cluster.queue) == lag
+    cluster.crash()
     cluster.run()
     assert finals(cluster.history) == ref
-    assert cluster.suspicions() == ref_suspicions and ref_suspicions
+    assert cluster.published == ref_suspicions and ref_suspicions
+
+
+def test_a_detection_input_before_its_partition_began_is_refused() -> None:
+    detection = WorkerDetection(CONFIG)
+    with pytest.raises(ValueError, match="before its"):
+        detection.run({0: DetectionInput()})
+    with pytest.raises(ValueError, match="needs its timeline"):
+        detection.run({0: DetectionInput(begin=True)})
+
+
+def test_checkpoints_of_the_one_piece_format_are_read() -> None:
+    """Before the halves split, a checkpoint was one npz with the detection stage
+    inside: an upgraded worker resumes from it."""
+    import pickle
+
+    from streams.snapshot import dumps, loads
+
+    worker = InlineWorker(TOPO, CONFIG, PARTITIONS)
+    worker.process(publish(readings(4, days=2), "feeder").read(1, 0, 120))
+    new = worker.checkpoint(1)
+    balance, detection = split_checkpoint(new)
+    stage, published = pickle.loads(detection)
+    old_state = loads(balance)
+    meta = json.loads(str(old_state["worker.meta"]))
+    meta["published"] = {k: v.decode() for k, v in published.items()}
+    old_state["worker.meta"] = np.array(json.dumps(meta))
+    old_state["worker.detection"] = np.frombuffer(pickle.dumps(stage), dtype=np.uint8)
+    old_balance, old_detection = split_checkpoint(dumps(old_state))
+    assert loads(old_balance).keys() == loads(balance).keys()
+    assert pickle.loads(old_detection)[1] == published
+    with pytest.raises(ValueError, match="not a lineloss checkpoint"):
+        split_checkpoint(b"garbage")

@@ -4,6 +4,7 @@ dead letters for bad messages, and recovery from a SIGKILLed worker."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -202,11 +203,15 @@ def test_sigkilled_worker_restarts_from_its_checkpoint_with_identical_finals(
         if worker.poll() is None:
             worker.kill()
     from kafka_io.core import PartitionCore
+    from kafka_io.detection import split_checkpoint
     from kafka_io.worker import committed_offsets, load_topology, read_checkpoints
 
     saved = read_checkpoints(kafka_settings, set(range(kafka_settings.partitions)))
     topology = load_topology(kafka_settings)
-    cores = [PartitionCore.restore(topology, CONFIG, data) for data in saved.values()]
+    cores = [
+        PartitionCore.restore(topology, CONFIG, split_checkpoint(data)[0])
+        for data in saved.values()
+    ]
     assert cores and not all(c.flushed for c in cores), (
         "the worker drained before it was killed: make the steps smaller"
     )
@@ -229,9 +234,59 @@ def test_sigkilled_worker_restarts_from_its_checkpoint_with_identical_finals(
     committed = committed_offsets(kafka_settings, set(range(kafka_settings.partitions)))
     assert any(committed.values()), "the restarted worker committed nothing"
     for data in final.values():
-        core = PartitionCore.restore(topology, CONFIG, data)
+        core = PartitionCore.restore(topology, CONFIG, split_checkpoint(data)[0])
         for topic, offset in committed[core.partition].items():
             assert core.next_offset.get(topic, 0) >= offset, (core.partition, topic)
+
+
+def cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def started_at(pid: int) -> int:
+    """A process's start time, in clock ticks since boot (Linux /proc)."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+
+
+@pytest.mark.parametrize("which", ["balance", "detection"])
+def test_a_worker_whose_child_process_dies_exits_non_zero_and_restarts_cleanly(
+    which: str, grid_dir: Path, embedded: Path, kafka_settings: KafkaSettings, tmp_path: Path
+) -> None:
+    """One of the worker's two processes is killed (the OOM killer, say): the worker
+    stops with a non-zero status instead of running on without progress, and a
+    restart from the checkpoints gives the embedded finals."""
+    published = publish_data_dir(grid_dir, kafka_settings)
+    log_path = tmp_path / "worker.log"
+    with log_path.open("wb") as log_file:
+        worker = start_worker(kafka_settings, tmp_path, "--take-max", "3", stderr=log_file)
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                if read_compacted(kafka_settings, kafka_settings.checkpoints):
+                    break
+                time.sleep(0.2)
+            children = sorted(
+                (c for c in children_of(worker.pid) if b"spawn_main" in cmdline(c)),
+                key=started_at,
+            )
+            assert len(children) == 2, children
+            os.kill(children[0 if which == "balance" else 1], signal.SIGKILL)
+            assert worker.wait(timeout=60) == 1
+        finally:
+            if worker.poll() is None:
+                worker.kill()
+    log_text = log_path.read_text(errors="replace")
+    assert "failed, stopping the worker" in log_text, log_text[-3000:]
+    assert "drained: every partition" not in log_text, "the stream ended before the kill"
+    worker = start_worker(kafka_settings, tmp_path)
+    collected = collect_drained(kafka_settings, worker)
+    write_outputs(
+        tmp_path / "out", CONFIG, collected, published.topology_rejects, published.reading_rejects
+    )
+    assert_same_finals(embedded, tmp_path / "out")
 
 
 @pytest.fixture(scope="module")
@@ -307,11 +362,15 @@ def test_two_workers_and_rebalances_give_the_embedded_results(
 def read_checkpoints_now(settings: KafkaSettings) -> dict[int, bool]:
     """Partition -> drained, of the checkpoints written so far."""
     from kafka_io.core import PartitionCore
+    from kafka_io.detection import split_checkpoint
     from kafka_io.worker import load_topology, read_checkpoints
 
     topology = load_topology(settings)
     saved = read_checkpoints(settings, set(range(settings.partitions)))
-    return {p: PartitionCore.restore(topology, CONFIG, data).flushed for p, data in saved.items()}
+    return {
+        p: PartitionCore.restore(topology, CONFIG, split_checkpoint(data)[0]).flushed
+        for p, data in saved.items()
+    }
 
 
 def with_registry_changes(src: Path, dst: Path) -> dict[str, str]:
@@ -379,27 +438,40 @@ def test_registry_updates_through_kafka_give_the_embedded_finals(
     reasons = engine_reasons(embedded_out)
     assert reasons.get("unknown_meter", 0) > 90  # the retired meter's last day
 
-    # The worker starts on the initial registry; the readings then stream for about
-    # 20 s, with the changes published on the topology topic when their day comes.
+    # The worker starts on the initial registry; once it runs, the readings stream
+    # for about 20 s, with the changes published on the topology topic when their day
+    # comes (the publisher sends the initial registry again: no change).
     import threading
+
+    from kafka import KafkaProducer
+
+    from kafka_io.produce import publish_registry, reading_rows
+    from lineloss.timeline import BEGINNING_S
 
     settings = replace(kafka_settings, partitions=2)
     ensure_topics(settings)
+    timeline, rows, _, _ = reading_rows(grid_dir)
+    producer = KafkaProducer(**settings.client(), acks="all")
+    publish_registry(producer, settings, timeline, since_s=BEGINNING_S - 1, upto_s=rows[0].ts)
+    producer.close()
     published: list = []
     publisher = threading.Thread(
         target=lambda: published.append(publish_data_dir(grid_dir, settings, speed=21600))
     )
-    publisher.start()
-    deadline = time.monotonic() + 30
-    while not read_compacted(settings, settings.topology) and time.monotonic() < deadline:
-        time.sleep(0.2)
     log_path = tmp_path / "worker.log"
+    beat = tmp_path / "worker.heartbeat"
     with log_path.open("wb") as log_file:
-        worker = start_worker(settings, tmp_path, stderr=log_file)
+        worker = start_worker(settings, tmp_path, "--heartbeat", str(beat), stderr=log_file)
         try:
+            deadline = time.monotonic() + 60
+            while not beat.exists() and worker.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert beat.exists(), "the worker did not start"
+            publisher.start()
             collected = collect_drained(settings, worker, timeout_s=180)
         finally:
-            publisher.join(timeout=60)
+            if publisher.is_alive():
+                publisher.join(timeout=60)
     assert published
     write_outputs(
         tmp_path / "out",
