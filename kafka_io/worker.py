@@ -560,6 +560,10 @@ def build_app(
         if reporter is not None and not in_step and not failed:
             await report(reporter.idle)
 
+    def stale(event: Any) -> bool:
+        fetched_in = event.message.generation_id
+        return fetched_in is not None and fetched_in != app.consumer_generation_id
+
     def readings_partitions(tps: Any) -> set[int]:
         return {tp.partition for tp in tps if tp.topic in (k.readings, k.routed)}
 
@@ -602,6 +606,12 @@ def build_app(
                     # take_events acks each event after this body; one more reference
                     # keeps it unacked (so uncommitted) until its checkpoint is written.
                     e.message.incref()
+                # Events fetched before the latest rebalance are never processed nor
+                # acked: faust seeks every assigned partition back to its committed
+                # offset, so they come again. (Taken ahead of the new ones, they would
+                # move the restored core's next offset past the re-fetched events
+                # before them, which it would then skip as already seen: lost.)
+                events = [e for e in events if not stale(e)]
                 stepping[:] = events
                 messages = [
                     (
@@ -616,6 +626,7 @@ def build_app(
                 due = not any(step.snapshots for step in queued) and (
                     time.monotonic() - last_checkpoint >= settings.checkpoint_interval_s
                 )
+                owned = dict(owned_since)  # a revocation during the step voids its checkpoints
                 result = await stepper.balance(messages, gone, due)
                 if result.snapshots:
                     last_checkpoint = time.monotonic()
@@ -644,7 +655,7 @@ def build_app(
                         list(stepping),
                         sent,
                         result.snapshots,
-                        {p: owned_since[p] for p in result.snapshots},
+                        {p: owned.get(p, 0) for p in result.snapshots},
                         {p for p, out in outs.items() if out.drained},
                     )
                 )

@@ -314,7 +314,20 @@ def test_two_workers_and_rebalances_give_the_embedded_results(
 
     grid_dir, embedded_out = three_feeders
     settings = replace(kafka_settings, partitions=2)
-    published = publish_data_dir(grid_dir, settings, key_by="area")
+    # The readings stream for about 35 s (4 days at 10,000x), so that both workers
+    # take part however fast they start and step.
+    import threading
+
+    publishing: list = []
+    publisher = threading.Thread(
+        target=lambda: publishing.append(
+            publish_data_dir(grid_dir, settings, key_by="area", speed=10_000)
+        )
+    )
+    publisher.start()
+    deadline = time.monotonic() + 30
+    while not read_compacted(settings, settings.topology) and time.monotonic() < deadline:
+        time.sleep(0.2)
     shards = Shards(load_topology(settings), settings.partitions)
     assert set(shards.meter_partition.tolist()) == {0, 1}
     slow = ("--take-max", "5", "--take-within-s", "0.1")
@@ -346,12 +359,14 @@ def test_two_workers_and_rebalances_give_the_embedded_results(
         assert not all(saved.values()), "the stream drained before the rebalance"
         collected = collect(settings, timeout_s=180, gave_up=lambda: exited(workers["b"]))
     finally:
+        publisher.join(timeout=120)
         for proc in workers.values():
             if proc.poll() is None:
                 proc.terminate()
         for proc in workers.values():
             proc.wait(timeout=60)
-    assert collected.drained
+    assert collected.drained and publishing
+    published = publishing[0]
     write_outputs(
         tmp_path / "out", CONFIG, collected, published.topology_rejects, published.reading_rejects
     )
