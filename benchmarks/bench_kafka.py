@@ -411,12 +411,13 @@ def close_delays(
         if msg is None or msg.get("revision") != 0:
             continue
         first_issue.setdefault((msg["level"], msg["target_id"], msg["window_start"]), issued_s)
-    delays = []
+    delays, starts = [], []
     for (_, _, start), out_ts in first_issue.items():
         close = start + config.window_s + config.allowed_lateness_s
         j = int(np.searchsorted(times, close))
         if j < len(times):  # windows closed by a reading (not by the final flush)
             delays.append(out_ts - sent_at[int(times[j])])
+            starts.append(int(start))
     d = np.array(delays)
     say(
         f"close-to-output delay over {len(d)} balances: p50 {np.percentile(d, 50):.3f} s, "
@@ -427,8 +428,14 @@ def close_delays(
         "paced_readings_per_s": len(rows) / ((times[-1] - ts0) / speed),
         "balances_measured": len(d),
         "delay_p50_s": float(np.percentile(d, 50)),
+        "delay_p90_s": float(np.percentile(d, 90)),
         "delay_p99_s": float(np.percentile(d, 99)),
         "delay_max_s": float(d.max()),
+        "balances_over_2s": int((d > 2.0).sum()),
+        "slowest": [
+            {"window_start": start, "delay_s": round(delay, 3)}
+            for start, delay in sorted(zip(starts, delays, strict=True), key=lambda x: -x[1])[:5]
+        ],
     }
 
 

@@ -386,6 +386,13 @@ class WorkerCores:
         self.cores: dict[int, PartitionCore] = {}
         self.drained: set[int] = set()  # partitions this worker saw drain
 
+    def prepare(self, partitions: set[int]) -> None:
+        """Create the cores of newly assigned partitions now, all from one read of
+        the checkpoints (``load``), rather than each on its first message: a
+        partition that first speaks hours later would cost its own read of the
+        checkpoint topic then, seconds during which no partition is stepped."""
+        self._ensure(partitions)
+
     def _ensure(self, partitions: set[int]) -> None:
         missing = partitions - set(self.cores)
         if not missing:

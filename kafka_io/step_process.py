@@ -26,8 +26,9 @@ import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -115,11 +116,15 @@ def _ready() -> bool:
 
 
 def _balance(
-    messages: list[tuple[Origin, bytes | None]], revoked: set[int], checkpoint: bool
+    messages: list[tuple[Origin, bytes | None]],
+    revoked: set[int],
+    assigned: set[int],
+    checkpoint: bool,
 ) -> BalanceResult:
-    """Registry updates, then the step's balances; with ``checkpoint`` (or when a
-    partition drained) the balance halves of every partition changed since the
-    last checkpoint."""
+    """Partitions revoked, then those assigned (restored, all from one read of the
+    checkpoints), registry updates, then the step's balances; with ``checkpoint`` (or
+    when a partition drained) the balance halves of every partition changed since
+    the last checkpoint."""
     assert _CORES is not None and _REGISTRY is not None
     _CORES.revoke(revoked)
     # (A re-published registry is mostly repeats: only changes count.)
@@ -136,6 +141,7 @@ def _balance(
                 ", ".join(meters[:10]),
             )
     _DIRTY.difference_update(revoked)
+    _CORES.prepare(assigned)
     outs = _CORES.process(messages)
     _DIRTY.update(outs)
     snapshots: dict[int, tuple[bytes, int, dict[str, int]]] = {}
@@ -156,6 +162,26 @@ def _detect(
     _DETECTION.revoke(revoked)
     changed = _DETECTION.run(inputs)
     return DetectionResult(changed, _DETECTION.snapshots(sorted(snapshot)), _DETECTION.suspicions())
+
+
+_BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+@contextmanager
+def _one_blas_thread() -> Iterator[None]:
+    """Children spawned inside get one BLAS thread each (unless the environment
+    says otherwise). Each child is one core's worth of work; a multi-threaded BLAS
+    in the detection child took every core at a day's close and starved the
+    balances (live p99 close-to-output 4-6 s at 5,000x, docs/benchmarks.md)."""
+    before = {k: os.environ.get(k) for k in _BLAS_THREADS}
+    for k in _BLAS_THREADS:
+        os.environ.setdefault(k, "1")
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
 
 
 class _Child:
@@ -192,15 +218,20 @@ class StepProcesses:
         self._balance = _Child(_start_balance, (settings, config))
         self._detection = _Child(_start_detection, (config, detector_settings))
         # Start both now, so that a missing topology fails the worker at once.
-        self.info: CoresInfo = self._balance.wait(_info)
-        self._detection.wait(_ready)
+        with _one_blas_thread():
+            self.info: CoresInfo = self._balance.wait(_info)
+            self._detection.wait(_ready)
 
     async def balance(
-        self, messages: list[tuple[Origin, bytes | None]], revoked: set[int], checkpoint: bool
+        self,
+        messages: list[tuple[Origin, bytes | None]],
+        revoked: set[int],
+        assigned: set[int],
+        checkpoint: bool,
     ) -> BalanceResult:
         """A step's balances, dead letters, forwards, meter windows and detection
         inputs; with ``checkpoint`` the balance halves of the changed partitions."""
-        return await self._balance.call(_balance, messages, revoked, checkpoint)
+        return await self._balance.call(_balance, messages, revoked, assigned, checkpoint)
 
     def detect(
         self, inputs: dict[int, DetectionInput], revoked: set[int], snapshot: set[int]

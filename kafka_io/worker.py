@@ -78,9 +78,11 @@ class WorkerSettings:
     influx: InfluxSettings | None = None  # also write the results to InfluxDB
     heartbeat: Path | None = None  # file refreshed after each step and while idle
     heartbeat_interval_s: float = 5.0  # refresh period while idle (and InfluxDB tick)
-    # Steps whose detection may still be running before the next step waits for it
-    # (bounds the memory of queued detection inputs and of events not yet acked).
-    detection_lag_steps: int = 32
+    # Messages of the steps whose detection may still be running before the next
+    # step waits for it: bounds the memory of the events held until their
+    # checkpoint (a 137-reading concentrator batch is ~7 kB) and of queued detection
+    # inputs. A day's detection takes seconds; live, that is hundreds of small steps.
+    detection_lag_messages: int = 50_000
 
 
 def write_heartbeat(path: Path, *, unix_s: float, stream_time_s: int | None) -> None:
@@ -482,6 +484,7 @@ class _Step:
     snapshots: dict[int, tuple[bytes, int, dict[str, int]]]
     owned_since: dict[int, int]  # ownership epoch of each snapshotted partition
     drained: set[int] = field(default_factory=set)  # partitions that drained in it
+    messages: int = 0  # taken in the step
 
 
 class WorkerFailed(RuntimeError):
@@ -568,6 +571,7 @@ def build_app(
         return {tp.partition for tp in tps if tp.topic in (k.readings, k.routed)}
 
     revoked_since_step: set[int] = set()
+    assigned_since_step: set[int] = set()
     owned_since: Counter[int] = Counter()  # bumped each time a partition is revoked
     stepping: list[Any] = []  # events of the step being balanced
     queued: deque[_Step] = deque()  # steps whose detection is queued, in order
@@ -591,6 +595,11 @@ def build_app(
         # are the next owner's to commit, after its own checkpoint.
         for events in (stepping, unacked, *(step.events for step in queued)):
             events[:] = [e for e in events if e.message.partition not in gone]
+
+    @app.on_partitions_assigned.connect
+    def assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        # Restored together at the next step (one read of the checkpoint topic).
+        assigned_since_step.update(readings_partitions(args[0]))
 
     @app.agent(readings)
     async def balance(stream: Any) -> None:
@@ -622,12 +631,14 @@ def build_app(
                 ]
                 gone = set(revoked_since_step)  # dropped by the children before the step
                 revoked_since_step.clear()
+                new = set(assigned_since_step)
+                assigned_since_step.clear()
                 # One checkpoint at a time on its way (each holds a balance half).
                 due = not any(step.snapshots for step in queued) and (
                     time.monotonic() - last_checkpoint >= settings.checkpoint_interval_s
                 )
                 owned = dict(owned_since)  # a revocation during the step voids its checkpoints
-                result = await stepper.balance(messages, gone, due)
+                result = await stepper.balance(messages, gone, new, due)
                 if result.snapshots:
                     last_checkpoint = time.monotonic()
                 outs = result.outs
@@ -657,13 +668,17 @@ def build_app(
                         result.snapshots,
                         {p: owned.get(p, 0) for p in result.snapshots},
                         {p for p, out in outs.items() if out.drained},
+                        len(messages),
                     )
                 )
                 stepping.clear()
                 step_queued.set()
                 await report(reporter.step if reporter else _noop, result)
                 in_step = False
-                while len(queued) > settings.detection_lag_steps and not finishing.done():
+                while (
+                    sum(step.messages for step in queued) > settings.detection_lag_messages
+                    and not finishing.done()
+                ):
                     step_done.clear()
                     await step_done.wait()
                 if finishing.done():

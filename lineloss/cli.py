@@ -390,7 +390,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         kafka,
         take_max=args.take_max,
         take_within_s=args.take_within_s,
-        detection_lag_steps=args.detection_lag_steps,
+        detection_lag_messages=args.detection_lag_messages,
         checkpoint_interval_s=args.checkpoint_interval_s,
         exit_on_drain=args.exit_on_drain,
         influx=influx,
@@ -506,12 +506,12 @@ def _add_kafka_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         help="write checkpoints (and let offsets commit) this often [s] (default 2)",
     )
     p.add_argument(
-        "--detection-lag-steps",
+        "--detection-lag-messages",
         type=int,
-        default=32,
+        default=50_000,
         metavar="N",
-        help="steps the detectors (own process) may run behind the balances before the "
-        "next step waits for them (default 32)",
+        help="messages the detectors (own process) may run behind the balances before "
+        "the next step waits for them (default 50,000; held in memory until checkpointed)",
     )
     p.add_argument(
         "--exit-on-drain",

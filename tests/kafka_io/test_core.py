@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from factories import DAY0, make_topology
 
-from kafka_io.core import InlineWorker, PartitionCore
+from kafka_io.core import InlineWorker, PartitionCore, WorkerCores
 from kafka_io.detection import (
     DetectionInput,
     WorkerDetection,
@@ -539,3 +539,24 @@ def test_checkpoints_of_the_one_piece_format_are_read() -> None:
     assert pickle.loads(old_detection)[1] == published
     with pytest.raises(ValueError, match="not a lineloss checkpoint"):
         split_checkpoint(b"garbage")
+
+
+def test_assigned_partitions_are_restored_together_from_one_read() -> None:
+    """A partition whose first message comes hours after the assignment must not
+    cost a read of the checkpoint topic then (seconds with no partition stepped)."""
+    cluster = Cluster(publish(readings(4, days=1), "feeder"), step=50)
+    for _ in range(3):
+        cluster.run_round()
+    reads: list[set[int]] = []
+
+    def load(ps: set[int]) -> dict[int, bytes]:
+        reads.append(set(ps))
+        return {p: cluster.saved[p] for p in ps if p in cluster.saved}
+
+    worker = WorkerCores(TOPO, CONFIG, PARTITIONS, load=load)
+    worker.prepare({0, 1, 2})
+    assert reads == [{0, 1, 2}] and set(worker.cores) == {0, 1, 2}
+    assert all(worker.cores[p].position > 0 for p in cluster.saved)  # restored
+    for p in range(PARTITIONS):
+        worker.process(cluster.log.read(p, cluster.committed["r", p], 10))
+    assert reads == [{0, 1, 2}]
