@@ -73,6 +73,11 @@ class ThiefFit:
     z: float  # stolen_kwh / its HAC standard error
     own_kwh: float = 0.0  # its own shortfall against its usual use since the start [kWh]
     own_sd_kwh: float = 1.0  # natural spread of that shortfall [kWh]
+    # ln of the likelihood ratio "theft: the area lost what the customer's own data
+    # are short of (the shortfall against its usual use, scaled by what its area
+    # peers did)" against "a genuine drop: the area lost nothing of it"
+    llr: float = 0.0
+    drop_z: float = 0.0  # its own shortfall since the start over that shortfall's spread
 
 
 @dataclass
@@ -86,6 +91,8 @@ class AreaModel:
     day: npt.NDArray[np.int64]  # T window index of each hour
     n_windows: int
     daily_sd: FloatArray  # N, spread of each customer's window totals in the reference
+    drop: FloatArray  # W x N shortfall per window against usual use x the peers' level [kWh]
+    drop_sd: FloatArray  # N, its spread per window in the reference [kWh]
     thieves: list[ThiefFit] = field(default_factory=list)
 
 
@@ -104,6 +111,10 @@ class TheftLocaliser(HistoryOnly):
     capped_candidates: bool = True  # candidates at their most probable feasible size
     max_mismatched: int = 2  # whole-period customer columns in the base model
     mismatch_min_r2: float = 0.5  # share of the residual variance such a column explains
+    # A suspect whose own shortfall the area did not lose is a genuine drop (a
+    # holiday, a neighbour lent part of a real thief's loss): refused when the data
+    # favour that by this much (ln of a Bayes factor; ln 20: "strong" evidence).
+    genuine_drop_llr: float = 3.0
     # Platt scaling of z into P(theft) per window, fitted on the findings of the
     # development grids (seeds 1, 2, 3, 5, 7, 21; 4,500 findings at min_z 4): z = 7
     # is an even chance (misattributions next to a real thief keep z honest only on
@@ -121,6 +132,7 @@ class TheftLocaliser(HistoryOnly):
             if (
                 th.z < self.min_z
                 or th.stolen_kwh / max(model.n_windows - th.start, 1) < self.min_kwh_per_window
+                or th.llr < -self.genuine_drop_llr
             ):
                 continue
             p = _probability(th.z, self.calibration[0], self.calibration[1])
@@ -143,6 +155,7 @@ class TheftLocaliser(HistoryOnly):
                             if th.kind == RECORDED
                             else f"{th.coef:.0%} of its shortfall against its usual use"
                         )
+                        + f"; own drop {th.drop_z:.1f} sd against its peers"
                         + f"), joint model of {len(model.thieves)} suspect(s) "
                         f"and the technical loss"
                     ),
@@ -225,6 +238,9 @@ class TheftLocaliser(HistoryOnly):
         totals = filled[: self.min_reference_windows].sum(axis=2)
         spread = totals - usual[: self.min_reference_windows].sum(axis=2)
         daily_sd = 1.4826 * quiet_nanmedian(np.abs(spread - np.median(spread, axis=0)), axis=0)
+        drop, drop_sd = _peer_drop(
+            filled.sum(axis=2), usual.sum(axis=2), self.min_reference_windows
+        )
         loss = s2 - filled.sum(axis=1)  # W x K
         ok = np.isfinite(loss).ravel()
         if ok.sum() < 24 or not np.isfinite(loss[-1]).any():
@@ -236,7 +252,7 @@ class TheftLocaliser(HistoryOnly):
         scale = max(float(np.abs(s).max()), 1e-9)
         base = np.column_stack([np.ones_like(s), s / scale, (s / scale) ** 2])
         day = np.repeat(np.arange(n), k)[ok]
-        return AreaModel(loss.ravel()[ok], base, x, deficit, day, n, daily_sd)
+        return AreaModel(loss.ravel()[ok], base, x, deficit, day, n, daily_sd, drop, drop_sd)
 
     def _column(self, m: AreaModel, thief: tuple[int, int, int]) -> FloatArray:
         i, s, kind = thief
@@ -271,6 +287,10 @@ class TheftLocaliser(HistoryOnly):
         n_after = (w - starts)[:, None]
         own = tail(m.deficit)  # S x N, each customer's shortfall since each start
         own_var = n_after * m.daily_sd**2 + 1.0
+        # The drop test looks at the shortfall against the customer's usual use
+        # scaled by its peers' level: a cold week or a holiday moves everybody.
+        peer_drop = np.cumsum(m.drop[::-1], axis=0)[::-1][starts]  # S x N
+        peer_drop_sd = np.sqrt(n_after * m.drop_sd**2 + 1.0)
         short = own + self.deficit_tolerance_sd * np.sqrt(own_var)
         noise_var = max(float(resid @ resid) / max(len(resid) - a.shape[1], 1), 1e-12)
         best_gain = np.full(usual.shape, -np.inf)
@@ -284,7 +304,7 @@ class TheftLocaliser(HistoryOnly):
             # A slowed meter records less than usual: without a significant drop in
             # its own data a customer whose load merely shares the loss's daily shape
             # would explain any leftover (a "ghost" next to a real thief).
-            dropped = own >= self.min_drop_z * np.sqrt(own_var) if kind == RECORDED else True
+            dropped = peer_drop >= self.min_drop_z * peer_drop_sd if kind == RECORDED else True
             with np.errstate(divide="ignore", invalid="ignore"):
                 if self.capped_candidates:
                     # The most probable coefficient given the area's loss and the
@@ -350,6 +370,8 @@ class TheftLocaliser(HistoryOnly):
             stolen = float(theta[p0 + j]) * total
             g = total * pinv[p0 + j]  # stolen - truth = g . noise
             var = max(_long_run_var(g * resid, self.hac_lag_parts), _quad_form(g, acov))
+            own = float(m.drop[s:, i].sum())
+            own_var = (m.n_windows - s) * float(m.drop_sd[i]) ** 2 + 1.0
             out.append(
                 ThiefFit(
                     index=i,
@@ -361,9 +383,39 @@ class TheftLocaliser(HistoryOnly):
                     z=stolen / math.sqrt(max(var, 1e-12)),
                     own_kwh=float(m.deficit[m.day >= s, i].sum()),
                     own_sd_kwh=math.sqrt((m.n_windows - s) * float(m.daily_sd[i]) ** 2 + 1.0),
+                    llr=_theft_llr(stolen, max(var, 1e-12), own, own_var),
+                    drop_z=own / math.sqrt(own_var),
                 )
             )
         return out
+
+
+def _peer_drop(
+    totals: FloatArray, usual: FloatArray, n_ref: int, min_usual_kwh: float = 1.0
+) -> tuple[FloatArray, FloatArray]:
+    """Each customer's shortfall per window (W x N) against its usual use scaled by
+    the area's level that window (the median customer's recorded / usual: weather and
+    holidays move everybody), and its robust spread over the reference windows."""
+    big = usual.mean(axis=0) >= min_usual_kwh
+    level = np.ones(len(totals))
+    if big.sum() >= 5:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(big[None, :] & (usual > 0), totals / usual, np.nan)
+        level = np.nan_to_num(quiet_nanmedian(ratio, axis=1), nan=1.0)
+    drop = level[:, None] * usual - totals
+    ref = drop[:n_ref]
+    sd = 1.4826 * quiet_nanmedian(np.abs(ref - np.median(ref, axis=0)), axis=0)
+    return drop, np.nan_to_num(sd, nan=0.0)
+
+
+def _theft_llr(stolen: float, var: float, own: float, own_var: float) -> float:
+    """ln P(stolen estimate | theft of about ``own``) / P(stolen estimate | none):
+    Gaussian, the estimate's error ``var`` and the shortfall's spread ``own_var``."""
+    return (
+        stolen * stolen / (2.0 * var)
+        - (stolen - own) ** 2 / (2.0 * (var + own_var))
+        - 0.5 * math.log1p(own_var / var)
+    )
 
 
 def _autocov(r: FloatArray, lag: int) -> FloatArray:

@@ -7,7 +7,7 @@ import pytest
 from factories import DAY, DAY0
 
 from detectors.observations import AreaHistory, AreaWindow
-from detectors.theft_localiser import TheftLocaliser, _long_run_var, _probability
+from detectors.theft_localiser import TheftLocaliser, _long_run_var, _peer_drop, _probability
 
 N_CUSTOMERS, N_DAYS, PARTS = 24, 21, 24
 
@@ -169,3 +169,33 @@ def test_a_customer_recorded_in_the_wrong_area_does_not_hide_a_thief() -> None:
     assert all(
         f.target_id != f"C{thief:02d}" for f in TheftLocaliser(max_mismatched=0).score_one(h)
     )
+
+
+def test_peer_drop_sees_a_customer_falling_not_a_cold_week_moving_everybody() -> None:
+    """Usual 10 kWh a window for six customers; from window 10 everybody uses 20 %
+    less (weather) and customer 0 records 40 % of that: only customer 0 has a
+    shortfall against its peers' level, of 6 kWh a window."""
+    rng = np.random.default_rng(30)
+    usual = np.full((20, 6), 10.0)
+    totals = usual * rng.normal(1.0, 0.02, usual.shape)
+    totals[10:] *= 0.8
+    totals[10:, 0] *= 0.4
+    drop, sd = _peer_drop(totals, usual, n_ref=7)
+    assert drop[10:, 0].mean() == pytest.approx(4.8, abs=0.3)
+    assert np.abs(drop[10:, 1:]).mean() < 0.5
+    assert (sd > 0).all() and (sd < 0.5).all()
+
+
+def test_a_neighbour_without_a_drop_of_its_own_is_not_a_slowed_meter() -> None:
+    """The first test's area in a cold spell from day 12: everybody uses 30 % less.
+    Against its own usual use every customer looks short; against its peers' level
+    only the thieves are, so no honest customer becomes a slowed-meter suspect."""
+    rng = np.random.default_rng(4)
+    true = _loads(rng)
+    true[12:] *= 0.7
+    rec = true.copy()
+    rec[9:, 3] *= 0.4
+    rec[13:, 11, 17:22] = 0.0
+    findings = TheftLocaliser().score_one(_history(true, rec, rng))
+    assert {f.target_id for f in findings} <= {"C03", "C11"}
+    assert "C03" in {f.target_id for f in findings}
