@@ -120,12 +120,23 @@ def test_long_run_variance_of_white_and_differenced_noise() -> None:
     assert _long_run_var(diffed, 24) / len(diffed) < 0.15
 
 
-def test_calibrated_score_is_an_even_chance_at_z_7() -> None:
-    a, b = TheftLocaliser().calibration
-    assert _probability(7.0, a, b) == pytest.approx(0.5, abs=0.02)
-    assert _probability(13.5, a, b) == pytest.approx(0.85, abs=0.02)
-    assert _probability(20.0, a, b) > _probability(10.0, a, b)
-    assert _probability(0.0, a, b) == 0.0
+def test_calibrated_score_weighs_the_suspects_own_drop() -> None:
+    """The area's evidence (z) and the suspect's own drop against its peers are
+    independent: a strong own drop lowers the z needed for an even chance; a
+    "slowed meter" without one (a big neighbour whose load shape fits the loss)
+    needs far more."""
+    w = TheftLocaliser().calibration
+
+    def even_z(drop_z: float, deficit: bool) -> float:
+        return float(np.exp((-w[0] - w[2] * min(drop_z, 10.0) - w[3] * deficit) / w[1]))
+
+    assert _probability(even_z(0.0, False), 0.0, False, w) == pytest.approx(0.5)
+    assert even_z(10.0, True) < 4.0 < even_z(10.0, False) < 7.0 < 12.0 < even_z(0.0, False)
+    assert _probability(20.0, 3.0, False, w) > _probability(10.0, 3.0, False, w)
+    assert _probability(10.0, 8.0, False, w) > _probability(10.0, 1.0, False, w)
+    assert _probability(0.0, 8.0, True, w) == 0.0
+    # The old calibration (z alone) still works: an even chance at z = 7.
+    assert _probability(7.0, 0.0, False, (-5.11, 2.63)) == pytest.approx(0.5, abs=0.02)
 
 
 def test_three_thieves_starting_together_are_all_found() -> None:
@@ -145,7 +156,10 @@ def test_three_thieves_starting_together_are_all_found() -> None:
     assert {f.target_id for f in findings} == {f"C{i:02d}" for i in (bypass, evenings, slowed)}
     assert all(f.start_s == DAY0 + 10 * DAY for f in findings)
     # As before (each judged at the size that alone explains the loss): none found.
-    assert TheftLocaliser(capped_candidates=False, max_mismatched=0).score_one(h) == []
+    before = TheftLocaliser(
+        capped_candidates=False, max_mismatched=0, min_z=6.0, calibration=(-5.11, 2.63)
+    )
+    assert before.score_one(h) == []
 
 
 def test_a_customer_recorded_in_the_wrong_area_does_not_hide_a_thief() -> None:
