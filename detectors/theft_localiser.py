@@ -199,11 +199,18 @@ class TheftLocaliser(HistoryOnly):
         coefficient far from zero throughout (recorded under the wrong area, a wrong
         multiplier, an under-recording older than the history) join the base model:
         unmodelled, a mapping error's weekday swings of hundreds of kWh drown any
-        theft in its area. They are the fault and topology detectors' to report."""
+        theft in its area. They are the fault and topology detectors' to report.
+
+        Judged on the reference windows only, before any change point: a thief whose
+        theft dominates the loss afterwards (a dedicated customer's bypass) fits a
+        whole-period column too, and put in the base it would hide its own theft."""
+        ref = m.day < self.min_reference_windows
+        if ref.sum() <= m.base.shape[1] + 1:
+            return
         for _ in range(self.max_mismatched):
-            q, _r = np.linalg.qr(m.base)
-            resid = m.loss - q @ (q.T @ m.loss)
-            xr = m.x - q @ (q.T @ m.x)  # T x N, each customer's load off the base
+            q, _r = np.linalg.qr(m.base[ref])
+            resid = m.loss[ref] - q @ (q.T @ m.loss[ref])
+            xr = m.x[ref] - q @ (q.T @ m.x[ref])  # each customer's load off the base
             norm = (xr * xr).sum(axis=0)
             with np.errstate(divide="ignore", invalid="ignore"):
                 coef = np.where(norm > 1e-9, (xr.T @ resid) / norm, 0.0)

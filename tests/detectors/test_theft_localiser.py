@@ -213,3 +213,18 @@ def test_a_neighbour_without_a_drop_of_its_own_is_not_a_slowed_meter() -> None:
     findings = TheftLocaliser().score_one(_history(true, rec, rng))
     assert {f.target_id for f in findings} <= {"C03", "C11"}
     assert "C03" in {f.target_id for f in findings}
+
+
+def test_a_thief_whose_theft_dominates_the_loss_is_not_taken_for_a_mapping_error() -> None:
+    """C02, a large customer (100 times the others), bypasses its meter from day 12:
+    the area's loss afterwards is mostly its load. A whole-period column of it
+    explains the loss's variance too; judged on the whole history it joined the
+    base model as if recorded in the wrong area and hid its own theft."""
+    rng = np.random.default_rng(40)
+    true = _loads(rng)
+    true[:, 2] *= 30.0
+    rec = true.copy()
+    rec[12:, 2] = 0.0
+    found = TheftLocaliser().score_one(_history(true, rec, rng))
+    assert [(f.target_id, f.start_s) for f in found] == [("C02", DAY0 + 12 * DAY)]
+    assert found[0].score > 0.9
