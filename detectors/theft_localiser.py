@@ -36,7 +36,9 @@ areas of thieves unexplained. The significance z is the estimated stolen energy 
 standard error with a Newey-West (Bartlett) long-run variance of the hourly
 residuals: area-meter register rounding makes hourly residuals negatively
 autocorrelated, load-model misfit positively, and a plain standard error would be
-wrong either way. The score is P(theft | z), Platt-scaled on development grids.
+wrong either way. The score is P(theft) from z and the suspect's own drop against
+its peers' level (independent evidence: the area's balance and the customer's own
+meter), by a logistic calibration fitted on development grids.
 
 h5 and h6 keep the daily total and mostly the hourly one within the noise; they are
 the shape detector's job.
@@ -73,10 +75,6 @@ class ThiefFit:
     z: float  # stolen_kwh / its HAC standard error
     own_kwh: float = 0.0  # its own shortfall against its usual use since the start [kWh]
     own_sd_kwh: float = 1.0  # natural spread of that shortfall [kWh]
-    # ln of the likelihood ratio "theft: the area lost what the customer's own data
-    # are short of (the shortfall against its usual use, scaled by what its area
-    # peers did)" against "a genuine drop: the area lost nothing of it"
-    llr: float = 0.0
     drop_z: float = 0.0  # its own shortfall since the start over that shortfall's spread
 
 
@@ -390,7 +388,6 @@ class TheftLocaliser(HistoryOnly):
                     z=stolen / math.sqrt(max(var, 1e-12)),
                     own_kwh=float(m.deficit[m.day >= s, i].sum()),
                     own_sd_kwh=math.sqrt((m.n_windows - s) * float(m.daily_sd[i]) ** 2 + 1.0),
-                    llr=_theft_llr(stolen, max(var, 1e-12), own, own_var),
                     drop_z=own / math.sqrt(own_var),
                 )
             )
@@ -413,16 +410,6 @@ def _peer_drop(
     ref = drop[:n_ref]
     sd = 1.4826 * quiet_nanmedian(np.abs(ref - np.median(ref, axis=0)), axis=0)
     return drop, np.nan_to_num(sd, nan=0.0)
-
-
-def _theft_llr(stolen: float, var: float, own: float, own_var: float) -> float:
-    """ln P(stolen estimate | theft of about ``own``) / P(stolen estimate | none):
-    Gaussian, the estimate's error ``var`` and the shortfall's spread ``own_var``."""
-    return (
-        stolen * stolen / (2.0 * var)
-        - (stolen - own) ** 2 / (2.0 * (var + own_var))
-        - 0.5 * math.log1p(own_var / var)
-    )
 
 
 def _autocov(r: FloatArray, lag: int) -> FloatArray:
