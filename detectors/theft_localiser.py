@@ -296,7 +296,12 @@ class TheftLocaliser(HistoryOnly):
         # scaled by its peers' level: a cold week or a holiday moves everybody.
         peer_drop = np.cumsum(m.drop[::-1], axis=0)[::-1][starts]  # S x N
         peer_drop_sd = np.sqrt(n_after * m.drop_sd**2 + 1.0)
-        short = own + self.deficit_tolerance_sd * np.sqrt(own_var)
+        # It cannot have stolen more than its own data (against its peers' level)
+        # are short of, within their spread.
+        short = np.minimum(
+            own + self.deficit_tolerance_sd * np.sqrt(own_var),
+            peer_drop + self.deficit_tolerance_sd * peer_drop_sd,
+        )
         noise_var = max(float(resid @ resid) / max(len(resid) - a.shape[1], 1), 1e-12)
         best_gain = np.full(usual.shape, -np.inf)
         best_kind = np.zeros(usual.shape, dtype=np.int64)
