@@ -20,6 +20,7 @@ import pickle
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -43,7 +44,7 @@ SIZES = {
 }
 
 
-def _record(cfg: SyntheticGridConfig, batch_rows: int = 1_000_000) -> dict[str, object]:
+def _record(cfg: SyntheticGridConfig, batch_rows: int = 1_000_000) -> dict[str, Any]:
     """Generate the grid and run the balance engine over it (the same batches as the
     embedded replay); everything detection needs afterwards."""
     grid = generate_grid(cfg)
@@ -82,6 +83,7 @@ def run_one(
     )
     t0 = time.perf_counter()
     path = cache / f"{size}-{mix}-{seed}-{days}d.pkl" if cache is not None else None
+    rec: dict[str, Any]
     if path is not None and path.exists():
         rec = pickle.loads(path.read_bytes())
     else:
@@ -89,11 +91,11 @@ def run_one(
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(pickle.dumps(rec, protocol=pickle.HIGHEST_PROTOCOL))
-    stage = DetectionStage(rec["topology"], rec["config"], {})  # type: ignore[arg-type]
-    for emission in rec["emissions"]:  # type: ignore[attr-defined]
+    stage = DetectionStage(rec["topology"], rec["config"], {})
+    for emission in rec["emissions"]:
         stage.process(emission)
     sus = suspicions_frame(stage.book.suspicions(), cfg.tz)
-    labels: pd.DataFrame = rec["labels"]  # type: ignore[assignment]
+    labels: pd.DataFrame = rec["labels"]
     end = pd.Timestamp(cfg.start, tz=cfg.tz) + pd.Timedelta(days=days)
     ev = evaluate(sus, labels, days=days, end=end)
     if dump is not None:
