@@ -32,7 +32,8 @@ from streams.replay import suspicions_frame
 
 # name -> parameter -> (low, high, kind) ; kind "float", "int" or "log"
 SEARCH_SPACE: dict[str, dict[str, tuple[float, float, str]]] = {
-    "theft_localiser": {"min_z": (4.0, 12.0, "float"), "min_drop_z": (1.0, 3.0, "float")},
+    # min_z: a suspect joins the joint model from this z; its calibrated score decides.
+    "theft_localiser": {"min_z": (3.0, 8.0, "float"), "min_drop_z": (1.0, 3.0, "float")},
     "consumption_shape": {
         "flat_ratio": (0.05, 0.3, "float"),
         "reversed_margin": (0.3, 0.8, "float"),
