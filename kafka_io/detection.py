@@ -1,8 +1,9 @@
 """The detection half of a partition, apart from its balances.
 
 A worker's balances must not wait for its detectors: when a day closes, the meter
-detectors take seconds per partition (about 4 ms per meter-day), while the balances
-of the next steps are due within the second. So the worker runs them in two
+detectors refit their models over the areas' histories (the theft localiser: one
+joint model per area over its whole history), which grows to seconds per partition,
+while the balances of the next steps are due within the second. So the worker runs them in two
 processes (kafka_io.step_process): the balance side (``PartitionCore``) hands each
 step's final results to the detection side (``PartitionDetection``) as a
 ``DetectionInput``, in step order, and goes on; the detection side runs every

@@ -6,8 +6,9 @@ The balance child owns the ``WorkerCores`` (decoding, routing, balances, the bal
 half of each checkpoint); the detection child owns the ``WorkerDetection`` (every
 detector, the detection half). A step's final results go from one to the other
 through the faust process, in step order, and the faust process does not wait for
-detection before the next step: at a day's close the detectors take seconds (about
-4 ms per meter-day), and the balances closing meanwhile are due within the second
+detection before the next step: at a day's close the detectors may take seconds
+(they refit over the areas' histories), and the balances closing meanwhile are due
+within the second
 (docs/streaming.md, "Two processes"). No step holds the event loop's GIL while
 aiokafka has records to fetch (docs/benchmarks.md: in one process, the core and
 faust's per-message machinery shared one core and the worker ran at ~120k readings/s).

@@ -140,6 +140,23 @@ def test_through_kafka_gives_the_embedded_finals(
     assert time.monotonic() - t0 < 90
 
 
+def test_tuned_detector_settings_reach_the_worker(
+    grid_dir: Path, embedded: Path, kafka_settings: KafkaSettings, tmp_path: Path
+) -> None:
+    """``--detectors`` (the file ``lineloss tune`` writes) reaches the worker's
+    detection process: the suspicions of the embedded replay with the same file."""
+    tuned = {"decider": {"min_score": 0.3}, "book": {"confirm_windows": 1}}
+    path = tmp_path / "detectors.json"
+    path.write_text(json.dumps(tuned))
+    run_replay(grid_dir, tmp_path / "embedded", CONFIG, detector_settings=tuned)
+    default = pd.read_csv(embedded / "suspicions.csv")
+    assert len(pd.read_csv(tmp_path / "embedded" / "suspicions.csv")) > len(default)
+    run_through_kafka(
+        grid_dir, tmp_path / "out", CONFIG, kafka_settings, timeout_s=120, detectors_path=path
+    )
+    assert_same_finals(tmp_path / "embedded", tmp_path / "out")
+
+
 def test_bad_messages_land_in_dead_letters_and_the_worker_goes_on(
     grid_dir: Path, embedded: Path, kafka_settings: KafkaSettings, tmp_path: Path
 ) -> None:
