@@ -185,6 +185,10 @@ def _one_blas_thread() -> Iterator[None]:
                 os.environ.pop(k, None)
 
 
+def _noop() -> None:
+    pass
+
+
 class _Child:
     """One process running submitted calls in order."""
 
@@ -201,6 +205,12 @@ class _Child:
 
     def wait(self, fn: Callable[..., T], *args: Any) -> T:
         return self._pool.submit(fn, *args).result()
+
+    def check(self) -> None:
+        """Raise ``BrokenProcessPool`` if the process has died (without waiting for
+        the calls queued before: a no-op call is queued, and submitting to a pool
+        whose process died raises at once)."""
+        self._pool.submit(_noop)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -240,6 +250,12 @@ class StepProcesses:
         """Queue a step's detection (after the steps queued before it); the future
         resolves when it ran, with the detection halves of ``snapshot``."""
         return self._detection.call(_detect, inputs, revoked, snapshot)
+
+    def check(self) -> None:
+        """Raise if a child process has died (a killed child is otherwise noticed
+        only by the next step, and a quiet stream may not have one for hours)."""
+        self._balance.check()
+        self._detection.check()
 
     def close(self) -> None:
         self._balance.close()

@@ -559,8 +559,15 @@ def build_app(
 
     @app.timer(interval=settings.heartbeat_interval_s)
     async def idle() -> None:
+        if failed:
+            return
+        try:
+            stepper.check()
+        except Exception as exc:
+            fail("a child process", exc)
+            return
         # Only between steps: a step stuck on Kafka must let the heartbeat go stale.
-        if reporter is not None and not in_step and not failed:
+        if reporter is not None and not in_step:
             await report(reporter.idle)
 
     def stale(event: Any) -> bool:
