@@ -187,12 +187,13 @@ def _first_step(settings: KafkaSettings) -> tuple[float, int]:
 
     consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap, group_id=None)
     try:
-        tp = TopicPartition(settings.checkpoints, 0)
-        consumer.assign([tp])
-        consumer.seek_to_beginning(tp)
-        end = consumer.end_offsets([tp])[tp]
+        parts = sorted(consumer.partitions_for_topic(settings.checkpoints) or ())
+        tps = [TopicPartition(settings.checkpoints, p) for p in parts]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        end = consumer.end_offsets(tps)
         records = []
-        while consumer.position(tp) < end:
+        while any(consumer.position(tp) < end[tp] for tp in tps):
             for recs in consumer.poll(timeout_ms=1000).values():
                 records.extend(recs)
     finally:

@@ -85,8 +85,10 @@ def ensure_topics(settings: KafkaSettings) -> None:
         settings.meter_windows: {"num_partitions": n, "replication_factor": rf},
         settings.topology: {"num_partitions": 1, "replication_factor": rf, "configs": compacted},
         settings.workorders: {"num_partitions": n, "replication_factor": rf, "configs": compacted},
+        # One partition per readings partition (kafka_io.worker.checkpoint_partition):
+        # a restore reads only those of the partitions it restores.
         settings.checkpoints: {
-            "num_partitions": 1,
+            "num_partitions": n,
             "replication_factor": rf,
             # A checkpoint per partition and step: roll segments often and compact
             # early, so a restore reads a few versions, not hours of them.

@@ -247,13 +247,18 @@ def read_compacted_records(
     topic: str,
     timeout_s: float = 30.0,
     newer: Callable[[Any, Any], bool] | None = None,
+    partitions: Callable[[int], set[int]] | None = None,
 ) -> dict[bytes, Any]:
-    """Like ``read_compacted``, the kept record of each key (with its headers)."""
+    """Like ``read_compacted``, the kept record of each key (with its headers).
+    ``partitions(count)`` chooses which of the topic's ``count`` partitions to read
+    (default: all)."""
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(**settings.client(), enable_auto_commit=False, group_id=None)
     try:
         parts = consumer.partitions_for_topic(topic) or set()
+        if partitions is not None:
+            parts = set(parts) & partitions(len(parts))
         tps = [TopicPartition(topic, p) for p in sorted(parts)]
         if not tps:
             return {}
@@ -353,6 +358,24 @@ def checkpoint_key(settings: KafkaSettings, partition: int) -> bytes:
     return f"{settings.group_id}/{settings.readings}/{partition}".encode()
 
 
+def checkpoint_partition(partition: int, count: int) -> int:
+    """The checkpoint topic's partition that holds a readings partition's
+    checkpoints: the same number (topics made by ``ensure_topics`` have as many),
+    modulo the count for a topic made with fewer (one, before session 5). A restore
+    then reads only the partitions of the readings partitions it restores."""
+    return partition % max(count, 1)
+
+
+def partition_count(settings: KafkaSettings, topic: str) -> int:
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(**settings.client(), enable_auto_commit=False, group_id=None)
+    try:
+        return len(consumer.partitions_for_topic(topic) or ())
+    finally:
+        consumer.close()
+
+
 def checkpoint_headers(position: int, next_offset: dict[str, int]) -> dict[str, bytes]:
     return {
         CHECKPOINT_POSITION: str(position).encode(),
@@ -413,7 +436,10 @@ def read_checkpoints(settings: KafkaSettings, partitions: set[int]) -> dict[int,
         return checkpoint_rank(rec.headers, committed.get(p, {}) if p is not None else {})
 
     saved = read_compacted_records(
-        settings, settings.checkpoints, newer=lambda rec, kept: rank(rec) >= rank(kept)
+        settings,
+        settings.checkpoints,
+        newer=lambda rec, kept: rank(rec) >= rank(kept),
+        partitions=lambda count: {checkpoint_partition(p, count) for p in partitions},
     )
     out = {}
     for key, p in keys.items():
@@ -543,6 +569,7 @@ def build_app(
     dead_letters = app.topic(k.dead_letters, **raw)
     meter_windows = app.topic(k.meter_windows, **raw)
     checkpoints = app.topic(k.checkpoints, **raw)
+    checkpoint_partitions = partition_count(k, k.checkpoints)
     in_step = False
     failed = failures if failures is not None else []
 
@@ -748,6 +775,7 @@ def build_app(
             written.append(
                 await checkpoints.send(
                     key=checkpoint_key(k, p),
+                    partition=checkpoint_partition(p, checkpoint_partitions),
                     value=checkpoint_bytes(balance_half, result.snapshots[p]),
                     headers=checkpoint_headers(position, offsets),
                 )

@@ -224,6 +224,9 @@ def test_sigkilled_worker_restarts_from_its_checkpoint_with_identical_finals(
     from kafka_io.worker import committed_offsets, load_topology, read_checkpoints
 
     saved = read_checkpoints(kafka_settings, set(range(kafka_settings.partitions)))
+    assert checkpoint_homes(kafka_settings) == {
+        p: {f"{kafka_settings.group_id}/{kafka_settings.readings}/{p}"} for p in saved
+    }  # each in the checkpoint partition of its own number
     topology = load_topology(kafka_settings)
     cores = [
         PartitionCore.restore(topology, CONFIG, split_checkpoint(data)[0])
@@ -254,6 +257,28 @@ def test_sigkilled_worker_restarts_from_its_checkpoint_with_identical_finals(
         core = PartitionCore.restore(topology, CONFIG, split_checkpoint(data)[0])
         for topic, offset in committed[core.partition].items():
             assert core.next_offset.get(topic, 0) >= offset, (core.partition, topic)
+
+
+def checkpoint_homes(settings: KafkaSettings) -> dict[int, set[str]]:
+    """Checkpoint partition -> the keys written to it."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap, group_id=None)
+    try:
+        tps = [
+            TopicPartition(settings.checkpoints, p)
+            for p in sorted(consumer.partitions_for_topic(settings.checkpoints) or ())
+        ]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        end = consumer.end_offsets(tps)
+        out: dict[int, set[str]] = {}
+        while any(consumer.position(tp) < end[tp] for tp in tps):
+            for tp, recs in consumer.poll(timeout_ms=1000).items():
+                out.setdefault(tp.partition, set()).update(r.key.decode() for r in recs)
+        return out
+    finally:
+        consumer.close()
 
 
 def cmdline(pid: int) -> bytes:

@@ -32,3 +32,11 @@ def test_checkpoints_of_older_workers_and_fresh_groups() -> None:
     assert checkpoint_rank(old, {"r": 10**6}) == (True, 77)
     assert checkpoint_rank(None, {}) == (True, -1)
     assert checkpoint_rank(headers(5, {"r": 3}), {}) == (True, 5)  # nothing committed yet
+
+
+def test_checkpoints_go_to_their_own_partition_or_fold_onto_fewer() -> None:
+    from kafka_io.worker import checkpoint_partition
+
+    assert [checkpoint_partition(p, 4) for p in range(4)] == [0, 1, 2, 3]
+    assert {checkpoint_partition(p, 1) for p in range(4)} == {0}  # a topic made before
+    assert [checkpoint_partition(p, 2) for p in range(4)] == [0, 1, 0, 1]
