@@ -194,6 +194,14 @@ def test_bad_messages_land_in_dead_letters_and_the_worker_goes_on(
     assert_same_finals(embedded, tmp_path / "out")
 
 
+def wait_for_a_checkpoint(settings: KafkaSettings, timeout_s: float = 60) -> None:
+    """Until the worker wrote its first checkpoint (it is mid-stream then)."""
+    deadline = time.monotonic() + timeout_s
+    while not read_compacted(settings, settings.checkpoints):
+        assert time.monotonic() < deadline, "no checkpoint written"
+        time.sleep(0.2)
+
+
 def test_sigkilled_worker_restarts_from_its_checkpoint_with_identical_finals(
     grid_dir: Path, embedded: Path, kafka_settings: KafkaSettings, tmp_path: Path
 ) -> None:
@@ -201,11 +209,7 @@ def test_sigkilled_worker_restarts_from_its_checkpoint_with_identical_finals(
     # Small steps, so the stream is still running when the worker dies.
     worker = start_worker(kafka_settings, tmp_path, "--take-max", "3", "--take-within-s", "0.2")
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if read_compacted(kafka_settings, kafka_settings.checkpoints):
-                break
-            time.sleep(0.2)
+        wait_for_a_checkpoint(kafka_settings)
         time.sleep(0.5)
         children = children_of(worker.pid)
         assert children, "the worker's step process is missing"
@@ -305,11 +309,7 @@ def test_a_worker_whose_child_process_dies_exits_non_zero_and_restarts_cleanly(
     with log_path.open("wb") as log_file:
         worker = start_worker(kafka_settings, tmp_path, "--take-max", "3", stderr=log_file)
         try:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                if read_compacted(kafka_settings, kafka_settings.checkpoints):
-                    break
-                time.sleep(0.2)
+            wait_for_a_checkpoint(kafka_settings)
             children = sorted(
                 (c for c in children_of(worker.pid) if b"spawn_main" in cmdline(c)),
                 key=started_at,
