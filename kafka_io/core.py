@@ -190,10 +190,8 @@ class PartitionCore:
 
     @property
     def stream_time_s(self) -> int | None:
-        """Event time the partition has reached [s since epoch]: the watermark plus
-        the allowed lateness, i.e. the newest accepted reading; None before any."""
-        wm = self.engine.watermark_s
-        return None if wm is None else wm + self.config.allowed_lateness_s
+        """Event time the partition has reached (``BalanceEngine.stream_time_s``)."""
+        return self.engine.stream_time_s
 
     def apply(self, shards: Shards) -> list[str]:
         """Take a new shard plan (a registry update): this partition's part of its

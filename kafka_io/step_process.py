@@ -129,7 +129,7 @@ def _balance(
     assert _CORES is not None and _REGISTRY is not None
     _CORES.revoke(revoked)
     # (A re-published registry is mostly repeats: only changes count.)
-    updates = {m: h for m, h in _REGISTRY.updates().items() if _CORES.timeline.changed_by({m: h})}
+    updates = _CORES.timeline.changes(_REGISTRY.updates())
     if updates:
         late = _CORES.apply(updates)
         log.warning("registry: %d meters updated", len(updates))

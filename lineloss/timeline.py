@@ -139,14 +139,18 @@ class TopologyTimeline:
     def changed_by(self, updates: Mapping[str, MeterHistory | None]) -> bool:
         """Whether ``apply(updates)`` would change anything (re-read registries are
         mostly repeats)."""
-        for meter_id, history in updates.items():
-            old = self.histories.get(meter_id)
-            if history is None:
-                if old is not None and any(st.meter is not None for st in old):
-                    return True
-            elif old != normalised(meter_id, history):
-                return True
-        return False
+        return any(self._changes(meter_id, h) for meter_id, h in updates.items())
+
+    def changes(self, updates: Mapping[str, MeterHistory | None]) -> dict[str, MeterHistory | None]:
+        """The part of ``updates`` that ``apply`` would change (the rest repeats
+        what this timeline already says)."""
+        return {m: h for m, h in updates.items() if self._changes(m, h)}
+
+    def _changes(self, meter_id: str, history: MeterHistory | None) -> bool:
+        old = self.histories.get(meter_id)
+        if history is None:
+            return old is not None and any(st.meter is not None for st in old)
+        return old != normalised(meter_id, history)
 
     def restricted(
         self, keep: Callable[[Meter], bool], previous: TopologyTimeline | None = None

@@ -202,6 +202,12 @@ class BalanceEngine:
             return None
         return self._frontier_s - self.config.allowed_lateness_s
 
+    @property
+    def stream_time_s(self) -> int | None:
+        """Event time reached [s since epoch]: the watermark plus the allowed
+        lateness, i.e. the newest accepted reading; None before any."""
+        return self._frontier_s
+
     # ------------------------------------------------------------------ ingest
     def ingest(self, batch: ReadingBatch) -> Rejects:
         """Accept a batch of readings; return those refused, with reasons."""

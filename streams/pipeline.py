@@ -136,10 +136,8 @@ class Pipeline:
 
     @property
     def stream_time_s(self) -> int | None:
-        """Event time the pipeline has reached [s since epoch]: the watermark plus the
-        allowed lateness, i.e. the newest accepted reading; None before any."""
-        wm = self.engine.watermark_s
-        return None if wm is None else wm + self.engine.config.allowed_lateness_s
+        """Event time the pipeline has reached (``BalanceEngine.stream_time_s``)."""
+        return self.engine.stream_time_s
 
     @property
     def histories(self) -> dict[str, AreaHistory]:

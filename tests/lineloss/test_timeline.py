@@ -146,3 +146,11 @@ def test_histories_are_checked() -> None:
     )
     assert [st.effective_from_s for st in h] == [BEGINNING_S, 20]
     assert h[1].meter is None
+
+
+def test_changes_keeps_only_what_apply_would_change() -> None:
+    tl = TopologyTimeline.of(TOPO)
+    moved = always(customer("C1", "A2", "F2"))
+    updates = {"C1": moved, "C2": always(customer("C2", "A1", "F1")), "C3": None}
+    assert tl.changes(updates) == {"C1": moved, "C3": None}
+    assert tl.apply(updates).changes(updates) == {}
