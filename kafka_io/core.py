@@ -82,6 +82,8 @@ class Outputs:
     drained: bool = False  # this partition reached its end of stream and flushed
     readings: int = 0  # decoded readings fed to the pipeline in this step
     position: int = 0  # PartitionCore.position after the step
+    # messages the consumer handed out of offset order, so not processed (errors)
+    offset_warnings: list[str] = field(default_factory=list)
     # for the partition's detectors: what became final, in order
     detection: DetectionInput = field(default_factory=DetectionInput)
 
@@ -118,17 +120,34 @@ class PartitionCore:
         self.detection_begin = True
         self.detection_saved: bytes | None = None
         self._timeline_changed = True
+        # The latest offset ranges skipped (topic, from, to): a message from inside
+        # one arriving later shows the consumer re-ordered the partition's messages.
+        self._jumps: list[tuple[str, int, int]] = []
+
+    def _jumped_over(self, origin: Origin) -> bool:
+        return any(t == origin.topic and lo <= origin.offset < hi for t, lo, hi in self._jumps)
 
     def process(self, messages: Sequence[tuple[Origin, bytes | None]]) -> Outputs:
         """One step of this partition's messages: balances, dead letters, forwards,
         meter windows, and in ``detection`` the input of the partition's detectors."""
         cols = ReadingColumns()
         ended = False
+        warnings: list[str] = []
         for origin, raw in messages:
             if origin.partition != self.partition:
                 raise ValueError(f"partition {self.partition}'s core got {origin}")
-            if origin.offset < self.next_offset.get(origin.topic, 0):
+            expected = self.next_offset.get(origin.topic)
+            if origin.offset < (expected or 0):
+                if self._jumped_over(origin):
+                    warnings.append(
+                        f"{origin.topic} offset {origin.offset} came after the partition "
+                        f"had jumped over it (next offset {expected}): not processed, lost"
+                    )
                 continue  # already in the snapshot this worker restored
+            if expected is not None and origin.offset > expected:
+                # (Also legitimate: a transaction's commit marker takes an offset.)
+                self._jumps.append((origin.topic, expected, origin.offset))
+                del self._jumps[:-100]
             self.next_offset[origin.topic] = origin.offset + 1
             kind = control_type(raw)
             if kind == END_OF_STREAM:
@@ -144,7 +163,7 @@ class PartitionCore:
                 else:
                     self._take_forwarded(origin, raw, sources, cols)
         decoded = cols.decoded(self.shards.topology)
-        out = Outputs(dead_letters=decoded.dead_letters)
+        out = Outputs(dead_letters=decoded.dead_letters, offset_warnings=warnings)
         mine, away = self._route(decoded)
         out.forwards = self._forwards(decoded, away)
         if ended:

@@ -144,6 +144,9 @@ def _balance(
     _DIRTY.difference_update(revoked)
     _CORES.prepare(assigned)
     outs = _CORES.process(messages)
+    for p, out in outs.items():
+        for w in out.offset_warnings:
+            log.error("partition %d: %s", p, w)
     _DIRTY.update(outs)
     snapshots: dict[int, tuple[bytes, int, dict[str, int]]] = {}
     if checkpoint or any(out.drained for out in outs.values()):

@@ -513,6 +513,35 @@ class _Step:
     messages: int = 0  # taken in the step
 
 
+class FetchGenerations:
+    """Which fetched events a step may process: only those fetched under the
+    assignment in force.
+
+    faust stamps each event with the consumer group generation it was fetched in.
+    A rebalance first revokes (that generation's assignment is over, though faust
+    keeps its number until the next assignment starts), then assigns under a new
+    number and seeks every assigned partition back to its committed offset, so the
+    events fetched before come again. Processed, such an event would move a core
+    restored from its checkpoint past offsets not yet re-fetched, which it would
+    then skip as seen, and its checkpoint would make the next owner skip them too:
+    readings lost. So an event of an earlier generation, or of the current one
+    once it has been revoked, is dropped (never acked either).
+    """
+
+    def __init__(self, current: Callable[[], int | None]) -> None:
+        self._current = current
+        self._revoked: int | None = None  # the generation whose assignment was revoked
+
+    def revoked(self) -> None:
+        """The assignment of the current generation is over."""
+        self._revoked = self._current()
+
+    def stale(self, fetched_in: int | None) -> bool:
+        if fetched_in is None:  # (events not from a group consumer)
+            return False
+        return fetched_in != self._current() or fetched_in == self._revoked
+
+
 class WorkerFailed(RuntimeError):
     """A step or its detection failed: the worker stops with a non-zero status."""
 
@@ -597,9 +626,7 @@ def build_app(
         if reporter is not None and not in_step:
             await report(reporter.idle)
 
-    def stale(event: Any) -> bool:
-        fetched_in = event.message.generation_id
-        return fetched_in is not None and fetched_in != app.consumer_generation_id
+    generations = FetchGenerations(lambda: app.consumer_generation_id)
 
     def readings_partitions(tps: Any) -> set[int]:
         return {tp.partition for tp in tps if tp.topic in (k.readings, k.routed)}
@@ -616,12 +643,13 @@ def build_app(
     @app.on_partitions_revoked.connect
     def revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         # The next owner restores these partitions from their checkpoints; if they
-        # come back here, so do we, instead of going on from a stale state. (Every
-        # event delivered is processed, whatever the signals said: faust may hand
-        # the agent a partition's events before it sends on_partitions_assigned,
-        # and an event skipped would still be acked and committed, i.e. lost. A
-        # step on a partition just revoked is harmless: same results, and the
-        # further checkpoint wins, see read_checkpoints.)
+        # come back here, so do we, instead of going on from a stale state. Events
+        # fetched before now are not processed (FetchGenerations: faust re-fetches
+        # them); events of the next assignment are, even those faust hands over
+        # before it sends on_partitions_assigned (skipped, they would still be acked
+        # and committed, i.e. lost). A step already running on a partition just
+        # revoked is harmless: its checkpoint is not sent (``owned_since``).
+        generations.revoked()
         gone = readings_partitions(args[0])
         revoked_since_step.update(gone)
         owned_since.update(gone)  # checkpoints taken before now are not sent
@@ -649,12 +677,9 @@ def build_app(
                     # take_events acks each event after this body; one more reference
                     # keeps it unacked (so uncommitted) until its checkpoint is written.
                     e.message.incref()
-                # Events fetched before the latest rebalance are never processed nor
-                # acked: faust seeks every assigned partition back to its committed
-                # offset, so they come again. (Taken ahead of the new ones, they would
-                # move the restored core's next offset past the re-fetched events
-                # before them, which it would then skip as already seen: lost.)
-                events = [e for e in events if not stale(e)]
+                # Events of an assignment that no longer holds are never processed
+                # nor acked (FetchGenerations): faust re-fetches them.
+                events = [e for e in events if not generations.stale(e.message.generation_id)]
                 stepping[:] = events
                 messages = [
                     (

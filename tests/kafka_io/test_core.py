@@ -323,6 +323,26 @@ def test_a_resent_forward_is_not_counted_twice() -> None:
     assert not first.dead_letters and not again.dead_letters
 
 
+def test_a_message_handed_after_the_partition_went_past_it_is_reported() -> None:
+    """The consumer must hand a partition's messages in offset order: one from a
+    range already jumped over cannot be told from a re-delivery by the next offset
+    alone, so it is skipped, and that is what lost readings looked like
+    (kafka_io.worker.FetchGenerations). It is reported; re-deliveries and jumps
+    (a transaction marker takes an offset) are not."""
+    core = PartitionCore(TOPO, CONFIG, 0, PARTITIONS, shards=SHARDS)
+
+    def at(offset: int, minute: int) -> tuple[Origin, bytes]:
+        row = ReadingRow("C1", DAY0 + 60 * minute, 100.0 + minute)
+        return Origin("r", 0, offset), encode_reading(row)
+
+    assert core.process([at(0, 15), at(1, 30)]).offset_warnings == []
+    assert core.process([at(1, 30)]).offset_warnings == []  # re-delivered: seen
+    assert core.process([at(5, 90)]).offset_warnings == []  # a jump
+    (warning,) = core.process([at(3, 60)]).offset_warnings
+    assert warning.startswith("r offset 3 came after the partition had jumped over it")
+    assert core.process([at(6, 105)]).offset_warnings == []
+
+
 def test_a_partition_drains_only_when_every_other_stopped_forwarding() -> None:
     cores = [PartitionCore(TOPO, CONFIG, p, PARTITIONS, shards=SHARDS) for p in range(PARTITIONS)]
     eos = encode_control(END_OF_STREAM)

@@ -343,14 +343,6 @@ def three_feeders(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]
     return d, out
 
 
-@pytest.mark.xfail(
-    raises=AssertionError,
-    strict=False,
-    reason="KNOWN BUG (docs/roadmap.md, issue 3, first item): with the readings streamed "
-    "during the rebalances, a reading can be lost (seen as 1-2 missing duplicate dead "
-    "letters in about 1 run in 4 after session 5's stale-event fix; the finals of the "
-    "windows concerned do not show it). Remove this mark with the fix.",
-)
 def test_two_workers_and_rebalances_give_the_embedded_results(
     three_feeders: tuple[Path, Path], kafka_settings: KafkaSettings, tmp_path: Path
 ) -> None:
@@ -385,9 +377,14 @@ def test_two_workers_and_rebalances_give_the_embedded_results(
     config = tmp_path / "engine.json"
     config.write_text(json.dumps(engine_config_to_dict(CONFIG)))
 
+    logs = {w: tmp_path / f"{w}.log" for w in "ab"}
+
     def start(w: str) -> subprocess.Popen[bytes]:
         command = worker_command(settings, config, exit_on_drain=False)
-        return subprocess.Popen([*command, *slow, "--heartbeat", str(beats[w])], env=worker_env())
+        with logs[w].open("wb") as log:
+            return subprocess.Popen(
+                [*command, *slow, "--heartbeat", str(beats[w])], env=worker_env(), stderr=log
+            )
 
     def stream_time(w: str) -> int | None:
         if not beats[w].exists():
@@ -416,6 +413,8 @@ def test_two_workers_and_rebalances_give_the_embedded_results(
         for proc in workers.values():
             proc.wait(timeout=60)
     assert collected.drained and publishing
+    for w, log in logs.items():  # a core handed messages out of order says so
+        assert "not processed, lost" not in log.read_text(errors="replace"), w
     published = publishing[0]
     write_outputs(
         tmp_path / "out", CONFIG, collected, published.topology_rejects, published.reading_rejects

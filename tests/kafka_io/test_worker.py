@@ -40,3 +40,16 @@ def test_checkpoints_go_to_their_own_partition_or_fold_onto_fewer() -> None:
     assert [checkpoint_partition(p, 4) for p in range(4)] == [0, 1, 2, 3]
     assert {checkpoint_partition(p, 1) for p in range(4)} == {0}  # a topic made before
     assert [checkpoint_partition(p, 2) for p in range(4)] == [0, 1, 0, 1]
+
+
+def test_events_of_a_revoked_assignment_are_stale_until_the_next_generation() -> None:
+    from kafka_io.worker import FetchGenerations
+
+    generation = [3]
+    g = FetchGenerations(lambda: generation[0])
+    assert not g.stale(3) and not g.stale(None)
+    assert g.stale(2)  # fetched before the latest rebalance
+    g.revoked()  # faust still says 3 until the next assignment starts
+    assert g.stale(3)  # fetched for the assignment just revoked
+    generation[0] = 4
+    assert g.stale(3) and not g.stale(4)
