@@ -326,6 +326,11 @@ class PartitionCore:
 
     def snapshot(self) -> bytes:
         """The balance side's state (an npz, loaded without pickle)."""
+        return dumps(self.state())
+
+    def state(self) -> dict[str, np.ndarray]:
+        """The balance side's state as named arrays (``snapshot`` saves them in one
+        npz; incremental checkpoints, kafka_io.pieces, one by one)."""
         state = engine_state(self.engine)
         state["worker.meta"] = np.array(
             json.dumps(
@@ -340,7 +345,7 @@ class PartitionCore:
                 }
             )
         )
-        return dumps(state)
+        return state
 
     @classmethod
     def restore(

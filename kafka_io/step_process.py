@@ -30,19 +30,20 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from detectors import DetectorSettings
 from kafka_io.core import Outputs, WorkerCores
 from kafka_io.detection import DetectionInput, WorkerDetection
+from kafka_io.pieces import DETECTION, PieceWriter, Split, balance_blobs
 from kafka_io.schema import Origin
 from kafka_io.topics import KafkaSettings
 from lineloss.config import EngineConfig
 from lineloss.domain import Suspicion
 
 if TYPE_CHECKING:
-    from kafka_io.worker import RegistryFollower
+    from kafka_io.worker import RegistryFollower, Unused
 
 log = logging.getLogger("lineloss.worker")
 
@@ -52,18 +53,21 @@ T = TypeVar("T")
 @dataclass
 class BalanceResult:
     outs: dict[int, Outputs]  # per partition stepped (``detection``: its detectors' input)
-    # partition -> (balance half of its checkpoint, its position, its next offset per
-    # topic), of every partition changed since the last checkpoint, when this step
-    # checkpoints (asked, or a partition drained)
-    snapshots: dict[int, tuple[bytes, int, dict[str, int]]]
+    # partition -> (balance half of its checkpoint as pieces, its position, its next
+    # offset per topic), of every partition changed since the last checkpoint, when
+    # this step checkpoints (asked, or a partition drained)
+    snapshots: dict[int, tuple[Split, int, dict[str, int]]]
     stream_time_s: int | None  # newest event time over the owned partitions
     drained: set[int]  # partitions this worker saw drain, ever
+    # pieces no manifest names, found by this step's restores (partition -> half ->
+    # digests): the worker deletes them after the partition's next checkpoint
+    unused: Unused = field(default_factory=dict)
 
 
 @dataclass
 class DetectionResult:
     changed: dict[int, list[tuple[str, bytes]]]  # suspicions new or changed (key, message)
-    snapshots: dict[int, bytes]  # detection halves, of the partitions asked for
+    snapshots: dict[int, Split]  # detection halves as pieces, of the partitions asked for
     suspicions: list[Suspicion]  # every current suspicion of the owned partitions
 
 
@@ -78,6 +82,22 @@ _CORES: WorkerCores | None = None  # the balance child's state
 _REGISTRY: RegistryFollower | None = None
 _DIRTY: set[int] = set()  # partitions stepped since their last checkpoint
 _DETECTION: WorkerDetection | None = None  # the detection child's state
+_UNUSED: Unused = {}  # what the balance child's restores found (kafka_io.worker.read_checkpoints)
+# Per partition, the pieces its checkpoints sent (kafka_io.pieces), with the state
+# object they are of: a partition restored or created anew starts a new writer.
+_PIECES: dict[tuple[str, int], tuple[object, PieceWriter]] = {}
+
+
+def _pieces(half: str, partition: int, of: object) -> PieceWriter:
+    held = _PIECES.get((half, partition))
+    if held is None or held[0] is not of:
+        held = _PIECES[(half, partition)] = (of, PieceWriter())
+    return held[1]
+
+
+def _forget_pieces(half: str, partitions: set[int]) -> None:
+    for p in partitions:
+        _PIECES.pop((half, p), None)
 
 
 def _start_balance(settings: KafkaSettings, config: EngineConfig) -> None:
@@ -85,7 +105,7 @@ def _start_balance(settings: KafkaSettings, config: EngineConfig) -> None:
 
     _exit_with_parent()
     global _CORES, _REGISTRY
-    _CORES, _REGISTRY = start_cores(settings, config)
+    _CORES, _REGISTRY = start_cores(settings, config, _UNUSED)
 
 
 def _start_detection(config: EngineConfig, detector_settings: DetectorSettings | None) -> None:
@@ -128,6 +148,7 @@ def _balance(
     the last checkpoint."""
     assert _CORES is not None and _REGISTRY is not None
     _CORES.revoke(revoked)
+    _forget_pieces("balance", revoked)
     # (A re-published registry is mostly repeats: only changes count.)
     updates = _CORES.timeline.changes(_REGISTRY.updates())
     if updates:
@@ -148,13 +169,16 @@ def _balance(
         for w in out.offset_warnings:
             log.error("partition %d: %s", p, w)
     _DIRTY.update(outs)
-    snapshots: dict[int, tuple[bytes, int, dict[str, int]]] = {}
+    snapshots: dict[int, tuple[Split, int, dict[str, int]]] = {}
     if checkpoint or any(out.drained for out in outs.values()):
         for p in sorted(_DIRTY):
             core = _CORES.cores[p]
-            snapshots[p] = (core.snapshot(), core.position, dict(core.next_offset))
+            split = _pieces("balance", p, core).split(balance_blobs(core.state()))
+            snapshots[p] = (split, core.position, dict(core.next_offset))
         _DIRTY.clear()
-    return BalanceResult(outs, snapshots, _CORES.stream_time_s, set(_CORES.drained))
+    unused = dict(_UNUSED)
+    _UNUSED.clear()
+    return BalanceResult(outs, snapshots, _CORES.stream_time_s, set(_CORES.drained), unused)
 
 
 def _detect(
@@ -164,8 +188,13 @@ def _detect(
     then the detection halves of ``snapshot``."""
     assert _DETECTION is not None
     _DETECTION.revoke(revoked)
+    _forget_pieces("detection", revoked)
     changed = _DETECTION.run(inputs)
-    return DetectionResult(changed, _DETECTION.snapshots(sorted(snapshot)), _DETECTION.suspicions())
+    halves = {
+        p: _pieces("detection", p, _DETECTION.parts[p]).split({DETECTION: data})
+        for p, data in _DETECTION.snapshots(sorted(snapshot)).items()
+    }
+    return DetectionResult(changed, halves, _DETECTION.suspicions())
 
 
 _BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")

@@ -61,6 +61,12 @@ class KafkaSettings:
         return f"{self.prefix}.checkpoints"
 
     @property
+    def checkpoint_pieces(self) -> str:
+        """The pieces the checkpoints' manifests name (kafka_io.pieces), keyed by
+        partition and content digest."""
+        return f"{self.prefix}.checkpoint-pieces"
+
+    @property
     def group_id(self) -> str:
         return f"{self.prefix}.worker"
 
@@ -98,6 +104,18 @@ def ensure_topics(settings: KafkaSettings) -> None:
                 "segment.bytes": str(64 * 1024 * 1024),
                 "segment.ms": str(10 * 60 * 1000),
                 "min.cleanable.dirty.ratio": "0.1",
+            },
+        },
+        # Pieces of at most 256 KiB (kafka_io.pieces.PIECE_BYTES), each written once;
+        # one no manifest uses any more is deleted by a tombstone.
+        settings.checkpoint_pieces: {
+            "num_partitions": n,
+            "replication_factor": rf,
+            "configs": {
+                **compacted,
+                "max.message.bytes": str(2 * 1024 * 1024),
+                "segment.ms": str(60 * 60 * 1000),
+                "min.cleanable.dirty.ratio": "0.2",
             },
         },
     }

@@ -43,7 +43,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kafka_io.core import Outputs, WorkerCores
-from kafka_io.detection import checkpoint_bytes
+from kafka_io.pieces import (
+    BALANCE,
+    DETECTION,
+    Manifest,
+    Split,
+    assemble,
+    decode_manifest,
+    encode_manifest,
+)
 from kafka_io.schema import (
     DRAINED,
     MessageError,
@@ -252,6 +260,27 @@ def read_compacted_records(
     """Like ``read_compacted``, the kept record of each key (with its headers).
     ``partitions(count)`` chooses which of the topic's ``count`` partitions to read
     (default: all)."""
+    latest: dict[bytes, Any] = {}
+
+    def keep(rec: Any) -> None:
+        if rec.value is None:
+            latest.pop(rec.key, None)
+        elif newer is None or rec.key not in latest or newer(rec, latest[rec.key]):
+            latest[rec.key] = rec
+
+    scan_records(settings, topic, keep, timeout_s, partitions)
+    return latest
+
+
+def scan_records(
+    settings: KafkaSettings,
+    topic: str,
+    visit: Callable[[Any], None],
+    timeout_s: float = 30.0,
+    partitions: Callable[[int], set[int]] | None = None,
+) -> None:
+    """Every record of ``topic`` from its beginning to its end now, in offset order
+    per partition, to ``visit``; ``partitions`` as in ``read_compacted_records``."""
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(**settings.client(), enable_auto_commit=False, group_id=None)
@@ -261,22 +290,17 @@ def read_compacted_records(
             parts = set(parts) & partitions(len(parts))
         tps = [TopicPartition(topic, p) for p in sorted(parts)]
         if not tps:
-            return {}
+            return
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)
         end = consumer.end_offsets(tps)
-        latest: dict[bytes, Any] = {}
         deadline = time.monotonic() + timeout_s
         while any(consumer.position(tp) < end[tp] for tp in tps):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"could not read {topic} to its end in {timeout_s} s")
             for records in consumer.poll(timeout_ms=500).values():
                 for rec in records:
-                    if rec.value is None:
-                        latest.pop(rec.key, None)
-                    elif newer is None or rec.key not in latest or newer(rec, latest[rec.key]):
-                        latest[rec.key] = rec
-        return latest
+                    visit(rec)
     finally:
         consumer.close()
 
@@ -358,6 +382,12 @@ def checkpoint_key(settings: KafkaSettings, partition: int) -> bytes:
     return f"{settings.group_id}/{settings.readings}/{partition}".encode()
 
 
+def piece_key(settings: KafkaSettings, partition: int, half: str, digest: str) -> bytes:
+    """Key of a checkpoint piece: partition, half (kafka_io.pieces.BALANCE or
+    DETECTION) and digest, so that no two writers ever share one."""
+    return f"{settings.group_id}/{settings.readings}/{partition}/{half}/{digest}".encode()
+
+
 def checkpoint_partition(partition: int, count: int) -> int:
     """The checkpoint topic's partition that holds a readings partition's
     checkpoints: the same number (topics made by ``ensure_topics`` have as many),
@@ -422,54 +452,123 @@ def committed_offsets(settings: KafkaSettings, partitions: set[int]) -> dict[int
         consumer.close(autocommit=False)
 
 
-def read_checkpoints(settings: KafkaSettings, partitions: set[int]) -> dict[int, bytes]:
-    """The saved state of each of ``partitions`` that has one: of several, the one
-    that covers the group's committed offsets and has read furthest
-    (``checkpoint_rank``), whatever the order they were written in. If none covers
-    them, the furthest, with an error in the log: readings were acked that no
-    checkpoint holds."""
+Unused = dict[int, dict[str, set[str]]]  # partition -> half -> digests
+
+
+def read_checkpoints(
+    settings: KafkaSettings, partitions: set[int], unused: Unused | None = None
+) -> dict[int, bytes]:
+    """The saved state of each of ``partitions`` that has one, as one checkpoint
+    message (``kafka_io.detection.checkpoint_bytes``): of several, the one that
+    covers the group's committed offsets and has read furthest (``checkpoint_rank``),
+    whatever the order they were written in. An incremental checkpoint (a manifest,
+    kafka_io.pieces) is assembled from its pieces; one whose pieces are not all
+    there gives way to the next best. If none covers the committed offsets, the
+    furthest, with an error in the log: readings were acked that no checkpoint holds.
+
+    Reading changes nothing. ``unused`` receives the pieces that no manifest of the
+    partition names (left by an earlier owner, or of a manifest being written right
+    now): the owner that restores the partition deletes them after its first
+    checkpoint (kafka_io.worker, ``_checkpoint``), unless that checkpoint uses them."""
     committed = committed_offsets(settings, partitions)
     keys = {checkpoint_key(settings, p): p for p in partitions}
+    manifests: dict[int, list[tuple[tuple[bool, int], int, Manifest]]] = {p: [] for p in partitions}
+    full: dict[int, tuple[tuple[bool, int], int, bytes]] = {}  # the best one-message checkpoint
+    seen = 0
 
-    def rank(rec: Any) -> tuple[bool, int]:
+    def checkpoint(rec: Any) -> None:
+        nonlocal seen
         p = keys.get(rec.key)
-        return checkpoint_rank(rec.headers, committed.get(p, {}) if p is not None else {})
+        if p is None or rec.value is None:
+            return
+        seen += 1
+        rank = checkpoint_rank(rec.headers, committed.get(p, {}))
+        manifest = decode_manifest(rec.value)
+        if manifest is not None:
+            manifests[p].append((rank, seen, manifest))
+        elif p not in full or rank >= full[p][0]:
+            full[p] = (rank, seen, rec.value)
 
-    saved = read_compacted_records(
-        settings,
-        settings.checkpoints,
-        newer=lambda rec, kept: rank(rec) >= rank(kept),
-        partitions=lambda count: {checkpoint_partition(p, count) for p in partitions},
-    )
+    def homes(count: int) -> set[int]:
+        return {checkpoint_partition(p, count) for p in partitions}
+
+    scan_records(settings, settings.checkpoints, checkpoint, partitions=homes)
+    named = {
+        (p, half): set().union(*(m.digests_of(half) for _, _, m in ms))
+        for p, ms in manifests.items()
+        for half in (BALANCE, DETECTION)
+    }
+    pieces: dict[tuple[int, str], dict[str, bytes]] = {k: {} for k in named}
+    present: dict[tuple[int, str], set[str]] = {k: set() for k in named}
+    prefix = f"{settings.group_id}/{settings.readings}/"
+
+    def piece(rec: Any) -> None:
+        key = rec.key.decode() if rec.key else ""
+        if not key.startswith(prefix):
+            return
+        part, half, digest = key[len(prefix) :].split("/")
+        at = (int(part), half)
+        if at not in present:
+            return
+        if rec.value is None:
+            present[at].discard(digest)
+            pieces[at].pop(digest, None)
+        else:
+            present[at].add(digest)
+            if digest in named[at]:
+                pieces[at][digest] = rec.value
+
+    scan_records(settings, settings.checkpoint_pieces, piece, partitions=homes)
+    if unused is not None:
+        for (p, half), digests in present.items():
+            if digests - named[(p, half)]:
+                unused.setdefault(p, {})[half] = digests - named[(p, half)]
     out = {}
-    for key, p in keys.items():
-        rec = saved.get(key)
-        if rec is None:
-            continue
-        covers, position = rank(rec)
-        if not covers:
-            log.error(
-                "partition %d: no checkpoint covers the committed offsets %s; restoring the "
-                "furthest (position %d): readings acked by an earlier owner may be missing",
-                p,
-                committed.get(p),
-                position,
-            )
-        out[p] = rec.value
+    for p in sorted(partitions):
+        options: list[tuple[tuple[bool, int], int, Manifest | bytes]] = [*manifests[p]]
+        if p in full:
+            options.append(full[p])
+        for (covers, position), _, saved in sorted(options, key=lambda o: o[:2], reverse=True):
+            if isinstance(saved, Manifest):
+                try:
+                    data = assemble(saved, pieces[(p, BALANCE)], pieces[(p, DETECTION)])
+                except KeyError as missing:
+                    log.warning(
+                        "partition %d: checkpoint at position %d lacks piece %s; trying an "
+                        "earlier one",
+                        p,
+                        position,
+                        missing,
+                    )
+                    continue
+            else:
+                data = saved
+            if not covers:
+                log.error(
+                    "partition %d: no checkpoint covers the committed offsets %s; restoring "
+                    "the furthest (position %d): readings acked by an earlier owner may be "
+                    "missing",
+                    p,
+                    committed.get(p),
+                    position,
+                )
+            out[p] = data
+            break
     return out
 
 
 def start_cores(
-    settings: KafkaSettings, config: EngineConfig
+    settings: KafkaSettings, config: EngineConfig, unused: Unused | None = None
 ) -> tuple[WorkerCores, RegistryFollower]:
     """The worker's partition cores (each restores its checkpoint when first
-    needed) and the follower of the registry they were built from."""
+    needed) and the follower of the registry they were built from; ``unused``
+    collects the pieces the restores found unused (``read_checkpoints``)."""
     ensure_topics(settings)
     follower = RegistryFollower(settings)
     timeline = _timeline_of(follower.updates(), settings)
 
     def load(partitions: set[int]) -> dict[int, bytes]:
-        saved = read_checkpoints(settings, partitions)
+        saved = read_checkpoints(settings, partitions, unused)
         for p in sorted(saved):
             log.warning("partition %d: restoring its checkpoint (%d bytes)", p, len(saved[p]))
         return saved
@@ -507,7 +606,7 @@ class _Step:
     events: list[Any]  # acked once a checkpoint covers this step
     sent: list[Any]  # the step's output sends (futures)
     # balance halves, when this step checkpoints (see BalanceResult.snapshots)
-    snapshots: dict[int, tuple[bytes, int, dict[str, int]]]
+    snapshots: dict[int, tuple[Split, int, dict[str, int]]]
     owned_since: dict[int, int]  # ownership epoch of each snapshotted partition
     drained: set[int] = field(default_factory=set)  # partitions that drained in it
     messages: int = 0  # taken in the step
@@ -598,7 +697,9 @@ def build_app(
     dead_letters = app.topic(k.dead_letters, **raw)
     meter_windows = app.topic(k.meter_windows, **raw)
     checkpoints = app.topic(k.checkpoints, **raw)
+    pieces = app.topic(k.checkpoint_pieces, **raw)
     checkpoint_partitions = partition_count(k, k.checkpoints)
+    piece_partitions = partition_count(k, k.checkpoint_pieces)
     in_step = False
     failed = failures if failures is not None else []
 
@@ -634,6 +735,7 @@ def build_app(
     revoked_since_step: set[int] = set()
     assigned_since_step: set[int] = set()
     owned_since: Counter[int] = Counter()  # bumped each time a partition is revoked
+    leftovers: Unused = {}  # pieces to delete after a restored partition's next checkpoint
     stepping: list[Any] = []  # events of the step being balanced
     queued: deque[_Step] = deque()  # steps whose detection is queued, in order
     unacked: list[Any] = []  # events of detected steps, until a checkpoint covers them
@@ -653,6 +755,8 @@ def build_app(
         gone = readings_partitions(args[0])
         revoked_since_step.update(gone)
         owned_since.update(gone)  # checkpoints taken before now are not sent
+        for p in gone:
+            leftovers.pop(p, None)
         # Never ack what was processed here for a partition now gone: those offsets
         # are the next owner's to commit, after its own checkpoint.
         for events in (stepping, unacked, *(step.events for step in queued)):
@@ -698,6 +802,7 @@ def build_app(
                 )
                 owned = dict(owned_since)  # a revocation during the step voids its checkpoints
                 result = await stepper.balance(messages, gone, new, due)
+                leftovers.update(result.unused)
                 if result.snapshots:
                     last_checkpoint = time.monotonic()
                 outs = result.outs
@@ -793,23 +898,43 @@ def build_app(
         for fut in confirming:
             await fut
         confirming.clear()
+        # Incremental (kafka_io.pieces): the pieces no earlier checkpoint sent, then
+        # the manifest that names them all, then, once it is written, tombstones of
+        # the pieces no manifest of the last two uses.
         written = []
-        for p, (balance_half, position, offsets) in step.snapshots.items():
+        unused: list[tuple[int, str, str]] = []
+        for p, (balance, position, offsets) in step.snapshots.items():
             if owned_since[p] != step.owned_since[p]:
                 continue  # revoked since the step: the next owner's now
+            detection = result.snapshots[p]
+            at = checkpoint_partition(p, piece_partitions)
+            for half, split in ((BALANCE, balance), (DETECTION, detection)):
+                for digest, piece in split.new.items():
+                    key = piece_key(k, p, half, digest)
+                    written.append(await pieces.send(key=key, partition=at, value=piece))
+                # What the restore found unused, unless this checkpoint uses it.
+                left = leftovers.get(p, {}).pop(half, set()) - split.used
+                unused += [(p, half, d) for d in sorted(left) + split.tombstones]
             written.append(
                 await checkpoints.send(
                     key=checkpoint_key(k, p),
                     partition=checkpoint_partition(p, checkpoint_partitions),
-                    value=checkpoint_bytes(balance_half, result.snapshots[p]),
+                    value=encode_manifest(balance, detection),
                     headers=checkpoint_headers(position, offsets),
                 )
             )
         for fut in written:
             await fut  # checkpoints delivered, then the acks
+        deleted = []
+        for p, half, digest in unused:
+            at = checkpoint_partition(p, piece_partitions)
+            key = piece_key(k, p, half, digest)
+            deleted.append(await pieces.send(key=key, partition=at, value=None))
         for e in unacked:
             e.ack()  # faust may now commit these offsets
         unacked.clear()
+        for fut in deleted:
+            await fut
 
     return app
 

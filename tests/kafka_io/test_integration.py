@@ -254,13 +254,88 @@ def test_sigkilled_worker_restarts_from_its_checkpoint_with_identical_finals(
     )
     assert_same_finals(embedded, tmp_path / "out")
     pd.testing.assert_series_equal(engine_reasons(embedded), engine_reasons(tmp_path / "out"))
-    final = read_checkpoints(kafka_settings, set(range(kafka_settings.partitions)))
+    unused: dict[int, dict[str, set[str]]] = {}
+    final = read_checkpoints(kafka_settings, set(range(kafka_settings.partitions)), unused)
+    # the pieces the killed worker left unnamed were deleted after the restart's
+    # first checkpoints (kafka_io.pieces)
+    assert unused == {}
     committed = committed_offsets(kafka_settings, set(range(kafka_settings.partitions)))
     assert any(committed.values()), "the restarted worker committed nothing"
     for data in final.values():
         core = PartitionCore.restore(topology, CONFIG, split_checkpoint(data)[0])
         for topic, offset in committed[core.partition].items():
             assert core.next_offset.get(topic, 0) >= offset, (core.partition, topic)
+
+
+def test_a_restore_assembles_the_pieces_falls_back_and_reports_the_unused(
+    kafka_settings: KafkaSettings,
+) -> None:
+    """Incremental checkpoints through the broker (kafka_io.pieces): the restore
+    assembles the best manifest's pieces; a manifest whose pieces are not all there
+    gives way to the one before; pieces no manifest names are reported (for the
+    owner to delete), not deleted by reading."""
+    from kafka import KafkaProducer
+    from one_area import CONFIG as SMALL
+    from one_area import PARTITIONS, SHARDS, TOPO, quarter_hours
+
+    from kafka_io.core import PartitionCore
+    from kafka_io.detection import split_checkpoint
+    from kafka_io.pieces import BALANCE, DETECTION, PieceWriter, balance_blobs, encode_manifest
+    from kafka_io.worker import checkpoint_headers, checkpoint_key, piece_key, read_checkpoints
+
+    settings = kafka_settings
+    ensure_topics(settings)
+    producer = KafkaProducer(**settings.client())
+    core = PartitionCore(TOPO, SMALL, 0, PARTITIONS, shards=SHARDS)
+    messages = quarter_hours(120)
+    bal, det = PieceWriter(), PieceWriter()
+    positions = []
+
+    def save(detection: bytes, *, lose: int = 0) -> None:
+        b, d = bal.split(balance_blobs(core.state())), det.split({DETECTION: detection})
+        new = [(BALANCE, k, v) for k, v in b.new.items()] + [(DETECTION, *i) for i in d.new.items()]
+        for half, digest, piece in sorted(new)[lose:]:
+            producer.send(
+                settings.checkpoint_pieces,
+                key=piece_key(settings, 0, half, digest),
+                value=piece,
+                partition=0,
+            )
+        headers = checkpoint_headers(core.position, dict(core.next_offset))
+        producer.send(
+            settings.checkpoints,
+            key=checkpoint_key(settings, 0),
+            value=encode_manifest(b, d),
+            headers=list(headers.items()),
+            partition=0,
+        )
+        producer.flush()
+        positions.append(core.position)
+
+    core.process(messages[:60])
+    save(b"first")
+    core.process(messages[60:90])
+    save(b"second")
+    stray = piece_key(settings, 0, BALANCE, "0" * 32)
+    producer.send(
+        settings.checkpoint_pieces, key=stray, value=b"left by an earlier owner", partition=0
+    )
+    producer.flush()
+    unused: dict[int, dict[str, set[str]]] = {}
+    (data,) = read_checkpoints(settings, {0}, unused).values()
+    balance, detection = split_checkpoint(data)
+    assert detection == b"second"
+    assert PartitionCore.restore(TOPO, SMALL, balance, shards=SHARDS).position == positions[1]
+    assert unused == {0: {BALANCE: {"0" * 32}}}
+    assert stray in read_compacted(settings, settings.checkpoint_pieces)  # reading deletes nothing
+
+    core.process(messages[90:])
+    save(b"third", lose=1)  # a piece of the newest manifest is missing
+    (data,) = read_checkpoints(settings, {0}).values()
+    balance, detection = split_checkpoint(data)
+    assert detection == b"second"
+    assert PartitionCore.restore(TOPO, SMALL, balance, shards=SHARDS).position == positions[1]
+    producer.close()
 
 
 def checkpoint_homes(settings: KafkaSettings) -> dict[int, set[str]]:
