@@ -27,8 +27,9 @@ import multiprocessing
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -221,28 +222,68 @@ def _noop() -> None:
     pass
 
 
+class ChildHung(RuntimeError):
+    """A child process has run one call for longer than its time limit."""
+
+
 class _Child:
     """One process running submitted calls in order."""
 
-    def __init__(self, initializer: Callable[..., None], initargs: tuple[Any, ...]) -> None:
+    def __init__(
+        self,
+        initializer: Callable[..., None],
+        initargs: tuple[Any, ...],
+        *,
+        name: str = "child",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.name = name
+        self._clock = clock
         self._pool = ProcessPoolExecutor(
             max_workers=1,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=initializer,
             initargs=initargs,
         )
+        # Calls not yet finished, in order, and when the first of them started:
+        # calls run one after another, so each starts when the one before ends.
+        self._pending: deque[Future[Any]] = deque()
+        self._running_since = clock()
 
     def call(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
-        return asyncio.wrap_future(self._pool.submit(fn, *args))
+        return asyncio.wrap_future(self.submit(fn, *args))
 
     def wait(self, fn: Callable[..., T], *args: Any) -> T:
-        return self._pool.submit(fn, *args).result()
+        return self.submit(fn, *args).result()
 
-    def check(self) -> None:
+    def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
+        self._advance()
+        if not self._pending:
+            self._running_since = self._clock()
+        future = self._pool.submit(fn, *args)
+        self._pending.append(future)
+        return future
+
+    def _advance(self) -> None:
+        while self._pending and self._pending[0].done():
+            self._pending.popleft()
+            self._running_since = self._clock()
+
+    def busy_s(self) -> float:
+        """How long the call running now has been running (0 when idle). (Measured
+        from when the one before it was seen finished: an upper bound.)"""
+        self._advance()
+        return self._clock() - self._running_since if self._pending else 0.0
+
+    def check(self, limit_s: float | None = None) -> None:
         """Raise ``BrokenProcessPool`` if the process has died (without waiting for
-        the calls queued before: a no-op call is queued, and submitting to a pool
-        whose process died raises at once)."""
+        the calls queued before: submitting to a pool whose process died raises at
+        once), or ``ChildHung`` if one call has run longer than ``limit_s``: a
+        process that is alive but stuck (a deadlock, a runaway computation) would
+        otherwise hold its worker's partitions forever."""
         self._pool.submit(_noop)
+        if limit_s is not None and (busy := self.busy_s()) > limit_s:
+            raise ChildHung(f"the {self.name} process has run one call for {busy:.0f} s")
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -258,8 +299,8 @@ class StepProcesses:
         config: EngineConfig,
         detector_settings: DetectorSettings | None = None,
     ) -> None:
-        self._balance = _Child(_start_balance, (settings, config))
-        self._detection = _Child(_start_detection, (config, detector_settings))
+        self._balance = _Child(_start_balance, (settings, config), name="balance")
+        self._detection = _Child(_start_detection, (config, detector_settings), name="detection")
         # Start both now, so that a missing topology fails the worker at once.
         with _one_blas_thread():
             self.info: CoresInfo = self._balance.wait(_info)
@@ -283,11 +324,12 @@ class StepProcesses:
         resolves when it ran, with the detection halves of ``snapshot``."""
         return self._detection.call(_detect, inputs, revoked, snapshot)
 
-    def check(self) -> None:
+    def check(self, limit_s: float | None = None) -> None:
         """Raise if a child process has died (a killed child is otherwise noticed
-        only by the next step, and a quiet stream may not have one for hours)."""
-        self._balance.check()
-        self._detection.check()
+        only by the next step, and a quiet stream may not have one for hours), or
+        has run one call for more than ``limit_s``."""
+        self._balance.check(limit_s)
+        self._detection.check(limit_s)
 
     def close(self) -> None:
         self._balance.close()

@@ -91,6 +91,10 @@ class WorkerSettings:
     # checkpoint (a 137-reading concentrator batch is ~7 kB) and of queued detection
     # inputs. A day's detection takes seconds; live, that is hundreds of small steps.
     detection_lag_messages: int = 50_000
+    # A child process that runs one call for longer is taken as hung: the worker
+    # stops (status 1) for its supervisor to restart it. A day's detection at
+    # province scale takes minutes, a restore of a large partition about as long.
+    child_timeout_s: float = 1800.0
 
 
 def write_heartbeat(path: Path, *, unix_s: float, stream_time_s: int | None) -> None:
@@ -719,7 +723,7 @@ def build_app(
         if failed:
             return
         try:
-            stepper.check()
+            stepper.check(settings.child_timeout_s)
         except Exception as exc:
             fail("a child process", exc)
             return

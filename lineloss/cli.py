@@ -391,6 +391,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         take_max=args.take_max,
         take_within_s=args.take_within_s,
         detection_lag_messages=args.detection_lag_messages,
+        child_timeout_s=args.child_timeout_s,
         checkpoint_interval_s=args.checkpoint_interval_s,
         exit_on_drain=args.exit_on_drain,
         influx=influx,
@@ -512,6 +513,14 @@ def _add_kafka_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         metavar="N",
         help="messages the detectors (own process) may run behind the balances before "
         "the next step waits for them (default 50,000; held in memory until checkpointed)",
+    )
+    p.add_argument(
+        "--child-timeout-s",
+        type=float,
+        default=1800.0,
+        metavar="S",
+        help="stop the worker (status 1, for its supervisor to restart it) when a child "
+        "process has run one step or detection for longer (default 1800)",
     )
     p.add_argument(
         "--exit-on-drain",

@@ -9,7 +9,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 import pytest
 
-from kafka_io.step_process import _Child, _noop
+from kafka_io.step_process import ChildHung, _Child, _noop
 
 
 def test_a_dead_child_is_noticed_without_a_step() -> None:
@@ -26,5 +26,28 @@ def test_a_dead_child_is_noticed_without_a_step() -> None:
             while time.monotonic() < deadline:
                 child.check()
                 time.sleep(0.05)
+    finally:
+        child.close()
+
+
+def test_a_child_stuck_in_one_call_is_noticed() -> None:
+    """A child alive but stuck (a deadlock, a runaway computation) fails the check
+    once one call has run longer than the limit; calls queued behind a running one
+    are not counted as running."""
+    now = [0.0]
+    child = _Child(_noop, (), clock=lambda: now[0])
+    try:
+        child.check(limit_s=60)  # idle
+        running = child.submit(time.sleep, 1.0)
+        child.submit(_noop)  # queued behind it
+        now[0] = 30.0
+        child.check(limit_s=60)
+        now[0] = 61.0
+        with pytest.raises(ChildHung, match="one call for 61 s"):
+            child.check(limit_s=60)
+        running.result()
+        time.sleep(0.2)  # the queued no-op ends too
+        child.check(limit_s=60)  # idle again: nothing runs
+        assert child.busy_s() == 0.0
     finally:
         child.close()
