@@ -18,7 +18,7 @@ use it: a restore that finds a piece missing falls back to an earlier manifest.
 Only the partition's owner deletes pieces; reading a checkpoint changes nothing.
 
 Pure: no Kafka client. The worker sends what a ``PieceWriter`` says and reads them
-back with ``kafka_io.worker.read_checkpoints``.
+back with ``kafka_io.checkpoints.read_checkpoints``.
 """
 
 from __future__ import annotations

@@ -44,7 +44,8 @@ from lineloss.config import EngineConfig
 from lineloss.domain import Suspicion
 
 if TYPE_CHECKING:
-    from kafka_io.worker import RegistryFollower, Unused
+    from kafka_io.checkpoints import Unused
+    from kafka_io.worker import RegistryFollower
 
 log = logging.getLogger("lineloss.worker")
 
@@ -83,7 +84,8 @@ _CORES: WorkerCores | None = None  # the balance child's state
 _REGISTRY: RegistryFollower | None = None
 _DIRTY: set[int] = set()  # partitions stepped since their last checkpoint
 _DETECTION: WorkerDetection | None = None  # the detection child's state
-_UNUSED: Unused = {}  # what the balance child's restores found (kafka_io.worker.read_checkpoints)
+# Unused pieces the balance child's restores found (kafka_io.checkpoints.read_checkpoints)
+_UNUSED: Unused = {}
 # Per partition, the pieces its checkpoints sent (kafka_io.pieces), with the state
 # object they are of: a partition restored or created anew starts a new writer.
 _PIECES: dict[tuple[str, int], tuple[object, PieceWriter]] = {}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,7 +93,7 @@ def ensure_topics(settings: KafkaSettings) -> None:
         settings.meter_windows: {"num_partitions": n, "replication_factor": rf},
         settings.topology: {"num_partitions": 1, "replication_factor": rf, "configs": compacted},
         settings.workorders: {"num_partitions": n, "replication_factor": rf, "configs": compacted},
-        # One partition per readings partition (kafka_io.worker.checkpoint_partition):
+        # One partition per readings partition (kafka_io.checkpoints.checkpoint_partition):
         # a restore reads only those of the partitions it restores.
         settings.checkpoints: {
             "num_partitions": n,
@@ -127,3 +129,71 @@ def ensure_topics(settings: KafkaSettings) -> None:
             admin.create_topics(missing, raise_errors=False, wait_for_metadata=True)
     finally:
         admin.close()
+
+
+def read_compacted(
+    settings: KafkaSettings,
+    topic: str,
+    timeout_s: float = 30.0,
+    newer: Callable[[Any, Any], bool] | None = None,
+) -> dict[bytes, bytes]:
+    """The latest value of every key of a (compacted) topic, read to its end now.
+    ``newer(record, kept)`` decides between two records of a key (default: the later
+    one wins)."""
+    records = read_compacted_records(settings, topic, timeout_s, newer)
+    return {k: rec.value for k, rec in records.items()}
+
+
+def read_compacted_records(
+    settings: KafkaSettings,
+    topic: str,
+    timeout_s: float = 30.0,
+    newer: Callable[[Any, Any], bool] | None = None,
+    partitions: Callable[[int], set[int]] | None = None,
+) -> dict[bytes, Any]:
+    """Like ``read_compacted``, the kept record of each key (with its headers).
+    ``partitions(count)`` chooses which of the topic's ``count`` partitions to read
+    (default: all)."""
+    latest: dict[bytes, Any] = {}
+
+    def keep(rec: Any) -> None:
+        if rec.value is None:
+            latest.pop(rec.key, None)
+        elif newer is None or rec.key not in latest or newer(rec, latest[rec.key]):
+            latest[rec.key] = rec
+
+    scan_records(settings, topic, keep, timeout_s, partitions)
+    return latest
+
+
+def scan_records(
+    settings: KafkaSettings,
+    topic: str,
+    visit: Callable[[Any], None],
+    timeout_s: float = 30.0,
+    partitions: Callable[[int], set[int]] | None = None,
+) -> None:
+    """Every record of ``topic`` from its beginning to its end now, in offset order
+    per partition, to ``visit``; ``partitions`` as in ``read_compacted_records``."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(**settings.client(), enable_auto_commit=False, group_id=None)
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        if partitions is not None:
+            parts = set(parts) & partitions(len(parts))
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        if not tps:
+            return
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        end = consumer.end_offsets(tps)
+        deadline = time.monotonic() + timeout_s
+        while any(consumer.position(tp) < end[tp] for tp in tps):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"could not read {topic} to its end in {timeout_s} s")
+            for records in consumer.poll(timeout_ms=500).values():
+                for rec in records:
+                    visit(rec)
+    finally:
+        consumer.close()

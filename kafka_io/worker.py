@@ -42,16 +42,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kafka_io.core import Outputs, WorkerCores
-from kafka_io.pieces import (
-    BALANCE,
-    DETECTION,
-    Manifest,
-    Split,
-    assemble,
-    decode_manifest,
-    encode_manifest,
+from kafka_io.checkpoints import (
+    Unused,
+    checkpoint_headers,
+    checkpoint_key,
+    checkpoint_partition,
+    partition_count,
+    piece_key,
+    read_checkpoints,
 )
+from kafka_io.core import Outputs, WorkerCores
+from kafka_io.pieces import BALANCE, DETECTION, Split, encode_manifest
 from kafka_io.schema import (
     DRAINED,
     MessageError,
@@ -241,74 +242,6 @@ class StepReporter:
             log.error("%s: %r", what, exc)
 
 
-def read_compacted(
-    settings: KafkaSettings,
-    topic: str,
-    timeout_s: float = 30.0,
-    newer: Callable[[Any, Any], bool] | None = None,
-) -> dict[bytes, bytes]:
-    """The latest value of every key of a (compacted) topic, read to its end now.
-    ``newer(record, kept)`` decides between two records of a key (default: the later
-    one wins)."""
-    records = read_compacted_records(settings, topic, timeout_s, newer)
-    return {k: rec.value for k, rec in records.items()}
-
-
-def read_compacted_records(
-    settings: KafkaSettings,
-    topic: str,
-    timeout_s: float = 30.0,
-    newer: Callable[[Any, Any], bool] | None = None,
-    partitions: Callable[[int], set[int]] | None = None,
-) -> dict[bytes, Any]:
-    """Like ``read_compacted``, the kept record of each key (with its headers).
-    ``partitions(count)`` chooses which of the topic's ``count`` partitions to read
-    (default: all)."""
-    latest: dict[bytes, Any] = {}
-
-    def keep(rec: Any) -> None:
-        if rec.value is None:
-            latest.pop(rec.key, None)
-        elif newer is None or rec.key not in latest or newer(rec, latest[rec.key]):
-            latest[rec.key] = rec
-
-    scan_records(settings, topic, keep, timeout_s, partitions)
-    return latest
-
-
-def scan_records(
-    settings: KafkaSettings,
-    topic: str,
-    visit: Callable[[Any], None],
-    timeout_s: float = 30.0,
-    partitions: Callable[[int], set[int]] | None = None,
-) -> None:
-    """Every record of ``topic`` from its beginning to its end now, in offset order
-    per partition, to ``visit``; ``partitions`` as in ``read_compacted_records``."""
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(**settings.client(), enable_auto_commit=False, group_id=None)
-    try:
-        parts = consumer.partitions_for_topic(topic) or set()
-        if partitions is not None:
-            parts = set(parts) & partitions(len(parts))
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
-        if not tps:
-            return
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        end = consumer.end_offsets(tps)
-        deadline = time.monotonic() + timeout_s
-        while any(consumer.position(tp) < end[tp] for tp in tps):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"could not read {topic} to its end in {timeout_s} s")
-            for records in consumer.poll(timeout_ms=500).values():
-                for rec in records:
-                    visit(rec)
-    finally:
-        consumer.close()
-
-
 class RegistryFollower:
     """Follows the compacted topology topic: all of it at start, then, before each
     step, whatever was written since. A publisher that writes a registry update
@@ -376,189 +309,6 @@ def _timeline_of(
     if not kept:
         raise RuntimeError(f"topic {settings.topology} holds no meters: publish a topology first")
     return TopologyTimeline(kept)
-
-
-CHECKPOINT_POSITION = "position"  # header of a checkpoint: PartitionCore.position
-CHECKPOINT_OFFSETS = "offsets"  # header: JSON {topic: next offset} of the checkpoint
-
-
-def checkpoint_key(settings: KafkaSettings, partition: int) -> bytes:
-    return f"{settings.group_id}/{settings.readings}/{partition}".encode()
-
-
-def piece_key(settings: KafkaSettings, partition: int, half: str, digest: str) -> bytes:
-    """Key of a checkpoint piece: partition, half (kafka_io.pieces.BALANCE or
-    DETECTION) and digest, so that no two writers ever share one."""
-    return f"{settings.group_id}/{settings.readings}/{partition}/{half}/{digest}".encode()
-
-
-def checkpoint_partition(partition: int, count: int) -> int:
-    """The checkpoint topic's partition that holds a readings partition's
-    checkpoints: the same number (topics made by ``ensure_topics`` have as many),
-    modulo the count for a topic made with fewer (one, before session 5). A restore
-    then reads only the partitions of the readings partitions it restores."""
-    return partition % max(count, 1)
-
-
-def partition_count(settings: KafkaSettings, topic: str) -> int:
-    from kafka import KafkaConsumer
-
-    consumer = KafkaConsumer(**settings.client(), enable_auto_commit=False, group_id=None)
-    try:
-        return len(consumer.partitions_for_topic(topic) or ())
-    finally:
-        consumer.close()
-
-
-def checkpoint_headers(position: int, next_offset: dict[str, int]) -> dict[str, bytes]:
-    return {
-        CHECKPOINT_POSITION: str(position).encode(),
-        CHECKPOINT_OFFSETS: json.dumps(next_offset, sort_keys=True).encode(),
-    }
-
-
-def checkpoint_rank(
-    headers: list[tuple[str, bytes]] | None, committed: dict[str, int]
-) -> tuple[bool, int]:
-    """How good a checkpoint of one partition is to restore: first whether it covers
-    the group's committed offsets on every topic (``committed``: topic -> next
-    offset), then how far it has read. A checkpoint behind a committed offset would
-    lose the messages in between: they were acked by an owner whose later
-    checkpoint this is not (a zombie's late write, or compaction kept the wrong
-    one). Checkpoints without offsets (older workers) count as covering."""
-    found = dict(headers or ())
-    position = int(found.get(CHECKPOINT_POSITION, b"-1"))
-    raw = found.get(CHECKPOINT_OFFSETS)
-    if raw is None:
-        return True, position
-    offsets = {str(t): int(o) for t, o in json.loads(raw).items()}
-    covers = all(offsets.get(t, 0) >= o for t, o in committed.items())
-    return covers, position
-
-
-def committed_offsets(settings: KafkaSettings, partitions: set[int]) -> dict[int, dict[str, int]]:
-    """The worker group's committed offsets: partition -> {topic: next offset}. (A
-    consumer that never subscribes does not join the group; it only asks.)"""
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(
-        **settings.client(), group_id=settings.group_id, enable_auto_commit=False
-    )
-    try:
-        out: dict[int, dict[str, int]] = {p: {} for p in partitions}
-        for p in sorted(partitions):
-            for topic in (settings.readings, settings.routed):
-                offset = consumer.committed(TopicPartition(topic, p))
-                if offset is not None and offset >= 0:
-                    out[p][topic] = int(offset)
-        return out
-    finally:
-        consumer.close(autocommit=False)
-
-
-Unused = dict[int, dict[str, set[str]]]  # partition -> half -> digests
-
-
-def read_checkpoints(
-    settings: KafkaSettings, partitions: set[int], unused: Unused | None = None
-) -> dict[int, bytes]:
-    """The saved state of each of ``partitions`` that has one, as one checkpoint
-    message (``kafka_io.detection.checkpoint_bytes``): of several, the one that
-    covers the group's committed offsets and has read furthest (``checkpoint_rank``),
-    whatever the order they were written in. An incremental checkpoint (a manifest,
-    kafka_io.pieces) is assembled from its pieces; one whose pieces are not all
-    there gives way to the next best. If none covers the committed offsets, the
-    furthest, with an error in the log: readings were acked that no checkpoint holds.
-
-    Reading changes nothing. ``unused`` receives the pieces that no manifest of the
-    partition names (left by an earlier owner, or of a manifest being written right
-    now): the owner that restores the partition deletes them after its first
-    checkpoint (kafka_io.worker, ``_checkpoint``), unless that checkpoint uses them."""
-    committed = committed_offsets(settings, partitions)
-    keys = {checkpoint_key(settings, p): p for p in partitions}
-    manifests: dict[int, list[tuple[tuple[bool, int], int, Manifest]]] = {p: [] for p in partitions}
-    full: dict[int, tuple[tuple[bool, int], int, bytes]] = {}  # the best one-message checkpoint
-    seen = 0
-
-    def checkpoint(rec: Any) -> None:
-        nonlocal seen
-        p = keys.get(rec.key)
-        if p is None or rec.value is None:
-            return
-        seen += 1
-        rank = checkpoint_rank(rec.headers, committed.get(p, {}))
-        manifest = decode_manifest(rec.value)
-        if manifest is not None:
-            manifests[p].append((rank, seen, manifest))
-        elif p not in full or rank >= full[p][0]:
-            full[p] = (rank, seen, rec.value)
-
-    def homes(count: int) -> set[int]:
-        return {checkpoint_partition(p, count) for p in partitions}
-
-    scan_records(settings, settings.checkpoints, checkpoint, partitions=homes)
-    named = {
-        (p, half): set().union(*(m.digests_of(half) for _, _, m in ms))
-        for p, ms in manifests.items()
-        for half in (BALANCE, DETECTION)
-    }
-    pieces: dict[tuple[int, str], dict[str, bytes]] = {k: {} for k in named}
-    present: dict[tuple[int, str], set[str]] = {k: set() for k in named}
-    prefix = f"{settings.group_id}/{settings.readings}/"
-
-    def piece(rec: Any) -> None:
-        key = rec.key.decode() if rec.key else ""
-        if not key.startswith(prefix):
-            return
-        part, half, digest = key[len(prefix) :].split("/")
-        at = (int(part), half)
-        if at not in present:
-            return
-        if rec.value is None:
-            present[at].discard(digest)
-            pieces[at].pop(digest, None)
-        else:
-            present[at].add(digest)
-            if digest in named[at]:
-                pieces[at][digest] = rec.value
-
-    scan_records(settings, settings.checkpoint_pieces, piece, partitions=homes)
-    if unused is not None:
-        for (p, half), digests in present.items():
-            if digests - named[(p, half)]:
-                unused.setdefault(p, {})[half] = digests - named[(p, half)]
-    out = {}
-    for p in sorted(partitions):
-        options: list[tuple[tuple[bool, int], int, Manifest | bytes]] = [*manifests[p]]
-        if p in full:
-            options.append(full[p])
-        for (covers, position), _, saved in sorted(options, key=lambda o: o[:2], reverse=True):
-            if isinstance(saved, Manifest):
-                try:
-                    data = assemble(saved, pieces[(p, BALANCE)], pieces[(p, DETECTION)])
-                except KeyError as missing:
-                    log.warning(
-                        "partition %d: checkpoint at position %d lacks piece %s; trying an "
-                        "earlier one",
-                        p,
-                        position,
-                        missing,
-                    )
-                    continue
-            else:
-                data = saved
-            if not covers:
-                log.error(
-                    "partition %d: no checkpoint covers the committed offsets %s; restoring "
-                    "the furthest (position %d): readings acked by an earlier owner may be "
-                    "missing",
-                    p,
-                    committed.get(p),
-                    position,
-                )
-            out[p] = data
-            break
-    return out
 
 
 def start_cores(

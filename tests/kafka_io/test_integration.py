@@ -26,8 +26,7 @@ from kafka_io.collect import (
 )
 from kafka_io.produce import publish_data_dir
 from kafka_io.schema import ReadingRow, encode_batch, encode_reading
-from kafka_io.topics import KafkaSettings, ensure_topics
-from kafka_io.worker import read_compacted
+from kafka_io.topics import KafkaSettings, ensure_topics, read_compacted
 from lineloss.config import EngineConfig, engine_config_to_dict
 from loaders.synthetic import SyntheticGridConfig, generate_grid, write_grid
 from streams.replay import run_replay
@@ -223,9 +222,10 @@ def test_sigkilled_worker_restarts_from_its_checkpoint_with_identical_finals(
     finally:
         if worker.poll() is None:
             worker.kill()
+    from kafka_io.checkpoints import committed_offsets, read_checkpoints
     from kafka_io.core import PartitionCore
     from kafka_io.detection import split_checkpoint
-    from kafka_io.worker import committed_offsets, load_topology, read_checkpoints
+    from kafka_io.worker import load_topology
 
     saved = read_checkpoints(kafka_settings, set(range(kafka_settings.partitions)))
     assert checkpoint_homes(kafka_settings) == {
@@ -278,10 +278,10 @@ def test_a_restore_assembles_the_pieces_falls_back_and_reports_the_unused(
     from one_area import CONFIG as SMALL
     from one_area import PARTITIONS, SHARDS, TOPO, quarter_hours
 
+    from kafka_io.checkpoints import checkpoint_headers, checkpoint_key, piece_key, read_checkpoints
     from kafka_io.core import PartitionCore
     from kafka_io.detection import split_checkpoint
     from kafka_io.pieces import BALANCE, DETECTION, PieceWriter, balance_blobs, encode_manifest
-    from kafka_io.worker import checkpoint_headers, checkpoint_key, piece_key, read_checkpoints
 
     settings = kafka_settings
     ensure_topics(settings)
@@ -500,9 +500,10 @@ def test_two_workers_and_rebalances_give_the_embedded_results(
 
 def read_checkpoints_now(settings: KafkaSettings) -> dict[int, bool]:
     """Partition -> drained, of the checkpoints written so far."""
+    from kafka_io.checkpoints import read_checkpoints
     from kafka_io.core import PartitionCore
     from kafka_io.detection import split_checkpoint
-    from kafka_io.worker import load_topology, read_checkpoints
+    from kafka_io.worker import load_topology
 
     topology = load_topology(settings)
     saved = read_checkpoints(settings, set(range(settings.partitions)))
