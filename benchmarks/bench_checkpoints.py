@@ -31,7 +31,7 @@ from bench_kafka import encode_backlog
 
 from kafka_io.core import WorkerCores
 from kafka_io.detection import WorkerDetection, checkpoint_bytes
-from kafka_io.pieces import DETECTION, PieceWriter, balance_blobs
+from kafka_io.pieces import DETECTION, PieceWriter
 from kafka_io.schema import Origin
 from lineloss.config import EngineConfig
 from loaders.synthetic import SyntheticGridConfig, generate_grid, write_grid
@@ -76,7 +76,7 @@ def main() -> None:
         t0 = time.perf_counter()
         full = len(checkpoint_bytes(core.snapshot(), detection_half))
         t1 = time.perf_counter()
-        b = balance_writer.split(balance_blobs(core.state()))
+        b = balance_writer.split_arrays(core.state())
         d = detection_writer.split({DETECTION: detection_half})
         t2 = time.perf_counter()
         full_s += t1 - t0

@@ -85,9 +85,36 @@ class PieceWriter:
     def __init__(self) -> None:
         self._held: set[str] = set()  # sent and not deleted
         self._dropped: set[str] = set()  # held, not used by the latest manifest
+        # name -> (read-only array, its digests) of the latest split_arrays
+        self._seen: dict[str, tuple[npt.NDArray[Any], list[str]]] = {}
 
-    def split(self, blobs: Mapping[str, bytes]) -> Split:
-        parts: dict[str, list[str]] = {}
+    def split_arrays(self, state: Mapping[str, npt.NDArray[Any]]) -> Split:
+        """``split`` of the balance half (named arrays, one blob each). A read-only
+        array that is the very object of the last split (a run of readings: never
+        changed once made, ``streams.slots.Run``) keeps its digests without being
+        read again; at province scale reading every array at every checkpoint would
+        cost seconds."""
+        known: dict[str, list[str]] = {}
+        blobs: dict[str, bytes] = {}
+        seen: dict[str, tuple[npt.NDArray[Any], list[str]]] = {}
+        for name in sorted(state):
+            a = state[name]
+            last = self._seen.get(name)
+            if last is not None and last[0] is a and self._held.issuperset(last[1]):
+                known[name] = last[1]
+            else:
+                blobs[name] = array_bytes(a)
+        split = self.split(blobs, known)
+        for name in sorted(state):
+            if not state[name].flags.writeable:
+                seen[name] = (state[name], split.parts[name])
+        self._seen = seen
+        return split
+
+    def split(self, blobs: Mapping[str, bytes], known: Mapping[str, list[str]] = {}) -> Split:
+        """Pieces of ``blobs`` (name -> bytes), plus blobs ``known`` by their digests
+        (held, unchanged): what to send, the manifest's parts, what to delete."""
+        parts: dict[str, list[str]] = dict(known)
         new: dict[str, bytes] = {}
         for name, data in blobs.items():
             digests = []
@@ -98,6 +125,7 @@ class PieceWriter:
                 if d not in self._held:
                     new[d] = piece
             parts[name] = digests
+        parts = {name: parts[name] for name in sorted(parts)}
         used = {d for ds in parts.values() for d in ds}
         self._held |= new.keys()
         tombstones = sorted(self._dropped - used)

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from detectors import DetectorSettings
 from kafka_io.core import Outputs, WorkerCores
 from kafka_io.detection import DetectionInput, WorkerDetection
-from kafka_io.pieces import DETECTION, PieceWriter, Split, balance_blobs
+from kafka_io.pieces import DETECTION, PieceWriter, Split
 from kafka_io.schema import Origin
 from kafka_io.topics import KafkaSettings
 from lineloss.config import EngineConfig
@@ -176,7 +176,7 @@ def _balance(
     if checkpoint or any(out.drained for out in outs.values()):
         for p in sorted(_DIRTY):
             core = _CORES.cores[p]
-            split = _pieces("balance", p, core).split(balance_blobs(core.state()))
+            split = _pieces("balance", p, core).split_arrays(core.state())
             snapshots[p] = (split, core.position, dict(core.next_offset))
         _DIRTY.clear()
     unused = dict(_UNUSED)

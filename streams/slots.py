@@ -47,6 +47,13 @@ class Run:
     event: npt.NDArray[np.int16]
     voltage_v: npt.NDArray[np.float32]
 
+    def __post_init__(self) -> None:
+        # A run never changes once made (merging makes a new one): read-only arrays
+        # enforce it, and let an incremental checkpoint (kafka_io.pieces) skip
+        # re-reading a run it has already saved.
+        for a in (self.key, self.value, self.is_interval, self.event, self.voltage_v):
+            a.flags.writeable = False
+
     def __len__(self) -> int:
         return len(self.key)
 

@@ -281,7 +281,7 @@ def test_a_restore_assembles_the_pieces_falls_back_and_reports_the_unused(
     from kafka_io.checkpoints import checkpoint_headers, checkpoint_key, piece_key, read_checkpoints
     from kafka_io.core import PartitionCore
     from kafka_io.detection import split_checkpoint
-    from kafka_io.pieces import BALANCE, DETECTION, PieceWriter, balance_blobs, encode_manifest
+    from kafka_io.pieces import BALANCE, DETECTION, PieceWriter, encode_manifest
 
     settings = kafka_settings
     ensure_topics(settings)
@@ -292,7 +292,7 @@ def test_a_restore_assembles_the_pieces_falls_back_and_reports_the_unused(
     positions = []
 
     def save(detection: bytes, *, lose: int = 0) -> None:
-        b, d = bal.split(balance_blobs(core.state())), det.split({DETECTION: detection})
+        b, d = bal.split_arrays(core.state()), det.split({DETECTION: detection})
         new = [(BALANCE, k, v) for k, v in b.new.items()] + [(DETECTION, *i) for i in d.new.items()]
         for half, digest, piece in sorted(new)[lose:]:
             producer.send(

@@ -14,6 +14,7 @@ from kafka_io.pieces import (
     DETECTION,
     PIECE_BYTES,
     PieceWriter,
+    array_bytes,
     assemble,
     balance_blobs,
     decode_manifest,
@@ -24,7 +25,7 @@ from kafka_io.schema import Origin, ReadingRow, encode_reading
 
 
 def checkpoint(core: PartitionCore, detection: bytes, bal: PieceWriter, det: PieceWriter):
-    b = bal.split(balance_blobs(core.state()))
+    b = bal.split_arrays(core.state())
     d = det.split({DETECTION: detection})
     return b, d, encode_manifest(b, d)
 
@@ -119,5 +120,24 @@ def test_equal_states_give_equal_pieces() -> None:
     row = ReadingRow("C1", DAY0 + 900, 12.5)
     for core in cores:
         core.process([(Origin("r", 0, 0), encode_reading(row))])
-    a, b = (PieceWriter().split(balance_blobs(c.state())) for c in cores)
+    a, b = (PieceWriter().split_arrays(c.state()) for c in cores)
     assert a.parts == b.parts
+
+
+def test_a_read_only_array_seen_before_is_not_read_again() -> None:
+    """Runs of readings never change once made (read-only arrays): the writer keeps
+    their digests; any other array is read every time, so a change in place shows."""
+    w = PieceWriter()
+    run = np.arange(10.0)
+    run.flags.writeable = False
+    counts = np.zeros(4)
+    first = w.split_arrays({"run": run, "counts": counts})
+    assert set(first.new) == first.used
+    counts[2] = 7.0  # changed in place
+    second = w.split_arrays({"run": run, "counts": counts})
+    assert second.parts["run"] == first.parts["run"]
+    assert list(second.new.values()) == [array_bytes(counts)]
+    other = np.arange(10.0) + 1  # a new run under the same name
+    other.flags.writeable = False
+    third = w.split_arrays({"run": other, "counts": counts})
+    assert list(third.new.values()) == [array_bytes(other)]
