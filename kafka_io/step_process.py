@@ -103,24 +103,30 @@ def _forget_pieces(half: str, partitions: set[int]) -> None:
         _PIECES.pop((half, p), None)
 
 
-def _start_balance(settings: KafkaSettings, config: EngineConfig) -> None:
+def _start_balance(settings: KafkaSettings, config: EngineConfig, parent: int) -> None:
     from kafka_io.worker import start_cores
 
-    _exit_with_parent()
+    _exit_with_parent(parent)
     global _CORES, _REGISTRY
     _CORES, _REGISTRY = start_cores(settings, config, _UNUSED)
 
 
-def _start_detection(config: EngineConfig, detector_settings: DetectorSettings | None) -> None:
-    _exit_with_parent()
+def _start_detection(
+    config: EngineConfig, detector_settings: DetectorSettings | None, parent: int
+) -> None:
+    _exit_with_parent(parent)
     global _DETECTION
     _DETECTION = WorkerDetection(config, detector_settings)
 
 
-def _exit_with_parent(poll_s: float = 1.0) -> None:
-    """End this child when its worker process is gone (a SIGKILLed worker cannot
-    shut its pool down): a daemon thread watches the parent pid."""
-    parent = os.getppid()
+def _exit_with_parent(parent: int, poll_s: float = 1.0) -> None:
+    """End this child when its worker process ``parent`` is gone (a SIGKILLed worker
+    cannot shut its pool down): a daemon thread watches the parent pid. The pid
+    comes from the worker: a worker killed while this child was still starting has
+    left it to another parent already, and a child that took that one for its
+    worker would never end."""
+    if os.getppid() != parent:
+        os._exit(0)
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -301,8 +307,11 @@ class StepProcesses:
         config: EngineConfig,
         detector_settings: DetectorSettings | None = None,
     ) -> None:
-        self._balance = _Child(_start_balance, (settings, config), name="balance")
-        self._detection = _Child(_start_detection, (config, detector_settings), name="detection")
+        me = os.getpid()
+        self._balance = _Child(_start_balance, (settings, config, me), name="balance")
+        self._detection = _Child(
+            _start_detection, (config, detector_settings, me), name="detection"
+        )
         # Start both now, so that a missing topology fails the worker at once.
         with _one_blas_thread():
             self.info: CoresInfo = self._balance.wait(_info)

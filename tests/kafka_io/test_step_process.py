@@ -9,7 +9,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 import pytest
 
-from kafka_io.step_process import ChildHung, _Child, _noop
+from kafka_io.step_process import ChildHung, _Child, _exit_with_parent, _noop
 
 
 def test_a_dead_child_is_noticed_without_a_step() -> None:
@@ -49,5 +49,21 @@ def test_a_child_stuck_in_one_call_is_noticed() -> None:
         time.sleep(0.2)  # the queued no-op ends too
         child.check(limit_s=60)  # idle again: nothing runs
         assert child.busy_s() == 0.0
+    finally:
+        child.close()
+
+
+def test_a_child_whose_worker_is_gone_before_it_started_ends() -> None:
+    """A worker killed while its children were still starting: each child is told
+    its worker's pid and ends at once when its parent is another process."""
+    gone = _Child(_exit_with_parent, (os.getpid() + 1,))  # not the parent it has
+    try:
+        with pytest.raises(BrokenProcessPool):
+            gone.wait(os.getpid)
+    finally:
+        gone.close()
+    child = _Child(_exit_with_parent, (os.getpid(),))
+    try:
+        assert child.wait(os.getppid) == os.getpid()
     finally:
         child.close()
