@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from detectors import DetectorSettings
 from kafka_io.core import Outputs, WorkerCores
 from kafka_io.detection import DetectionInput, WorkerDetection
-from kafka_io.pieces import DETECTION, PieceWriter, Split
+from kafka_io.pieces import BALANCE, DETECTION, PieceWriter, Split
 from kafka_io.schema import Origin
 from kafka_io.topics import KafkaSettings
 from lineloss.config import EngineConfig
@@ -157,7 +157,7 @@ def _balance(
     the last checkpoint."""
     assert _CORES is not None and _REGISTRY is not None
     _CORES.revoke(revoked)
-    _forget_pieces("balance", revoked)
+    _forget_pieces(BALANCE, revoked)
     # (A re-published registry is mostly repeats: only changes count.)
     updates = _CORES.timeline.changes(_REGISTRY.updates())
     if updates:
@@ -182,7 +182,7 @@ def _balance(
     if checkpoint or any(out.drained for out in outs.values()):
         for p in sorted(_DIRTY):
             core = _CORES.cores[p]
-            split = _pieces("balance", p, core).split_arrays(core.state())
+            split = _pieces(BALANCE, p, core).split_arrays(core.state())
             snapshots[p] = (split, core.position, dict(core.next_offset))
         _DIRTY.clear()
     unused = dict(_UNUSED)
@@ -197,10 +197,10 @@ def _detect(
     then the detection halves of ``snapshot``."""
     assert _DETECTION is not None
     _DETECTION.revoke(revoked)
-    _forget_pieces("detection", revoked)
+    _forget_pieces(DETECTION, revoked)
     changed = _DETECTION.run(inputs)
     halves = {
-        p: _pieces("detection", p, _DETECTION.parts[p]).split({DETECTION: data})
+        p: _pieces(DETECTION, p, _DETECTION.parts[p]).split({DETECTION: data})
         for p, data in _DETECTION.snapshots(sorted(snapshot)).items()
     }
     return DetectionResult(changed, halves, _DETECTION.suspicions())
