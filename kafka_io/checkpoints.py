@@ -103,7 +103,10 @@ Unused = dict[int, dict[str, set[str]]]  # partition -> half -> digests
 
 
 def read_checkpoints(
-    settings: KafkaSettings, partitions: set[int], unused: Unused | None = None
+    settings: KafkaSettings,
+    partitions: set[int],
+    unused: Unused | None = None,
+    restored: Unused | None = None,
 ) -> dict[int, bytes]:
     """The saved state of each of ``partitions`` that has one, as one checkpoint
     message (``kafka_io.detection.checkpoint_bytes``): of several, the one that
@@ -116,7 +119,9 @@ def read_checkpoints(
     Reading changes nothing. ``unused`` receives the pieces that no manifest of the
     partition names (left by an earlier owner, or of a manifest being written right
     now): the owner that restores the partition deletes them after its first
-    checkpoint (kafka_io.worker, ``_checkpoint``), unless that checkpoint uses them."""
+    checkpoint (kafka_io.worker, ``_checkpoint``), unless that checkpoint uses them.
+    ``restored`` receives the pieces of each manifest restored, per half: the
+    owner's next checkpoint need not send them again."""
     committed = committed_offsets(settings, partitions)
     keys = {checkpoint_key(settings, p): p for p in partitions}
     manifests: dict[int, list[tuple[tuple[bool, int], int, Manifest]]] = {p: [] for p in partitions}
@@ -179,6 +184,8 @@ def read_checkpoints(
             if isinstance(saved, Manifest):
                 try:
                     data = assemble(saved, pieces[(p, BALANCE)], pieces[(p, DETECTION)])
+                    if restored is not None:
+                        restored[p] = {h: saved.digests_of(h) for h in (BALANCE, DETECTION)}
                 except KeyError as missing:
                     log.warning(
                         "partition %d: checkpoint at position %d lacks piece %s; trying an "

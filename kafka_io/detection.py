@@ -48,6 +48,9 @@ class DetectionInput:
     # side created or restored the partition.
     begin: bool = False
     saved: bytes | None = None
+    # digests of the pieces ``saved`` was assembled from (kafka_io.pieces): the
+    # partition's next checkpoint need not send them again
+    saved_pieces: frozenset[str] = frozenset()
 
 
 class PartitionDetection:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,8 +76,8 @@ class Split:
 class PieceWriter:
     """Which pieces the pieces topic holds for one half of one partition.
 
-    Starts knowing none (after a restore, the first checkpoint sends every piece
-    again: the same keys, which compaction folds). A piece the latest manifest
+    Starts knowing none, or those of the manifest it was restored from (``adopt``).
+    A piece the latest manifest
     dropped is deleted only after the next one, so the last two manifests always
     have all their pieces; a piece that comes back after its deletion is sent again
     (its tombstone is earlier in the topic than the re-sent piece)."""
@@ -87,6 +87,12 @@ class PieceWriter:
         self._dropped: set[str] = set()  # held, not used by the latest manifest
         # name -> (read-only array, its digests) of the latest split_arrays
         self._seen: dict[str, tuple[npt.NDArray[Any], list[str]]] = {}
+
+    def adopt(self, digests: Iterable[str]) -> None:
+        """Pieces the topic holds already: those of the manifest this partition was
+        restored from. The next checkpoint sends only what they lack, and deletes
+        those it no longer uses two manifests later, like any other."""
+        self._held.update(digests)
 
     def split_arrays(self, state: Mapping[str, npt.NDArray[Any]]) -> Split:
         """``split`` of the balance half (named arrays, one blob each). A read-only

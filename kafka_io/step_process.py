@@ -86,21 +86,28 @@ _DIRTY: set[int] = set()  # partitions stepped since their last checkpoint
 _DETECTION: WorkerDetection | None = None  # the detection child's state
 # Unused pieces the balance child's restores found (kafka_io.checkpoints.read_checkpoints)
 _UNUSED: Unused = {}
+# Pieces of the manifests the balance child's restores assembled (partition -> half
+# -> digests), until the partition's writers adopt them
+_RESTORED: Unused = {}
 # Per partition, the pieces its checkpoints sent (kafka_io.pieces), with the state
-# object they are of: a partition restored or created anew starts a new writer.
+# object they are of: a partition restored or created anew starts a new writer,
+# which adopts the pieces it was restored from (``_ADOPT``).
 _PIECES: dict[tuple[str, int], tuple[object, PieceWriter]] = {}
+_ADOPT: dict[tuple[str, int], frozenset[str]] = {}
 
 
 def _pieces(half: str, partition: int, of: object) -> PieceWriter:
     held = _PIECES.get((half, partition))
     if held is None or held[0] is not of:
         held = _PIECES[(half, partition)] = (of, PieceWriter())
+        held[1].adopt(_ADOPT.pop((half, partition), frozenset()))
     return held[1]
 
 
 def _forget_pieces(half: str, partitions: set[int]) -> None:
     for p in partitions:
         _PIECES.pop((half, p), None)
+        _ADOPT.pop((half, p), None)
 
 
 def _start_balance(settings: KafkaSettings, config: EngineConfig, parent: int) -> None:
@@ -108,7 +115,7 @@ def _start_balance(settings: KafkaSettings, config: EngineConfig, parent: int) -
 
     _exit_with_parent(parent)
     global _CORES, _REGISTRY
-    _CORES, _REGISTRY = start_cores(settings, config, _UNUSED)
+    _CORES, _REGISTRY = start_cores(settings, config, _UNUSED, _RESTORED)
 
 
 def _start_detection(
@@ -172,8 +179,15 @@ def _balance(
                 ", ".join(meters[:10]),
             )
     _DIRTY.difference_update(revoked)
+    for p in revoked:
+        _RESTORED.pop(p, None)
     _CORES.prepare(assigned)
     outs = _CORES.process(messages)
+    for p, halves in list(_RESTORED.items()):  # restored in this step
+        _ADOPT[(BALANCE, p)] = frozenset(halves[BALANCE])
+        if p in outs and outs[p].detection.begin:  # the detection child's part
+            outs[p].detection.saved_pieces = frozenset(halves[DETECTION])
+            del _RESTORED[p]
     for p, out in outs.items():
         for w in out.offset_warnings:
             log.error("partition %d: %s", p, w)
@@ -198,6 +212,10 @@ def _detect(
     assert _DETECTION is not None
     _DETECTION.revoke(revoked)
     _forget_pieces(DETECTION, revoked)
+    for p, given in inputs.items():
+        if given.begin:  # restarted: a new writer, which holds what it was restored from
+            _forget_pieces(DETECTION, {p})
+            _ADOPT[(DETECTION, p)] = given.saved_pieces
     changed = _DETECTION.run(inputs)
     halves = {
         p: _pieces(DETECTION, p, _DETECTION.parts[p]).split({DETECTION: data})

@@ -312,17 +312,20 @@ def _timeline_of(
 
 
 def start_cores(
-    settings: KafkaSettings, config: EngineConfig, unused: Unused | None = None
+    settings: KafkaSettings,
+    config: EngineConfig,
+    unused: Unused | None = None,
+    restored: Unused | None = None,
 ) -> tuple[WorkerCores, RegistryFollower]:
     """The worker's partition cores (each restores its checkpoint when first
-    needed) and the follower of the registry they were built from; ``unused``
-    collects the pieces the restores found unused (``read_checkpoints``)."""
+    needed) and the follower of the registry they were built from; ``unused`` and
+    ``restored`` collect what the restores found (``read_checkpoints``)."""
     ensure_topics(settings)
     follower = RegistryFollower(settings)
     timeline = _timeline_of(follower.updates(), settings)
 
     def load(partitions: set[int]) -> dict[int, bytes]:
-        saved = read_checkpoints(settings, partitions, unused)
+        saved = read_checkpoints(settings, partitions, unused, restored)
         for p in sorted(saved):
             log.warning("partition %d: restoring its checkpoint (%d bytes)", p, len(saved[p]))
         return saved
@@ -681,6 +684,9 @@ def build_app(
             await fut  # checkpoints delivered, then the acks
         deleted = []
         for p, half, digest in unused:
+            if owned_since[p] != step.owned_since[p]:
+                continue  # revoked while the checkpoint was on its way: the next
+                # owner may have restored a manifest that uses these pieces
             at = checkpoint_partition(p, piece_partitions)
             key = piece_key(k, p, half, digest)
             deleted.append(await pieces.send(key=key, partition=at, value=None))

@@ -247,6 +247,7 @@ def test_sigkilled_worker_restarts_from_its_checkpoint_with_identical_finals(
         for topic, offset in committed[core.partition].items():
             assert core.next_offset.get(topic, 0) >= offset, (core.partition, topic)
 
+    held = piece_records(kafka_settings)
     worker = start_worker(kafka_settings, tmp_path)
     collected = collect_drained(kafka_settings, worker)
     write_outputs(
@@ -254,6 +255,12 @@ def test_sigkilled_worker_restarts_from_its_checkpoint_with_identical_finals(
     )
     assert_same_finals(embedded, tmp_path / "out")
     pd.testing.assert_series_equal(engine_reasons(embedded), engine_reasons(tmp_path / "out"))
+    # The restarted worker's checkpoints did not send again the pieces it restored.
+    before = {(p, k) for p, _, k, v in held if v is not None}
+    ends = {p: offset for p, offset, _, _ in held}  # (records come in offset order)
+    after = [(p, k, v) for p, o, k, v in piece_records(kafka_settings) if o > ends.get(p, -1)]
+    again = {(p, k) for p, k, v in after if v is not None} & before
+    assert after and len(again) < 0.1 * len(before), (len(again), len(before))
     unused: dict[int, dict[str, set[str]]] = {}
     final = read_checkpoints(kafka_settings, set(range(kafka_settings.partitions)), unused)
     # the pieces the killed worker left unnamed were deleted after the restart's
@@ -336,6 +343,20 @@ def test_a_restore_assembles_the_pieces_falls_back_and_reports_the_unused(
     assert detection == b"second"
     assert PartitionCore.restore(TOPO, SMALL, balance, shards=SHARDS).position == positions[1]
     producer.close()
+
+
+def piece_records(settings: KafkaSettings) -> list[tuple[int, int, bytes, bytes | None]]:
+    """(partition, offset, key, value) of every record on the checkpoint pieces
+    topic, in offset order per partition."""
+    from kafka_io.topics import scan_records
+
+    out: list[tuple[int, int, bytes, bytes | None]] = []
+    scan_records(
+        settings,
+        settings.checkpoint_pieces,
+        lambda r: out.append((r.partition, r.offset, r.key, r.value)),
+    )
+    return out
 
 
 def checkpoint_homes(settings: KafkaSettings) -> dict[int, set[str]]:

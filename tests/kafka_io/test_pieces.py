@@ -141,3 +141,17 @@ def test_a_read_only_array_seen_before_is_not_read_again() -> None:
     other.flags.writeable = False
     third = w.split_arrays({"run": other, "counts": counts})
     assert list(third.new.values()) == [array_bytes(other)]
+
+
+def test_pieces_adopted_from_a_restore_are_not_sent_again() -> None:
+    """After a restore the writer holds the restored manifest's pieces: the next
+    checkpoint sends only what they lack, and the ones it no longer uses go two
+    manifests later, like any other."""
+    before = PieceWriter()
+    old = before.split({"x": b"a" * 10, "y": b"b" * 10})
+    restored = PieceWriter()
+    restored.adopt(old.used)
+    first = restored.split({"x": b"a" * 10, "y": b"c" * 10})
+    assert list(first.new.values()) == [b"c" * 10] and first.tombstones == []
+    second = restored.split({"x": b"a" * 10, "y": b"c" * 10})
+    assert second.new == {} and second.tombstones == [digest(b"b" * 10)]
