@@ -40,7 +40,7 @@ from streams.replay import (
     meter_windows_frame,
     suspicions_frame,
 )
-from workorders.backtest import write_workorders
+from workorders.backtest import billed_kwh_per_month_of_replay, write_workorders
 from workorders.settings import WorkOrderSettings
 
 if TYPE_CHECKING:
@@ -284,6 +284,7 @@ def run_through_kafka(
         topology,
         now_s=max((b.window_end for b in collected.history), default=0),
         settings=workorder_settings,
+        billed=billed_kwh_per_month_of_replay(out_dir),  # from the meter windows collected
         tz=config.tz,
     )
     say(

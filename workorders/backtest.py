@@ -147,12 +147,15 @@ def write_workorders(
     now_s: int,
     settings: WorkOrderSettings | None = None,
     meter_windows: Sequence[MeterWindowResult] = (),
+    billed: Mapping[str, float] | None = None,
     tz: str = "Asia/Shanghai",
 ) -> pd.DataFrame:
-    """``OUT_DIR/workorders.csv`` of a replay. Without ``meter_windows`` (the Kafka
-    path collects none) a stepped tariff prices stolen energy from its first tier."""
+    """``OUT_DIR/workorders.csv`` of a replay. A stepped tariff prices stolen energy on
+    top of each customer's monthly bill: ``billed`` (meter -> kWh per 30 days), else
+    from ``meter_windows``; without either, from its first tier."""
     settings = settings or WorkOrderSettings()
-    billed = billed_kwh_per_month(meter_windows, topology.meter_ids)
+    if billed is None:
+        billed = billed_kwh_per_month(meter_windows, topology.meter_ids)
     frame = backtest_orders(
         suspicions,
         now_s=now_s,

@@ -143,17 +143,42 @@ def test_tuned_detector_settings_reach_the_worker(
     grid_dir: Path, embedded: Path, kafka_settings: KafkaSettings, tmp_path: Path
 ) -> None:
     """``--detectors`` (the file ``lineloss tune`` writes) reaches the worker's
-    detection process: the suspicions of the embedded replay with the same file."""
+    detection process: the suspicions of the embedded replay with the same file. And
+    the work orders priced at a stepped tariff (on top of each customer's bill, from
+    the meter windows collected) are the embedded replay's."""
+    from workorders.settings import WorkOrderSettings
+
     tuned = {"decider": {"min_score": 0.3}, "book": {"confirm_windows": 1}}
     path = tmp_path / "detectors.json"
     path.write_text(json.dumps(tuned))
-    run_replay(grid_dir, tmp_path / "embedded", CONFIG, detector_settings=tuned)
+    stepped = WorkOrderSettings.from_dict(
+        {"tariffs": {"default": {"stepped": [[60, 0.5], [120, 0.6], [None, 0.9]]}}}
+    )
+    run_replay(
+        grid_dir,
+        tmp_path / "embedded",
+        CONFIG,
+        detector_settings=tuned,
+        workorder_settings=stepped,
+    )
     default = pd.read_csv(embedded / "suspicions.csv")
     assert len(pd.read_csv(tmp_path / "embedded" / "suspicions.csv")) > len(default)
     run_through_kafka(
-        grid_dir, tmp_path / "out", CONFIG, kafka_settings, timeout_s=120, detectors_path=path
+        grid_dir,
+        tmp_path / "out",
+        CONFIG,
+        kafka_settings,
+        timeout_s=120,
+        detectors_path=path,
+        workorder_settings=stepped,
     )
     assert_same_finals(tmp_path / "embedded", tmp_path / "out")
+    orders = [pd.read_csv(d / "workorders.csv") for d in (tmp_path / "embedded", tmp_path / "out")]
+    assert len(orders[0]) > 0
+    key = ["target_id", "category"]
+    pd.testing.assert_frame_equal(
+        *(o.sort_values(key).reset_index(drop=True) for o in orders), check_like=True
+    )
 
 
 def test_bad_messages_land_in_dead_letters_and_the_worker_goes_on(
