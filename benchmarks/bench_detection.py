@@ -9,7 +9,8 @@ Report seeds that were never used while choosing parameters.
 ``--cache DIR`` records each grid's engine output (labels, topology and the engine's
 emissions, pickled) the first time and afterwards re-runs only the detection stage
 over it: the balance engine dominates the run time and does not change when the
-detectors do. ``--dump DIR`` writes each run's suspicions and per-case results.
+detectors do. ``--dump DIR`` writes each run's suspicions and per-case results;
+``--detectors FILE`` runs detection with those settings (as ``lineloss tune`` writes).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from detectors import DetectorSettings
 from detectors.evaluation import CATEGORIES, evaluate
 from lineloss.config import EngineConfig
 from loaders.files import read_readings, read_topology
@@ -71,6 +73,7 @@ def run_one(
     days: int,
     cache: Path | None = None,
     dump: Path | None = None,
+    settings: DetectorSettings | None = None,
 ) -> dict[str, object]:
     theft, fault, topo_err = MIXES[mix]
     cfg = SyntheticGridConfig(
@@ -91,7 +94,7 @@ def run_one(
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(pickle.dumps(rec, protocol=pickle.HIGHEST_PROTOCOL))
-    stage = DetectionStage(rec["topology"], rec["config"], {})
+    stage = DetectionStage(rec["topology"], rec["config"], settings or {})
     for emission in rec["emissions"]:
         stage.process(emission)
     sus = suspicions_frame(stage.book.suspicions(), cfg.tz)
@@ -139,12 +142,16 @@ def main() -> None:
     p.add_argument("--json", type=Path)
     p.add_argument("--cache", type=Path, help="record engine output here once, then reuse it")
     p.add_argument("--dump", type=Path, help="write suspicions and per-case results here")
+    p.add_argument(
+        "--detectors", type=Path, help="detector settings (JSON, as `lineloss tune` writes)"
+    )
     args = p.parse_args()
+    settings = json.loads(args.detectors.read_text()) if args.detectors else {}
     rows = []
     for size in args.sizes:
         for mix in args.mixes:
             for seed in args.seeds:
-                row = run_one(seed, size, mix, args.days, args.cache, args.dump)
+                row = run_one(seed, size, mix, args.days, args.cache, args.dump, settings)
                 rows.append(row)
                 print(json.dumps(row, default=float), flush=True)
     df = pd.DataFrame(rows)
