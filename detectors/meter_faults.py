@@ -68,7 +68,10 @@ class MeterFaultDetector(HistoryOnly):
         today = x.windows[-1]
         out = []
         if x.windows[-1].virtual:
-            return []  # its customers are scored in their own areas
+            # Its customers' own checks run in their own areas, but a customer of an
+            # area without an area meter (or a dedicated one) has no balance there:
+            # a wrong multiplier shows only in the feeder's unmetered part.
+            return self._wrong_multiplier(x, x.energy())
         for i in np.flatnonzero(today.flags & FLAG_STEP_BACK):
             out.append(
                 self._finding(
@@ -191,11 +194,18 @@ class MeterFaultDetector(HistoryOnly):
             xi = e[:, i]
             if xi.mean() <= 0:
                 continue
-            design = np.column_stack([np.ones_like(xi), xi])
-            (_, c), *_ = np.linalg.lstsq(design, excess, rcond=None)
-            factor = 1.0 + float(c)  # field multiplier / registry multiplier
+            c = _slope(xi, excess)
+            factor = 1.0 + c  # field multiplier / registry multiplier
             best = min(_RATIOS, key=lambda k: abs(factor / k - 1.0))
             if abs(factor / best - 1.0) > self.multiplier_tolerance:
+                continue
+            # A wrong registry entry holds from the start: its consumption entered
+            # the loss in the first windows already (at least half the coefficient,
+            # same sign). A large customer's theft that starts later (its recording
+            # falls while the loss rises) fits a factor over the whole history too,
+            # and named a fault it would no longer be a theft suspect.
+            first = slice(0, self.multiplier_min_windows)
+            if _slope(xi[first], excess[first]) / c < 0.5:
                 continue
             if abs(float(c)) * xi.mean() < 0.5 * abs(excess.mean()):
                 continue
@@ -211,3 +221,9 @@ class MeterFaultDetector(HistoryOnly):
                 )
             )
         return out
+
+
+def _slope(x: np.ndarray, y: np.ndarray) -> float:
+    """Least-squares slope of ``y`` on ``x`` with an intercept."""
+    (_, c), *_ = np.linalg.lstsq(np.column_stack([np.ones_like(x), x]), y, rcond=None)
+    return float(c)
