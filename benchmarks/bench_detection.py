@@ -9,7 +9,8 @@ Report seeds that were never used while choosing parameters.
 ``--cache DIR`` records each grid's engine output (labels, topology and the engine's
 emissions, pickled) the first time and afterwards re-runs only the detection stage
 over it: the balance engine dominates the run time and does not change when the
-detectors do. ``--dump DIR`` writes each run's suspicions and per-case results.
+detectors do. ``--dump DIR`` writes each run's suspicions and per-case results;
+``--detectors FILE`` runs detection with those settings (as ``lineloss tune`` writes).
 """
 
 from __future__ import annotations
@@ -22,16 +23,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
+from detectors import DetectorSettings
 from detectors.evaluation import CATEGORIES, evaluate
 from lineloss.config import EngineConfig
-from loaders.files import read_readings, read_topology
 from loaders.synthetic import SyntheticGridConfig, generate_grid, write_grid
-from streams.engine import BalanceEngine, Emission
-from streams.pipeline import DetectionStage
-from streams.replay import suspicions_frame
+from streams.tuning import RecordedReplay, detect, record
 
 MIXES = {
     # name: (theft, fault, topology error) fractions of customers
@@ -44,24 +42,20 @@ SIZES = {
 }
 
 
-def _record(cfg: SyntheticGridConfig, batch_rows: int = 1_000_000) -> dict[str, Any]:
-    """Generate the grid and run the balance engine over it (the same batches as the
-    embedded replay); everything detection needs afterwards."""
+def _record(cfg: SyntheticGridConfig) -> dict[str, Any]:
+    """Generate the grid and run the balance engine over it once (``streams.tuning.record``,
+    as ``lineloss tune`` does); everything detection needs afterwards."""
     grid = generate_grid(cfg)
     with tempfile.TemporaryDirectory() as tmp:
         write_grid(grid, Path(tmp))
-        topology, _ = read_topology(Path(tmp))
-        loaded = read_readings(Path(tmp), topology)
-    config = EngineConfig(tz=cfg.tz)
-    engine = BalanceEngine(topology, config)
-    emissions: list[Emission] = []
-    n = len(loaded.batch)
-    for lo in range(0, n, batch_rows):
-        engine.ingest(loaded.batch.take(np.arange(lo, min(lo + batch_rows, n))))
-        emissions.append(engine.advance())
-    emissions.append(engine.flush())
+        rec = record(Path(tmp), EngineConfig(tz=cfg.tz))
     labels = grid.labels.astype({"start": str})
-    return {"topology": topology, "config": config, "emissions": emissions, "labels": labels}
+    return {
+        "topology": rec.topology,
+        "config": rec.config,
+        "emissions": rec.emissions,
+        "labels": labels,
+    }
 
 
 def run_one(
@@ -71,6 +65,7 @@ def run_one(
     days: int,
     cache: Path | None = None,
     dump: Path | None = None,
+    settings: DetectorSettings | None = None,
 ) -> dict[str, object]:
     theft, fault, topo_err = MIXES[mix]
     cfg = SyntheticGridConfig(
@@ -91,10 +86,8 @@ def run_one(
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(pickle.dumps(rec, protocol=pickle.HIGHEST_PROTOCOL))
-    stage = DetectionStage(rec["topology"], rec["config"], {})
-    for emission in rec["emissions"]:
-        stage.process(emission)
-    sus = suspicions_frame(stage.book.suspicions(), cfg.tz)
+    recorded = RecordedReplay(rec["topology"], rec["config"], rec["emissions"], float(days))
+    sus = detect(recorded, settings or {})
     labels: pd.DataFrame = rec["labels"]
     end = pd.Timestamp(cfg.start, tz=cfg.tz) + pd.Timedelta(days=days)
     ev = evaluate(sus, labels, days=days, end=end)
@@ -139,12 +132,16 @@ def main() -> None:
     p.add_argument("--json", type=Path)
     p.add_argument("--cache", type=Path, help="record engine output here once, then reuse it")
     p.add_argument("--dump", type=Path, help="write suspicions and per-case results here")
+    p.add_argument(
+        "--detectors", type=Path, help="detector settings (JSON, as `lineloss tune` writes)"
+    )
     args = p.parse_args()
+    settings = json.loads(args.detectors.read_text()) if args.detectors else {}
     rows = []
     for size in args.sizes:
         for mix in args.mixes:
             for seed in args.seeds:
-                row = run_one(seed, size, mix, args.days, args.cache, args.dump)
+                row = run_one(seed, size, mix, args.days, args.cache, args.dump, settings)
                 rows.append(row)
                 print(json.dumps(row, default=float), flush=True)
     df = pd.DataFrame(rows)

@@ -40,7 +40,9 @@ class MeterFaultDetector(HistoryOnly):
     min_usual_kwh: float = 0.5
     drift_windows: int = 4
     min_drift_s_per_window: float = 60.0
-    min_drift_total_s: float = 240.0
+    min_drift_total_s: float = 180.0  # 3 x 60 s: the 4 windows' slope, not more
+    slow_drift_windows: int = 8
+    slow_min_drift_s_per_window: float = 10.0
     multiplier_min_windows: int = 7
     multiplier_min_corr: float = 0.85
     band: tuple[float, float] = (-0.01, 0.10)
@@ -66,7 +68,10 @@ class MeterFaultDetector(HistoryOnly):
         today = x.windows[-1]
         out = []
         if x.windows[-1].virtual:
-            return []  # its customers are scored in their own areas
+            # Its customers' own checks run in their own areas, but a customer of an
+            # area without an area meter (or a dedicated one) has no balance there:
+            # a wrong multiplier shows only in the feeder's unmetered part.
+            return self._wrong_multiplier(x, x.energy())
         for i in np.flatnonzero(today.flags & FLAG_STEP_BACK):
             out.append(
                 self._finding(
@@ -122,46 +127,52 @@ class MeterFaultDetector(HistoryOnly):
     def _clock_drift(self, x: AreaHistory) -> list[Finding]:
         """Readings sliding along the clock grid day after day: a drifting meter clock.
 
-        The phase (offset from the 15-minute grid) is unwrapped over the last
-        ``drift_windows`` windows and fitted with a line; a steady slope of at least
-        ``min_drift_s_per_window`` that moved the phase by ``min_drift_total_s`` is a
-        drift. A constant offset (a meter that always reads at :07) is not.
+        The phase (offset from the 15-minute grid) is unwrapped over the last windows
+        and fitted with a line; a drift moves it the same way every window. Two
+        scales: a fast drift over ``drift_windows`` (at least
+        ``min_drift_s_per_window``, and ``min_drift_total_s`` in all), and a slow one
+        over ``slow_drift_windows`` (at least ``slow_min_drift_s_per_window``). A slow
+        apparent drift is also what a clock drifting by almost the grid a day leaves
+        (the phase wraps: 14.8 minutes a day looks like -12 s a day), and a meter
+        clock should keep within a second or two a day. A constant offset (a meter
+        that always reads at :07) is not a drift.
         """
         phases = x.phases()
-        k = self.drift_windows
-        if phases is None or len(phases) < k:
+        if phases is None:
             return []
         today = x.windows[-1]
-        p = phases[-k:]
-        ok = np.isfinite(p).all(axis=0)
-        if not ok.any():
-            return []
-        grid = 900.0
-        unwrapped = np.unwrap(p[:, ok] * 2 * np.pi / grid, axis=0) * grid / (2 * np.pi)
-        t = np.arange(k, dtype=np.float64)
-        slope = np.polyfit(t, unwrapped, 1)[0]
-        total = unwrapped[-1] - unwrapped[0]
-        steady = np.abs(np.diff(unwrapped, axis=0)).min(axis=0) >= 0.5 * np.abs(slope)
-        flag = (
-            (np.abs(slope) >= self.min_drift_s_per_window)
-            & (np.abs(total) >= self.min_drift_total_s)
-            & steady
-        )
-        idx = np.flatnonzero(ok)
-        out = []
-        for j in np.flatnonzero(flag):
-            i = int(idx[j])
-            out.append(
-                self._finding(
-                    today,
-                    i,
-                    "clock_drift",
-                    0.8,
-                    f"reading times drift {slope[j] / 60:+.1f} min per window against the "
-                    f"clock grid ({total[j] / 60:+.0f} min over {k} windows)",
-                )
+        found: dict[int, tuple[float, float, int]] = {}
+        for k, min_slope, min_total in (
+            (self.drift_windows, self.min_drift_s_per_window, self.min_drift_total_s),
+            (self.slow_drift_windows, self.slow_min_drift_s_per_window, 0.0),
+        ):
+            if len(phases) < k or k < 3:
+                continue
+            p = phases[-k:]
+            ok = np.isfinite(p).all(axis=0)
+            if not ok.any():
+                continue
+            grid = 900.0
+            unwrapped = np.unwrap(p[:, ok] * 2 * np.pi / grid, axis=0) * grid / (2 * np.pi)
+            slope = np.polyfit(np.arange(k, dtype=np.float64), unwrapped, 1)[0]
+            total = unwrapped[-1] - unwrapped[0]
+            step = np.diff(unwrapped, axis=0) * np.sign(slope)[None, :]
+            steady = step.min(axis=0) > 0  # every window, the same way
+            flag = (np.abs(slope) >= min_slope) & (np.abs(total) >= min_total) & steady
+            idx = np.flatnonzero(ok)
+            for j in np.flatnonzero(flag):
+                found.setdefault(int(idx[j]), (float(slope[j]), float(total[j]), k))
+        return [
+            self._finding(
+                today,
+                i,
+                "clock_drift",
+                0.8,
+                f"reading times drift {slope:+.0f} s per window against the clock grid "
+                f"({total / 60:+.1f} min over {k} windows)",
             )
-        return out
+            for i, (slope, total, k) in sorted(found.items())
+        ]
 
     def _wrong_multiplier(self, x: AreaHistory, energy: np.ndarray) -> list[Finding]:
         today = x.windows[-1]
@@ -183,11 +194,18 @@ class MeterFaultDetector(HistoryOnly):
             xi = e[:, i]
             if xi.mean() <= 0:
                 continue
-            design = np.column_stack([np.ones_like(xi), xi])
-            (_, c), *_ = np.linalg.lstsq(design, excess, rcond=None)
-            factor = 1.0 + float(c)  # field multiplier / registry multiplier
+            c = _slope(xi, excess)
+            factor = 1.0 + c  # field multiplier / registry multiplier
             best = min(_RATIOS, key=lambda k: abs(factor / k - 1.0))
             if abs(factor / best - 1.0) > self.multiplier_tolerance:
+                continue
+            # A wrong registry entry holds from the start: its consumption entered
+            # the loss in the first windows already (at least half the coefficient,
+            # same sign). A large customer's theft that starts later (its recording
+            # falls while the loss rises) fits a factor over the whole history too,
+            # and named a fault it would no longer be a theft suspect.
+            first = slice(0, self.multiplier_min_windows)
+            if _slope(xi[first], excess[first]) / c < 0.5:
                 continue
             if abs(float(c)) * xi.mean() < 0.5 * abs(excess.mean()):
                 continue
@@ -203,3 +221,9 @@ class MeterFaultDetector(HistoryOnly):
                 )
             )
         return out
+
+
+def _slope(x: np.ndarray, y: np.ndarray) -> float:
+    """Least-squares slope of ``y`` on ``x`` with an intercept."""
+    (_, c), *_ = np.linalg.lstsq(np.column_stack([np.ones_like(x), x]), y, rcond=None)
+    return float(c)

@@ -47,7 +47,7 @@ the shape detector's job.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -76,6 +76,9 @@ class ThiefFit:
     own_kwh: float = 0.0  # its own shortfall against its usual use since the start [kWh]
     own_sd_kwh: float = 1.0  # natural spread of that shortfall [kWh]
     drop_z: float = 0.0  # its own shortfall since the start over that shortfall's spread
+    # kept in the model, not reported: its share of the loss is what a thief with a
+    # drop of its own (described more flexibly) explains as well
+    explained: bool = False
 
 
 @dataclass
@@ -107,6 +110,7 @@ class TheftLocaliser(HistoryOnly):
     min_drop_z: float = 2.0  # own shortfall of a slowed meter, in daily spreads
     hac_lag_parts: int = 24  # Newey-West bandwidth [parts]
     capped_candidates: bool = True  # candidates at their most probable feasible size
+    swap_test: bool = True  # a suspect without a drop of its own against one with one
     max_mismatched: int = 2  # whole-period customer columns in the base model
     mismatch_min_r2: float = 0.5  # share of the residual variance such a column explains
     # P(theft) per window by logistic calibration on ln z, the suspect's own drop
@@ -129,7 +133,8 @@ class TheftLocaliser(HistoryOnly):
         out = []
         for th in model.thieves:
             if (
-                th.z < self.min_z
+                th.explained
+                or th.z < self.min_z
                 or th.stolen_kwh / max(model.n_windows - th.start, 1) < self.min_kwh_per_window
             ):
                 continue
@@ -181,16 +186,94 @@ class TheftLocaliser(HistoryOnly):
             if self._joint(model, [*chosen, best])[-1].z < self.min_z:
                 break
             chosen.append(best)
-        # Re-test jointly: a thief that only looked significant before a later one
-        # explained its share of the loss drops out.
+        chosen = self._retest(model, chosen)
+        explained: set[tuple[int, int, int]] = set()
+        if self.swap_test and chosen:
+            chosen, explained = self._swap(model, chosen, starts)
+            chosen = self._retest(model, chosen)
+        if chosen:
+            model.thieves = sorted(
+                (
+                    replace(f, explained=(f.index, f.start, f.kind) in explained)
+                    for f in self._joint(model, chosen)
+                ),
+                key=lambda f: -f.z,
+            )
+        return model
+
+    def _retest(
+        self, m: AreaModel, chosen: list[tuple[int, int, int]]
+    ) -> list[tuple[int, int, int]]:
+        """Re-test jointly: a thief that only looked significant before a later one
+        explained its share of the loss drops out."""
+        chosen = list(chosen)
         while chosen:
-            fits = self._joint(model, chosen)
+            fits = self._joint(m, chosen)
             bad = [j for j, f in enumerate(fits) if f.z < self.min_z]
             if not bad:
-                model.thieves = sorted(fits, key=lambda f: -f.z)
                 break
             del chosen[min(bad, key=lambda j: fits[j].z)]
-        return model
+        return chosen
+
+    def _swap(
+        self, m: AreaModel, chosen: list[tuple[int, int, int]], starts: npt.NDArray[np.int64]
+    ) -> tuple[list[tuple[int, int, int]], set[tuple[int, int, int]]]:
+        """Competing candidates. A suspect without a drop of its own against its peers
+        (a large customer whose hourly deviations fit the loss) may only be taking
+        what the model's description of a real thief misfits (one coefficient over
+        all days for a share that varies by day, or the other column), or what the
+        candidate with a drop of its own explains as well. It is tested against both:
+
+        * the thieves with a drop of their own get a coefficient per day and their
+          other column; the suspect is reported only if it is still significant
+          (otherwise its column stays in the model, unreported: taking it out would
+          put the misfit it absorbs into every other suspect's error);
+        * the best candidate with a drop joins the model; when the suspect adds
+          nothing significant once it is in (the area's loss cannot tell them
+          apart), the one whose own meter shows the shortfall is kept."""
+        fits = self._joint(m, chosen)
+        explained: set[tuple[int, int, int]] = set()
+        for f in sorted(fits, key=lambda f: f.drop_z):
+            if f.drop_z >= self.min_drop_z:
+                break
+            cur = (f.index, f.start, f.kind)
+            rest = [c for c in chosen if c != cur]
+            alt = self._best_candidate(m, rest, starts, need_drop=True)
+            if alt is not None and alt[0] != f.index:
+                both = self._joint(m, [*rest, cur, alt])
+                # Swapped only when the area's loss cannot tell them apart (the
+                # suspect adds nothing significant once the other is in).
+                if both[-2].z < self.min_z and self._joint(m, [*rest, alt])[-1].z >= self.min_z:
+                    chosen = [*rest, alt]
+                    continue
+            dropped = [
+                (g.index, g.start, g.kind)
+                for g in fits
+                if g.drop_z >= self.min_drop_z and (g.index, g.start, g.kind) in rest
+            ]
+            if dropped:
+                flexible = [self._column(m, c) for c in rest if c not in dropped]
+                for i, s, kind in dropped:
+                    v = self._column(m, (i, s, kind))
+                    flexible += [v * (m.day == d) for d in range(s, m.n_windows)]
+                    other = DEFICIT if kind == RECORDED else RECORDED
+                    flexible.append(self._column(m, (i, s, other)))
+                if self._z_last(m, [*flexible, self._column(m, cur)]) < self.min_z:
+                    explained.add(cur)
+        return chosen, explained
+
+    def _z_last(self, m: AreaModel, columns: list[FloatArray]) -> float:
+        """z of the stolen energy of the last of ``columns`` in the model of the base
+        and all of them (the error as in ``_joint``)."""
+        a = np.column_stack([m.base, *columns])
+        theta, *_ = np.linalg.lstsq(a, m.loss, rcond=None)
+        resid = m.loss - a @ theta
+        col = a[:, -1]
+        total = float(col.sum())
+        g = total * np.linalg.pinv(a)[-1]
+        acov = _autocov(resid, self.hac_lag_parts)
+        var = max(_long_run_var(g * resid, self.hac_lag_parts), _quad_form(g, acov))
+        return float(theta[-1]) * total / math.sqrt(max(var, 1e-12))
 
     def _add_mismatched(self, m: AreaModel) -> None:
         """Customers whose whole recorded consumption enters the loss with a
@@ -265,7 +348,11 @@ class TheftLocaliser(HistoryOnly):
         return v * (m.day >= s)
 
     def _best_candidate(
-        self, m: AreaModel, chosen: list[tuple[int, int, int]], starts: npt.NDArray[np.int64]
+        self,
+        m: AreaModel,
+        chosen: list[tuple[int, int, int]],
+        starts: npt.NDArray[np.int64],
+        need_drop: bool = False,
     ) -> tuple[int, int, int] | None:
         """The (customer, start, kind) whose column most reduces the residual sum of
         squares given the base and the thieves chosen so far.
@@ -273,7 +360,8 @@ class TheftLocaliser(HistoryOnly):
         A candidate's column is ``v * 1(t >= start)`` with ``v`` its recorded load or
         its deficit; everything its least squares needs is a sum over hours at or
         after the start, so every start of every customer comes from reverse
-        cumulative sums of per-window sums."""
+        cumulative sums of per-window sums. ``need_drop``: only customers whose own
+        data fell against their peers' level since the start (either column)."""
         a = np.column_stack([m.base] + [self._column(m, c) for c in chosen])
         q, _r = np.linalg.qr(a)
         resid = m.loss - q @ (q.T @ m.loss)
@@ -314,7 +402,11 @@ class TheftLocaliser(HistoryOnly):
             # A slowed meter records less than usual: without a significant drop in
             # its own data a customer whose load merely shares the loss's daily shape
             # would explain any leftover (a "ghost" next to a real thief).
-            dropped = peer_drop >= self.min_drop_z * peer_drop_sd if kind == RECORDED else True
+            dropped = (
+                peer_drop >= self.min_drop_z * peer_drop_sd
+                if kind == RECORDED or need_drop
+                else True
+            )
             with np.errstate(divide="ignore", invalid="ignore"):
                 if self.capped_candidates:
                     # The most probable coefficient given the area's loss and the

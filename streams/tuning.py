@@ -53,6 +53,9 @@ class RecordedReplay:
 
 
 def record(data_dir: Path, config: EngineConfig, batch_rows: int = 1_000_000) -> RecordedReplay:
+    """Run the balance engine once over the data in ``data_dir`` (the same batches as
+    the embedded replay) and keep everything detection needs afterwards. Used by
+    ``lineloss tune`` and by the detection benchmark on generated grids."""
     topology, _ = read_topology(data_dir)
     loaded = read_readings(data_dir, topology)
     engine = BalanceEngine(topology, config)
@@ -87,14 +90,18 @@ def sample(rng: np.random.Generator) -> DetectorSettings:
     return out
 
 
-def run_detection(
-    rec: RecordedReplay, settings: DetectorSettings, labels: pd.DataFrame
-) -> dict[str, Any]:
+def detect(rec: RecordedReplay, settings: DetectorSettings) -> pd.DataFrame:
+    """The suspicions of the detection stage with ``settings`` over a recording."""
     stage = DetectionStage(rec.topology, rec.config, settings)
     for emission in rec.emissions:
         stage.process(emission)
-    sus = suspicions_frame(stage.book.suspicions(), rec.config.tz)
-    return evaluate(sus, labels, days=rec.days).metrics
+    return suspicions_frame(stage.book.suspicions(), rec.config.tz)
+
+
+def run_detection(
+    rec: RecordedReplay, settings: DetectorSettings, labels: pd.DataFrame
+) -> dict[str, Any]:
+    return evaluate(detect(rec, settings), labels, days=rec.days).metrics
 
 
 def tune(

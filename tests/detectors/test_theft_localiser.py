@@ -246,3 +246,47 @@ def test_a_customer_using_more_than_its_peers_is_not_given_a_thiefs_loss() -> No
     findings = TheftLocaliser().score_one(_history(true, rec, rng))
     assert f"C{big:02d}" not in {f.target_id for f in findings}
     assert "C03" in {f.target_id for f in findings}
+
+
+def test_z_of_the_last_column_is_the_joint_models() -> None:
+    """The swap test's helper computes a suspect's z as the joint model does."""
+    rng = np.random.default_rng(4)
+    true = _loads(rng)
+    rec = true.copy()
+    rec[9:, 3] *= 0.4
+    loc = TheftLocaliser()
+    model = loc.fit(_history(true, rec, rng))
+    assert model is not None and model.thieves
+    chosen = [(t.index, t.start, t.kind) for t in model.thieves]
+    want = loc._joint(model, chosen)[-1].z
+    got = loc._z_last(model, [loc._column(model, c) for c in chosen])
+    assert got == pytest.approx(want, rel=1e-9)
+
+
+def test_a_suspect_without_a_drop_does_not_keep_a_real_thiefs_share(two_thieves) -> None:  # type: ignore[no-untyped-def]
+    """The largest honest customer forced into the model at C03's start, as the
+    greedy search put large customers whose hourly deviations fit a real thief's
+    loss on the development grids: it has no drop of its own against its peers,
+    and once the thieves with one are described more flexibly (a coefficient per
+    day, the other column) or a candidate with a drop competes for its share, it
+    is not reported; the two thieves stay."""
+    h, _ = two_thieves
+    loc = TheftLocaliser()
+    model = loc.fit(h)
+    assert model is not None
+    ids = h.windows[-1].meter_ids
+    chosen = [(t.index, t.start, t.kind) for t in model.thieves]
+    thieves = {ids[i] for i, _s, _k in chosen}
+    assert thieves == {"C03", "C11"}
+    honest = next(
+        int(i) for i in np.argsort(-model.x.sum(axis=0)) if ids[int(i)] not in {"C03", "C11", "C07"}
+    )
+    c03 = next(c for c in chosen if ids[c[0]] == "C03")
+    forced = (honest, c03[1], 1)
+    fits = loc._joint(model, [*chosen, forced])
+    assert fits[-1].drop_z < loc.min_drop_z
+    starts = np.arange(loc.min_reference_windows, model.n_windows)
+    kept, explained = loc._swap(model, [*chosen, forced], starts)
+    reported = {ids[c[0]] for c in kept if c not in explained}
+    assert reported >= {"C03", "C11"}
+    assert ids[honest] not in reported
