@@ -42,6 +42,9 @@ def main() -> None:
     ap.add_argument("--feeders", type=int, default=2)
     ap.add_argument("--areas-per-feeder", type=int, default=3)
     ap.add_argument("--days", type=int, default=10)
+    ap.add_argument(
+        "--customers-per-area", type=int, nargs=2, default=(30, 80), metavar=("LO", "HI")
+    )
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--step", type=int, default=1, help="messages per step")
     ap.add_argument("--every", type=int, default=1, help="steps per checkpoint")
@@ -54,6 +57,7 @@ def main() -> None:
             n_feeders=args.feeders,
             areas_per_feeder=args.areas_per_feeder,
             days=args.days,
+            customers_per_area=(args.customers_per_area[0], args.customers_per_area[1]),
         )
         write_grid(generate_grid(grid_cfg), Path(tmp))
         topology, messages, readings = encode_backlog(Path(tmp))
