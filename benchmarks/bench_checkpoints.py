@@ -12,6 +12,11 @@ Reports the bytes of each, summed, and the time taken to split the state into
 pieces (serialising the arrays and hashing them) against serialising it whole.
 Live, a checkpoint follows every few messages (every 2 s): ``--step 1 --every 1``
 is that; a backlog takes thousands of messages per step.
+
+With ``--restore BOOTSTRAP`` it then writes the last checkpoint (its pieces and
+manifest) to fresh topics of that broker and times what a restarted worker does
+with it: ``kafka_io.checkpoints.read_checkpoints`` (read and assemble) and
+``PartitionCore.restore``.
 """
 
 from __future__ import annotations
@@ -22,17 +27,21 @@ import platform
 import sys
 import tempfile
 import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 from bench_kafka import encode_backlog
 
-from kafka_io.core import WorkerCores
-from kafka_io.detection import WorkerDetection, checkpoint_bytes
-from kafka_io.pieces import DETECTION, PieceWriter
+from kafka_io.checkpoints import checkpoint_headers, checkpoint_key, piece_key, read_checkpoints
+from kafka_io.core import PartitionCore, WorkerCores
+from kafka_io.detection import WorkerDetection, checkpoint_bytes, split_checkpoint
+from kafka_io.pieces import BALANCE, DETECTION, PieceWriter, encode_manifest
 from kafka_io.schema import Origin
+from kafka_io.topics import KafkaSettings, ensure_topics
 from lineloss.config import EngineConfig
 from loaders.synthetic import SyntheticGridConfig, generate_grid, write_grid
 
@@ -48,6 +57,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--step", type=int, default=1, help="messages per step")
     ap.add_argument("--every", type=int, default=1, help="steps per checkpoint")
+    ap.add_argument("--restore", metavar="BOOTSTRAP", help="also time a restore through it")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
 
@@ -116,8 +126,64 @@ def main() -> None:
         f"{result['full_ms_per_checkpoint']:.1f} ms whole, "
         f"{result['pieces_ms_per_checkpoint']:.1f} ms in pieces per checkpoint"
     )
+    if args.restore:
+        (detection_half,) = detection.snapshots([0]).values()
+        result |= time_restore(args.restore, cores.cores[0], detection_half, topology, config)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
+
+
+def time_restore(
+    bootstrap: str, core: PartitionCore, detection_half: bytes, topology: Any, config: EngineConfig
+) -> dict[str, float]:
+    """Write ``core``'s checkpoint as a worker does (pieces, then the manifest) to
+    fresh topics, then read it back and restore it as a restarted worker does."""
+    from kafka import KafkaProducer
+
+    settings = KafkaSettings(
+        bootstrap, prefix=f"bench-restore-{uuid.uuid4().hex[:8]}", partitions=1
+    )
+    ensure_topics(settings)
+    balance = PieceWriter().split_arrays(core.state())
+    detection = PieceWriter().split({DETECTION: detection_half})
+    producer = KafkaProducer(**settings.client(), max_request_size=4 * 1024 * 1024)
+    t0 = time.perf_counter()
+    for half, split in ((BALANCE, balance), (DETECTION, detection)):
+        for digest, piece in split.new.items():
+            producer.send(
+                settings.checkpoint_pieces,
+                key=piece_key(settings, 0, half, digest),
+                value=piece,
+                partition=0,
+            )
+    headers = checkpoint_headers(core.position, dict(core.next_offset))
+    producer.send(
+        settings.checkpoints,
+        key=checkpoint_key(settings, 0),
+        value=encode_manifest(balance, detection),
+        headers=list(headers.items()),
+        partition=0,
+    )
+    producer.flush()
+    producer.close()
+    t1 = time.perf_counter()
+    (data,) = read_checkpoints(settings, {0}).values()
+    t2 = time.perf_counter()
+    PartitionCore.restore(topology, config, split_checkpoint(data)[0])
+    t3 = time.perf_counter()
+    out = {
+        "restore_bytes_mb": (balance.new_bytes + detection.new_bytes) / 1e6,
+        "restore_pieces": len(balance.new) + len(detection.new),
+        "write_s": t1 - t0,
+        "read_s": t2 - t1,
+        "restore_core_s": t3 - t2,
+    }
+    print(
+        f"restore through {bootstrap}: {out['restore_bytes_mb']:.1f} MB in "
+        f"{out['restore_pieces']} pieces: written in {out['write_s']:.1f} s, read and "
+        f"assembled in {out['read_s']:.1f} s, core restored in {out['restore_core_s']:.1f} s"
+    )
+    return out
 
 
 if __name__ == "__main__":

@@ -115,6 +115,8 @@ def read_checkpoints(
     kafka_io.pieces) is assembled from its pieces; one whose pieces are not all
     there gives way to the next best. If none covers the committed offsets, the
     furthest, with an error in the log: readings were acked that no checkpoint holds.
+    If none can be restored at all while the group has committed offsets of the
+    partition, ``CheckpointMissing``: the worker stops rather than start it empty.
 
     Reading changes nothing. ``unused`` receives the pieces that no manifest of the
     partition names (left by an earlier owner, or of a manifest being written right
@@ -208,4 +210,15 @@ def read_checkpoints(
                 )
             out[p] = data
             break
+        if p not in out and any(committed.get(p, {}).values()):
+            raise CheckpointMissing(
+                f"partition {p}: the group has committed offsets {committed[p]} but no "
+                "checkpoint of it could be restored (deleted, or its pieces lost): starting "
+                "it empty would drop every reading before them. Restore the checkpoint "
+                "topics, or reset the group's offsets of this partition to replay it."
+            )
     return out
+
+
+class CheckpointMissing(RuntimeError):
+    """A partition has committed offsets but no checkpoint to restore."""

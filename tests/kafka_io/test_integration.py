@@ -370,6 +370,31 @@ def test_a_restore_assembles_the_pieces_falls_back_and_reports_the_unused(
     producer.close()
 
 
+def test_committed_offsets_without_a_checkpoint_stop_the_restore(
+    kafka_settings: KafkaSettings,
+) -> None:
+    """Offsets committed for a partition whose checkpoint is gone (a deleted topic,
+    lost pieces): starting it empty would silently drop every reading before them."""
+    from kafka import KafkaConsumer, TopicPartition
+    from kafka.structs import OffsetAndMetadata
+
+    from kafka_io.checkpoints import CheckpointMissing, read_checkpoints
+
+    settings = kafka_settings
+    ensure_topics(settings)
+    assert read_checkpoints(settings, {0, 1}) == {}  # a new group: nothing, no error
+    consumer = KafkaConsumer(**settings.client(), group_id=settings.group_id)
+    try:
+        tp = TopicPartition(settings.readings, 1)
+        consumer.assign([tp])
+        consumer.commit({tp: OffsetAndMetadata(42, "", -1)})
+    finally:
+        consumer.close(autocommit=False)
+    assert read_checkpoints(settings, {0}) == {}
+    with pytest.raises(CheckpointMissing, match="partition 1"):
+        read_checkpoints(settings, {0, 1})
+
+
 def piece_records(settings: KafkaSettings) -> list[tuple[int, int, bytes, bytes | None]]:
     """(partition, offset, key, value) of every record on the checkpoint pieces
     topic, in offset order per partition."""
