@@ -77,10 +77,10 @@ class PieceWriter:
     """Which pieces the pieces topic holds for one half of one partition.
 
     Starts knowing none, or those of the manifest it was restored from (``adopt``).
-    A piece the latest manifest
-    dropped is deleted only after the next one, so the last two manifests always
-    have all their pieces; a piece that comes back after its deletion is sent again
-    (its tombstone is earlier in the topic than the re-sent piece)."""
+    A piece the latest manifest dropped is deleted only after the next one, so the
+    last two manifests always have all their pieces; a piece that comes back after
+    its deletion is sent again (its tombstone is earlier in the topic than the
+    re-sent piece)."""
 
     def __init__(self) -> None:
         self._held: set[str] = set()  # sent and not deleted
@@ -117,10 +117,12 @@ class PieceWriter:
         self._seen = seen
         return split
 
-    def split(self, blobs: Mapping[str, bytes], known: Mapping[str, list[str]] = {}) -> Split:
+    def split(
+        self, blobs: Mapping[str, bytes], known: Mapping[str, list[str]] | None = None
+    ) -> Split:
         """Pieces of ``blobs`` (name -> bytes), plus blobs ``known`` by their digests
         (held, unchanged): what to send, the manifest's parts, what to delete."""
-        parts: dict[str, list[str]] = dict(known)
+        parts: dict[str, list[str]] = dict(known or {})
         new: dict[str, bytes] = {}
         for name, data in blobs.items():
             digests = []
