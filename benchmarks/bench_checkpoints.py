@@ -36,10 +36,15 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from bench_kafka import encode_backlog
 
-from kafka_io.checkpoints import checkpoint_headers, checkpoint_key, piece_key, read_checkpoints
+from kafka_io.checkpoints import (
+    CheckpointHomes,
+    checkpoint_records,
+    read_checkpoints,
+    send_records,
+)
 from kafka_io.core import PartitionCore, WorkerCores
 from kafka_io.detection import WorkerDetection, checkpoint_bytes, split_checkpoint
-from kafka_io.pieces import BALANCE, DETECTION, PieceWriter, encode_manifest
+from kafka_io.pieces import BALANCE, DETECTION, PieceWriter
 from kafka_io.schema import Origin
 from kafka_io.topics import KafkaSettings, ensure_topics
 from lineloss.config import EngineConfig
@@ -148,23 +153,11 @@ def time_restore(
     detection = PieceWriter().split({DETECTION: detection_half})
     producer = KafkaProducer(**settings.client(), max_request_size=4 * 1024 * 1024)
     t0 = time.perf_counter()
-    for half, split in ((BALANCE, balance), (DETECTION, detection)):
-        for digest, piece in split.new.items():
-            producer.send(
-                settings.checkpoint_pieces,
-                key=piece_key(settings, 0, half, digest),
-                value=piece,
-                partition=0,
-            )
-    headers = checkpoint_headers(core.position, dict(core.next_offset))
-    producer.send(
-        settings.checkpoints,
-        key=checkpoint_key(settings, 0),
-        value=encode_manifest(balance, detection),
-        headers=list(headers.items()),
-        partition=0,
+    halves = {BALANCE: balance, DETECTION: detection}
+    records = checkpoint_records(
+        settings, CheckpointHomes(1, 1), 0, halves, core.position, dict(core.next_offset)
     )
-    producer.flush()
+    send_records(producer, records)
     producer.close()
     t1 = time.perf_counter()
     (data,) = read_checkpoints(settings, {0}).values()

@@ -14,9 +14,18 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass, field
 from typing import Any
 
-from kafka_io.pieces import BALANCE, DETECTION, Manifest, assemble, decode_manifest
+from kafka_io.pieces import (
+    BALANCE,
+    DETECTION,
+    Manifest,
+    Split,
+    assemble,
+    decode_manifest,
+    encode_manifest,
+)
 from kafka_io.topics import KafkaSettings, scan_records
 
 log = logging.getLogger("lineloss.worker")
@@ -58,6 +67,80 @@ def checkpoint_headers(position: int, next_offset: dict[str, int]) -> dict[str, 
         CHECKPOINT_POSITION: str(position).encode(),
         CHECKPOINT_OFFSETS: json.dumps(next_offset, sort_keys=True).encode(),
     }
+
+
+@dataclass(frozen=True)
+class Record:
+    """One message of a checkpoint, for whichever producer sends it."""
+
+    topic: str
+    key: bytes
+    partition: int
+    value: bytes | None  # None: a tombstone
+    headers: dict[str, bytes] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CheckpointHomes:
+    """How many partitions the checkpoint topics have (``checkpoint_partition``)."""
+
+    checkpoints: int
+    pieces: int
+
+    @classmethod
+    def of(cls, settings: KafkaSettings) -> CheckpointHomes:
+        return cls(
+            partition_count(settings, settings.checkpoints),
+            partition_count(settings, settings.checkpoint_pieces),
+        )
+
+
+def checkpoint_records(
+    settings: KafkaSettings,
+    homes: CheckpointHomes,
+    partition: int,
+    halves: dict[str, Split],
+    position: int,
+    next_offset: dict[str, int],
+) -> list[Record]:
+    """A partition's checkpoint as it is written: the new pieces of each half
+    (``halves``: BALANCE and DETECTION), then the manifest that names them all."""
+    at = checkpoint_partition(partition, homes.pieces)
+    out = [
+        Record(settings.checkpoint_pieces, piece_key(settings, partition, half, d), at, piece)
+        for half in (BALANCE, DETECTION)
+        for d, piece in halves[half].new.items()
+    ]
+    out.append(
+        Record(
+            settings.checkpoints,
+            checkpoint_key(settings, partition),
+            checkpoint_partition(partition, homes.checkpoints),
+            encode_manifest(halves[BALANCE], halves[DETECTION]),
+            checkpoint_headers(position, next_offset),
+        )
+    )
+    return out
+
+
+def piece_tombstone(
+    settings: KafkaSettings, homes: CheckpointHomes, partition: int, half: str, digest: str
+) -> Record:
+    return Record(
+        settings.checkpoint_pieces,
+        piece_key(settings, partition, half, digest),
+        checkpoint_partition(partition, homes.pieces),
+        None,
+    )
+
+
+def send_records(producer: Any, records: list[Record]) -> None:
+    """Send ``records`` with a kafka-python producer (tools and tests; the worker
+    sends through faust) and wait until the broker has them."""
+    for r in records:
+        headers = list(r.headers.items())
+        producer.send(r.topic, key=r.key, value=r.value, partition=r.partition, headers=headers)
+    producer.flush()
 
 
 def checkpoint_rank(

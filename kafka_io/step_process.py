@@ -183,8 +183,9 @@ def _balance(
         _RESTORED.pop(p, None)
     _CORES.prepare(assigned)
     outs = _CORES.process(messages)
-    for p, halves in list(_RESTORED.items()):  # restored in this step
-        _ADOPT[(BALANCE, p)] = frozenset(halves[BALANCE])
+    for p, halves in list(_RESTORED.items()):  # restored, detection not yet begun
+        if BALANCE in halves:
+            _ADOPT[(BALANCE, p)] = frozenset(halves.pop(BALANCE))
         if p in outs and outs[p].detection.begin:  # the detection child's part
             outs[p].detection.saved_pieces = frozenset(halves[DETECTION])
             del _RESTORED[p]

@@ -43,16 +43,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kafka_io.checkpoints import (
+    CheckpointHomes,
+    Record,
     Unused,
-    checkpoint_headers,
-    checkpoint_key,
-    checkpoint_partition,
-    partition_count,
-    piece_key,
+    checkpoint_records,
+    piece_tombstone,
     read_checkpoints,
 )
 from kafka_io.core import Outputs, WorkerCores
-from kafka_io.pieces import BALANCE, DETECTION, Split, encode_manifest
+from kafka_io.pieces import BALANCE, DETECTION, Split
 from kafka_io.schema import (
     DRAINED,
     MessageError,
@@ -453,10 +452,8 @@ def build_app(
     suspicions = app.topic(k.suspicions, **raw)
     dead_letters = app.topic(k.dead_letters, **raw)
     meter_windows = app.topic(k.meter_windows, **raw)
-    checkpoints = app.topic(k.checkpoints, **raw)
-    pieces = app.topic(k.checkpoint_pieces, **raw)
-    checkpoint_partitions = partition_count(k, k.checkpoints)
-    piece_partitions = partition_count(k, k.checkpoint_pieces)
+    checkpoint_topics = {t: app.topic(t, **raw) for t in (k.checkpoints, k.checkpoint_pieces)}
+    homes = CheckpointHomes.of(k)
     in_step = False
     failed = failures if failures is not None else []
 
@@ -648,6 +645,12 @@ def build_app(
         except Exception as exc:
             fail("detection", exc)
 
+    async def send(rec: Record) -> Any:
+        topic = checkpoint_topics[rec.topic]
+        return await topic.send(
+            key=rec.key, partition=rec.partition, value=rec.value, headers=rec.headers
+        )
+
     async def _checkpoint(step: _Step, result: DetectionResult, confirming: list[Any]) -> None:
         # Every output of the steps up to this one is delivered before the
         # checkpoint that says they were made is sent (a failed send then fails the
@@ -663,23 +666,13 @@ def build_app(
         for p, (balance, position, offsets) in step.snapshots.items():
             if owned_since[p] != step.owned_since[p]:
                 continue  # revoked since the step: the next owner's now
-            detection = result.snapshots[p]
-            at = checkpoint_partition(p, piece_partitions)
-            for half, split in ((BALANCE, balance), (DETECTION, detection)):
-                for digest, piece in split.new.items():
-                    key = piece_key(k, p, half, digest)
-                    written.append(await pieces.send(key=key, partition=at, value=piece))
+            halves = {BALANCE: balance, DETECTION: result.snapshots[p]}
+            for rec in checkpoint_records(k, homes, p, halves, position, offsets):
+                written.append(await send(rec))
+            for half, split in halves.items():
                 # What the restore found unused, unless this checkpoint uses it.
                 left = leftovers.get(p, {}).pop(half, set()) - split.used
                 unused += [(p, half, d) for d in sorted(left) + split.tombstones]
-            written.append(
-                await checkpoints.send(
-                    key=checkpoint_key(k, p),
-                    partition=checkpoint_partition(p, checkpoint_partitions),
-                    value=encode_manifest(balance, detection),
-                    headers=checkpoint_headers(position, offsets),
-                )
-            )
         for fut in written:
             await fut  # checkpoints delivered, then the acks
         deleted = []
@@ -687,9 +680,7 @@ def build_app(
             if owned_since[p] != step.owned_since[p]:
                 continue  # revoked while the checkpoint was on its way: the next
                 # owner may have restored a manifest that uses these pieces
-            at = checkpoint_partition(p, piece_partitions)
-            key = piece_key(k, p, half, digest)
-            deleted.append(await pieces.send(key=key, partition=at, value=None))
+            deleted.append(await send(piece_tombstone(k, homes, p, half, digest)))
         for e in unacked:
             e.ack()  # faust may now commit these offsets
         unacked.clear()

@@ -310,10 +310,16 @@ def test_a_restore_assembles_the_pieces_falls_back_and_reports_the_unused(
     from one_area import CONFIG as SMALL
     from one_area import PARTITIONS, SHARDS, TOPO, quarter_hours
 
-    from kafka_io.checkpoints import checkpoint_headers, checkpoint_key, piece_key, read_checkpoints
+    from kafka_io.checkpoints import (
+        CheckpointHomes,
+        checkpoint_records,
+        piece_key,
+        read_checkpoints,
+        send_records,
+    )
     from kafka_io.core import PartitionCore
     from kafka_io.detection import split_checkpoint
-    from kafka_io.pieces import BALANCE, DETECTION, PieceWriter, encode_manifest
+    from kafka_io.pieces import BALANCE, DETECTION, PieceWriter
 
     settings = kafka_settings
     ensure_topics(settings)
@@ -324,24 +330,15 @@ def test_a_restore_assembles_the_pieces_falls_back_and_reports_the_unused(
     positions = []
 
     def save(detection: bytes, *, lose: int = 0) -> None:
-        b, d = bal.split_arrays(core.state()), det.split({DETECTION: detection})
-        new = [(BALANCE, k, v) for k, v in b.new.items()] + [(DETECTION, *i) for i in d.new.items()]
-        for half, digest, piece in sorted(new)[lose:]:
-            producer.send(
-                settings.checkpoint_pieces,
-                key=piece_key(settings, 0, half, digest),
-                value=piece,
-                partition=0,
-            )
-        headers = checkpoint_headers(core.position, dict(core.next_offset))
-        producer.send(
-            settings.checkpoints,
-            key=checkpoint_key(settings, 0),
-            value=encode_manifest(b, d),
-            headers=list(headers.items()),
-            partition=0,
+        halves = {
+            BALANCE: bal.split_arrays(core.state()),
+            DETECTION: det.split({DETECTION: detection}),
+        }
+        homes = CheckpointHomes.of(settings)
+        records = checkpoint_records(
+            settings, homes, 0, halves, core.position, dict(core.next_offset)
         )
-        producer.flush()
+        send_records(producer, records[lose:])  # (the pieces come first)
         positions.append(core.position)
 
     core.process(messages[:60])
