@@ -18,6 +18,22 @@ up to, so a forward re-sent after a crash is recognised and not counted twice. A
 its end of stream a partition tells every other one it forwards no more; a partition
 drains (flushes its engine) once it has its own end of stream and that word from all.
 
+Partitions progress at their own pace (through a backlog, one may be days of event
+time ahead of another), so a reading forwarded by a partition far behind would
+reach windows its owner had already made final: ``too_late``. So finals wait for the
+slowest sender. Each partition announces on the routed topic how far it has read its
+own readings (``watermark``: its *source* watermark, over every reading it took,
+its own meters' or not), whenever that lets one more window become final; a
+partition makes a window final only once its own source watermark and every other
+partition's announced one are past the window's end plus the horizon
+(``final_watermark_s``). The forwards a partition sends before an announcement
+precede it on the routed topic, so any reading it forwards is judged against its own
+stream, as if it owned the meter. A partition that has ended (end of forwards) no
+longer counts; one whose readings stopped is declared *idle* by its worker (wall
+clock, the adapter's business: ``IDLE`` sent to the partition's own routed
+partition, void if readings came after) and counts again from its next reading, so
+a silent partition does not hold everyone's finals for ever.
+
 Registry updates (lineloss.timeline) reach every core through ``WorkerCores.apply``:
 each core takes its shard's part of the new timeline, so a customer moved to
 another feeder leaves one partition's part and joins another's from its move on.
@@ -49,6 +65,8 @@ from kafka_io.detection import (
 from kafka_io.schema import (
     END_OF_FORWARDS,
     END_OF_STREAM,
+    IDLE,
+    WATERMARK,
     DeadLetter,
     Decoded,
     MessageError,
@@ -66,11 +84,12 @@ from kafka_io.shards import Shards
 from lineloss.config import EngineConfig
 from lineloss.domain import Balance, BalanceLevel, Rejects, Suspicion, Topology
 from lineloss.timeline import MeterHistory, TopologyTimeline
-from streams.engine import BalanceEngine, Emission, MeterWindowResult
+from streams.engine import BalanceEngine, Emission, MeterWindowResult, clock_jumps
 from streams.snapshot import dumps, engine_state, loads, restore_engine
 from streams.windows import WindowGrid
 
 FORWARD_MAX_READINGS = 2000  # per forwarded message: well under Kafka's 1 MB default
+HOLD_ALL = -(2**62)  # a final watermark no window end passes: nothing becomes final
 
 
 @dataclass
@@ -123,6 +142,17 @@ class PartitionCore:
         # The latest offset ranges skipped (topic, from, to): a message from inside
         # one arriving later shows the consumer re-ordered the partition's messages.
         self._jumps: list[tuple[str, int, int]] = []
+        # Event-time alignment between partitions (see the module docstring): the
+        # newest reading taken from this partition's own readings (clock jumps
+        # aside), the other partitions' announced watermarks (None: idle), whether
+        # this partition's readings are idle, and the finalisable window its last
+        # announcement let through (a restored core announces at its first step).
+        self.source_frontier_s: int | None = None
+        self.peer_watermarks: dict[int, int | None] = {}
+        self.idle = False
+        self._announced_key: int | None = None
+        self._announce_due = True
+        self._hold_used: int | str | None = "unset"
 
     def _jumped_over(self, origin: Origin) -> bool:
         return any(t == origin.topic and lo <= origin.offset < hi for t, lo, hi in self._jumps)
@@ -131,8 +161,9 @@ class PartitionCore:
         """One step of this partition's messages: balances, dead letters, forwards,
         meter windows, and in ``detection`` the input of the partition's detectors."""
         cols = ReadingColumns()
-        ended = False
+        ended = went_idle = False
         warnings: list[str] = []
+        bad_controls: list[DeadLetter] = []
         for origin, raw in messages:
             if origin.partition != self.partition:
                 raise ValueError(f"partition {self.partition}'s core got {origin}")
@@ -153,19 +184,34 @@ class PartitionCore:
             if kind == END_OF_STREAM:
                 ended = not self.end_of_stream
                 self.end_of_stream = True
-            elif kind == END_OF_FORWARDS:
-                assert raw is not None
-                self.forwards_done.add(int(json.loads(raw)["source_partition"]))
+            elif kind in (END_OF_FORWARDS, WATERMARK, IDLE):
+                try:
+                    went_idle |= self._control(kind, json.loads(raw or b""))
+                except (ValueError, TypeError, KeyError) as exc:
+                    bad_controls.append(
+                        DeadLetter(
+                            "bad_value",
+                            f"{kind} control message unusable: {exc!r}",
+                            origin.topic,
+                            origin.partition,
+                            origin.offset,
+                            "",
+                            (raw or b"").decode("utf-8", "replace")[:1000],
+                        )
+                    )
             elif kind is None:
                 sources = forwarded_origins(raw)
                 if sources is None:
                     cols.add_message(origin, raw)
+                    self.idle = False  # readings again: counts from its next announcement
                 else:
                     self._take_forwarded(origin, raw, sources, cols)
         decoded = cols.decoded(self.shards.topology)
-        out = Outputs(dead_letters=decoded.dead_letters, offset_warnings=warnings)
-        mine, away = self._route(decoded)
-        out.forwards = self._forwards(decoded, away)
+        out = Outputs(dead_letters=decoded.dead_letters + bad_controls, offset_warnings=warnings)
+        forwarded = self._forwarded(decoded)
+        self._read_up_to(decoded.batch.ts[~forwarded])
+        mine, away = self._route(decoded, forwarded)
+        out.forwards = self._forwards(decoded, away) + self._announcements(went_idle)
         if ended:
             end = encode_control(END_OF_FORWARDS, source_partition=self.partition)
             out.forwards += [(p, end) for p in range(self.partitions) if p != self.partition]
@@ -173,10 +219,14 @@ class PartitionCore:
         batch = replace(batch, meter_idx=self._local[batch.meter_idx])
         out.readings = len(batch)
         emissions = []
+        hold = self.final_watermark_s
         if len(batch):
             rejects = self.engine.ingest(batch)
-            emissions.append(self.engine.advance())
+            emissions.append(self.engine.advance(hold))
             out.dead_letters.extend(self._rejected(rejects, decoded))
+        elif hold != self._hold_used and not self.flushed:
+            emissions.append(self.engine.advance(hold))  # finals another partition held
+        self._hold_used = hold
         if not self.flushed and self.drainable:
             emissions.append(self.engine.flush())
             self.flushed = out.drained = True
@@ -225,20 +275,111 @@ class PartitionCore:
         self._timeline_changed = True
         return self.engine.apply_timeline(sub)
 
-    def _route(self, decoded: Decoded) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    # ------------------------------------------------------------ alignment
+    def _control(self, kind: str, msg: dict[str, object]) -> bool:
+        """Apply a control message from the routed topic; True when it makes this
+        partition idle."""
+        if kind == END_OF_FORWARDS:
+            self.forwards_done.add(_int(msg["source_partition"]))
+        elif kind == WATERMARK:
+            source = _int(msg["source_partition"])
+            mark = msg.get("watermark_s")
+            if source != self.partition:
+                self.peer_watermarks[source] = None if mark is None else _int(mark)
+        elif kind == IDLE and _int(msg["partition"]) == self.partition and not self.idle:
+            # Void if readings were taken past the offsets the worker had seen.
+            seen = msg.get("next_offset") or {}
+            if not isinstance(seen, dict):
+                raise TypeError(f"next_offset {seen!r} is not an object")
+            if all(self.next_offset.get(t, 0) <= _int(o) for t, o in seen.items()):
+                self.idle = True
+                self._announce_due = True  # its next reading makes it count again
+                return True
+        return False
+
+    @property
+    def source_watermark_s(self) -> int | None:
+        """The watermark of this partition's own readings topic: every reading it
+        took there, whichever partition balances it."""
+        if self.source_frontier_s is None:
+            return None
+        return self.source_frontier_s - self.config.allowed_lateness_s
+
+    def _read_up_to(self, ts: np.ndarray) -> None:
+        """Move the source frontier to the newest of these own-topic readings,
+        except a clock jump (the engine's rule: a minority far ahead)."""
+        if len(ts) == 0:
+            return
+        ok = ts[~clock_jumps(ts, self.source_frontier_s, self.config.max_clock_jump_s)]
+        if len(ok):
+            newest = int(ok.max())
+            if self.source_frontier_s is None or newest > self.source_frontier_s:
+                self.source_frontier_s = newest
+
+    @property
+    def final_watermark_s(self) -> int | None:
+        """The watermark finals wait for: the slowest of this partition's own source
+        watermark and the others' announced ones; ``HOLD_ALL`` while one is not
+        known yet; None when nothing holds (every other partition ended or idle)."""
+        marks = []
+        if not self.idle and not self.end_of_stream:
+            own = self.source_watermark_s
+            if own is None:
+                return HOLD_ALL
+            marks.append(own)
+        for q in range(self.partitions):
+            if q == self.partition or q in self.forwards_done:
+                continue
+            if q not in self.peer_watermarks:
+                return HOLD_ALL
+            mark = self.peer_watermarks[q]
+            if mark is not None:
+                marks.append(mark)
+        return min(marks) if marks else None
+
+    def _announcements(self, went_idle: bool) -> list[tuple[int, bytes]]:
+        """This partition's watermark to every other one, when it lets one more
+        window become final (or after a restore, or on waking); null when it just
+        went idle. Nothing once it has ended (its end of forwards says it all)."""
+        if self.end_of_stream:
+            return []
+        if went_idle and self.idle:  # (not if readings came after the notice)
+            mark = None
+        else:
+            wm = self.source_watermark_s
+            if self.idle or wm is None:
+                return []
+            horizon = self.config.recollect_horizon_s
+            key = int(self.grid.window_start(np.array([wm - horizon], np.int64))[0])
+            if key == self._announced_key and not self._announce_due:
+                return []
+            self._announced_key, self._announce_due, mark = key, False, wm
+        msg = encode_control(WATERMARK, source_partition=self.partition, watermark_s=mark)
+        return [(q, msg) for q in range(self.partitions) if q != self.partition]
+
+    # ------------------------------------------------------------ routing
+    def _forwarded(self, decoded: Decoded) -> np.ndarray:
+        """Which decoded readings another partition forwarded here."""
+        b = decoded.batch
+        sent_from = np.array([o.partition for o in decoded.messages], np.int64)
+        if len(b) == 0:
+            return np.zeros(0, np.bool_)
+        return sent_from[decoded.message_of[b.source_pos]] != self.partition
+
+    def _route(
+        self, decoded: Decoded, forwarded: np.ndarray
+    ) -> tuple[np.ndarray, list[tuple[int, int]]]:
         """Which readings this partition balances, and (reading, partition) pairs to
         forward. A reading of a meter in service nowhere at its time stays here and
-        the engine dead-letters it."""
+        the engine dead-letters it. Readings another partition forwarded here
+        (``forwarded``) are this one's (never passed on again: the sender keeps what
+        is its own, so a reading on a window end at a move does not come back to
+        it)."""
         b = decoded.batch
         if len(b) == 0:
             return np.zeros(0, np.bool_), []
         within, opens = self.shards.homes_of(b.meter_idx, b.ts, self.grid)
         p = self.partition
-        # Readings another partition forwarded here are this one's (never passed on
-        # again: the sender keeps what is its own, so a reading on a window end at a
-        # move does not come back to it).
-        sent_from = np.array([o.partition for o in decoded.messages], np.int64)
-        forwarded = sent_from[decoded.message_of[b.source_pos]] != p
         mine = forwarded | (within == p) | (opens == p) | ((within < 0) & (opens < 0))
         own = ~forwarded
         away = [
@@ -342,6 +483,10 @@ class PartitionCore:
                     "forwards_done": sorted(self.forwards_done),
                     "forwarded_upto": {str(p): list(at) for p, at in self.forwarded_upto.items()},
                     "flushed": self.flushed,
+                    "source_frontier_s": self.source_frontier_s,
+                    "peer_watermarks": {str(q): w for q, w in self.peer_watermarks.items()},
+                    "idle": self.idle,
+                    "announced_key": self._announced_key,
                 }
             )
         )
@@ -378,6 +523,16 @@ class PartitionCore:
             int(p): (int(o), int(i)) for p, (o, i) in meta["forwarded_upto"].items()
         }
         core.flushed = bool(meta["flushed"])
+        # (Checkpoints older than the alignment have none: peers announce again.)
+        frontier = meta.get("source_frontier_s")
+        core.source_frontier_s = None if frontier is None else int(frontier)
+        core.peer_watermarks = {
+            int(q): None if w is None else int(w)
+            for q, w in meta.get("peer_watermarks", {}).items()
+        }
+        core.idle = bool(meta.get("idle", False))
+        key = meta.get("announced_key")
+        core._announced_key = None if key is None else int(key)
         return core
 
 
@@ -515,3 +670,10 @@ class InlineWorker:
 
     def suspicions(self) -> list[Suspicion]:
         return self.detection.suspicions()
+
+
+def _int(value: object) -> int:
+    """An integer field of a control message (not a bool, not a fraction)."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise TypeError(f"{value!r} is not an integer")
+    return int(value)

@@ -45,6 +45,8 @@ SUPPORTED: Final = {READING: {1}, BATCH: {1}, CONTROL: {1}}
 
 END_OF_STREAM: Final = "end_of_stream"
 END_OF_FORWARDS: Final = "end_of_forwards"  # a partition forwarded all it will
+WATERMARK: Final = "watermark"  # how far a partition has read its readings (null: idle)
+IDLE: Final = "idle"  # the worker to its own partition: no readings for a while
 DRAINED: Final = "drained"
 
 _MIN_TS: Final = 946684800  # 2000-01-01 UTC, the data contract's plausible range

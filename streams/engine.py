@@ -236,7 +236,7 @@ class BalanceEngine:
         ok = reason < 0
         if ok.any():
             jump = np.zeros(n, np.bool_)
-            jump[ok] = _clock_jumps(ts[ok], self._frontier_s, self.config.max_clock_jump_s)
+            jump[ok] = clock_jumps(ts[ok], self._frontier_s, self.config.max_clock_jump_s)
             refuse(jump, RejectReason.CLOCK_JUMP)
 
         ok = reason < 0
@@ -382,12 +382,18 @@ class BalanceEngine:
         )
 
     # ------------------------------------------------------------------ advance
-    def advance(self) -> Emission:
-        """Emit what the watermark allows: new provisional windows, revisions, finals."""
+    def advance(self, final_watermark_s: int | None = None) -> Emission:
+        """Emit what the watermark allows: new provisional windows, revisions, finals.
+
+        ``final_watermark_s`` holds finals back: a window becomes final only once
+        this watermark too is past its end plus the horizon. A partition of a
+        Kafka worker passes the slowest watermark among the partitions that may
+        still forward readings to it (kafka_io.core), so that a reading forwarded
+        from a partition further behind in a backlog is not refused as too late."""
         wm = self.watermark_s
         if wm is None:
             return Emission()
-        return self._emit(wm)
+        return self._emit(wm, final_watermark_s)
 
     def flush(self) -> Emission:
         """End of stream: close and finalise every window."""
@@ -395,7 +401,7 @@ class BalanceEngine:
             return Emission()
         return self._emit(None)
 
-    def _emit(self, watermark_s: int | None) -> Emission:
+    def _emit(self, watermark_s: int | None, final_watermark_s: int | None = None) -> Emission:
         assert self._first_start_s is not None and self._frontier_s is not None
         # Every window from the first seen to the last closed one gets a balance,
         # including windows in which no meter reported (an analyst must see holes).
@@ -412,13 +418,16 @@ class BalanceEngine:
                 self._windows[s] = _WindowState(s, int(e_arr))
 
         horizon = self.config.recollect_horizon_s
+        final_wm = watermark_s
+        if watermark_s is not None and final_watermark_s is not None:
+            final_wm = min(watermark_s, final_watermark_s)
         due: list[_WindowState] = []
         for s in sorted(self._windows):
             w = self._windows[s]
             if w.final:
                 continue
             closes = watermark_s is None or w.end_s <= watermark_s
-            finalises = watermark_s is None or w.end_s + horizon <= watermark_s
+            finalises = final_wm is None or w.end_s + horizon <= final_wm
             revise = w.dirty and (
                 watermark_s is None
                 or watermark_s - w.computed_at_s >= self.config.revision_interval_s
@@ -590,7 +599,7 @@ class BalanceEngine:
         }
 
 
-def _clock_jumps(
+def clock_jumps(
     ts: npt.NDArray[np.int64], frontier_s: int | None, jump_s: int
 ) -> npt.NDArray[np.bool_]:
     """Which timestamps jumped ahead of the stream: a minority cut off from the rest.

@@ -400,3 +400,26 @@ def test_profile_prorates_a_daily_reading_evenly():
     np.testing.assert_allclose(day0.profile_kwh[0], np.full(24, 2.0))
     first = next(r for r in mw if r.window_start == DAY0 - DAY)
     assert np.isnan(first.profile_kwh).all()
+
+
+def test_a_final_watermark_holds_finals_back_not_provisional_windows():
+    """A Kafka partition passes the slowest watermark of the partitions that may
+    still forward to it: windows close and revise on the engine's own watermark,
+    but become final only once that one too is past their end plus the horizon."""
+    topo = make_topology(AREA)
+    cfg = EngineConfig(allowed_lateness_s=0, recollect_horizon_s=DAY, revision_interval_s=0)
+    eng = BalanceEngine(topo, cfg)
+    eng.ingest(make_batch(topo, [*daily("T1", 0, 100, 4), *daily("C1", 0, 50, 4)]))
+    held = eng.advance(final_watermark_s=DAY0 + DAY - 1)  # no window end + DAY
+    assert held.balances and not any(b.final for b in held.balances)
+    assert not held.final_meter_windows
+    # The late reading is still taken: its window is not final.
+    rej = eng.ingest(make_batch(topo, [("C2", DAY0, 0.0), ("C2", DAY0 + DAY, 45.0)]))
+    assert len(rej.reason) == 0
+    released = eng.advance(final_watermark_s=DAY0 + 3 * DAY)
+    fin = {b.window_start for b in released.balances if b.final and b.level == BalanceLevel.AREA}
+    assert fin == {DAY0 - DAY, DAY0, DAY0 + DAY}  # end + horizon <= day 3
+    assert {w.window_start for w in released.final_meter_windows} == fin
+    by_key = {(b.target_id, b.window_start): b for b in released.balances if b.final}
+    assert by_key["A1", DAY0].billed_kwh == 95.0
+    assert not any(b.final for b in eng.advance().balances if b.window_start > DAY0 + DAY)
