@@ -64,6 +64,9 @@ class BalanceResult:
     # pieces no manifest names, found by this step's restores (partition -> half ->
     # digests): the worker deletes them after the partition's next checkpoint
     unused: Unused = field(default_factory=dict)
+    # partition -> topic -> next offset, of the partitions stepped or assigned (the
+    # worker's idle notices say which readings they were sent after)
+    next_offsets: dict[int, dict[str, int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -202,7 +205,12 @@ def _balance(
         _DIRTY.clear()
     unused = dict(_UNUSED)
     _UNUSED.clear()
-    return BalanceResult(outs, snapshots, _CORES.stream_time_s, set(_CORES.drained), unused)
+    offsets = {
+        p: dict(_CORES.cores[p].next_offset) for p in set(outs) | assigned if p in _CORES.cores
+    }
+    return BalanceResult(
+        outs, snapshots, _CORES.stream_time_s, set(_CORES.drained), unused, offsets
+    )
 
 
 def _detect(

@@ -54,6 +54,7 @@ from kafka_io.core import Outputs, WorkerCores
 from kafka_io.pieces import BALANCE, DETECTION, Split
 from kafka_io.schema import (
     DRAINED,
+    IDLE,
     MessageError,
     Origin,
     decode_meter,
@@ -95,6 +96,10 @@ class WorkerSettings:
     # stops (status 1) for its supervisor to restart it. A day's detection at
     # province scale takes minutes, a restore of a large partition about as long.
     child_timeout_s: float = 1800.0
+    # An owned readings partition without a reading for this long is declared idle
+    # (kafka_io.core: the other partitions' finals stop waiting for its watermark
+    # until its next reading). Wall clock: the worker's business, not the core's.
+    idle_after_s: float = 60.0
 
 
 def write_heartbeat(path: Path, *, unix_s: float, stream_time_s: int | None) -> None:
@@ -397,6 +402,59 @@ class FetchGenerations:
         return fetched_in != self._current() or fetched_in == self._revoked
 
 
+class QuietPartitions:
+    """Which owned readings partitions have had no reading for ``idle_after_s`` of
+    wall clock: for each, one ``IDLE`` notice to its own routed partition, saying up
+    to which readings offset the worker had seen (kafka_io.core makes the partition
+    idle, and tells the others, unless it took readings past that). Sent again when
+    the worker learns of a further offset (a notice the core found void), and after
+    the next reading once that goes quiet in turn."""
+
+    def __init__(self, readings_topic: str, idle_after_s: float) -> None:
+        self.topic = readings_topic
+        self.idle_after_s = idle_after_s
+        self.last_reading_at: dict[int, float] = {}  # owned partitions only
+        self.seen_next: dict[int, int] = {}  # next readings offset known per partition
+        self.notified: dict[int, int] = {}  # partition -> the offset its notice said
+
+    def assigned(self, partitions: set[int], now: float) -> None:
+        for p in partitions:
+            self.last_reading_at[p] = now
+            self.notified.pop(p, None)
+
+    def revoked(self, partitions: set[int]) -> None:
+        for p in partitions:
+            self.last_reading_at.pop(p, None)
+            self.seen_next.pop(p, None)
+            self.notified.pop(p, None)
+
+    def taken(self, topic: str, partition: int, offset: int, now: float) -> None:
+        """A message the agent took; readings make their partition active again."""
+        if topic != self.topic or partition not in self.last_reading_at:
+            return
+        self.last_reading_at[partition] = now
+        self.seen_next[partition] = max(self.seen_next.get(partition, 0), offset + 1)
+        self.notified.pop(partition, None)
+
+    def positions(self, next_offsets: dict[int, dict[str, int]]) -> None:
+        """The cores' next offsets after a step (a restored core's are the first
+        the worker learns)."""
+        for p, offsets in next_offsets.items():
+            if p in self.last_reading_at and self.topic in offsets:
+                self.seen_next[p] = max(self.seen_next.get(p, 0), offsets[self.topic])
+
+    def notices(self, now: float) -> list[tuple[int, bytes]]:
+        """The idle notices due now: (routed partition, message)."""
+        out = []
+        for p, at in sorted(self.last_reading_at.items()):
+            seen = self.seen_next.get(p, 0)
+            if now - at < self.idle_after_s or self.notified.get(p, -1) >= seen:
+                continue
+            self.notified[p] = seen
+            out.append((p, encode_control(IDLE, partition=p, next_offset={self.topic: seen})))
+        return out
+
+
 class WorkerFailed(RuntimeError):
     """A step or its detection failed: the worker stops with a non-zero status."""
 
@@ -480,8 +538,14 @@ def build_app(
         # Only between steps: a step stuck on Kafka must let the heartbeat go stale.
         if reporter is not None and not in_step:
             await report(reporter.idle)
+        try:
+            for p, msg in quiet.notices(time.monotonic()):
+                await routed.send(value=msg, partition=p)
+        except Exception as exc:
+            fail("an idle notice", exc)
 
     generations = FetchGenerations(lambda: app.consumer_generation_id)
+    quiet = QuietPartitions(k.readings, settings.idle_after_s)
 
     def readings_partitions(tps: Any) -> set[int]:
         return {tp.partition for tp in tps if tp.topic in (k.readings, k.routed)}
@@ -507,6 +571,7 @@ def build_app(
         # revoked is harmless: its checkpoint is not sent (``owned_since``).
         generations.revoked()
         gone = readings_partitions(args[0])
+        quiet.revoked(gone)
         revoked_since_step.update(gone)
         owned_since.update(gone)  # checkpoints taken before now are not sent
         for p in gone:
@@ -520,6 +585,7 @@ def build_app(
     def assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         # Restored together at the next step (one read of the checkpoint topic).
         assigned_since_step.update(readings_partitions(args[0]))
+        quiet.assigned(readings_partitions(args[0]), time.monotonic())
 
     @app.agent(readings)
     async def balance(stream: Any) -> None:
@@ -539,6 +605,9 @@ def build_app(
                 # nor acked (FetchGenerations): faust re-fetches them.
                 events = [e for e in events if not generations.stale(e.message.generation_id)]
                 stepping[:] = events
+                now = time.monotonic()
+                for e in events:
+                    quiet.taken(e.message.topic, e.message.partition, e.message.offset, now)
                 messages = [
                     (
                         Origin(e.message.topic, e.message.partition, e.message.offset),
@@ -557,6 +626,7 @@ def build_app(
                 owned = dict(owned_since)  # a revocation during the step voids its checkpoints
                 result = await stepper.balance(messages, gone, new, due)
                 leftovers.update(result.unused)
+                quiet.positions(result.next_offsets)
                 if result.snapshots:
                     last_checkpoint = time.monotonic()
                 outs = result.outs

@@ -392,6 +392,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         take_within_s=args.take_within_s,
         detection_lag_messages=args.detection_lag_messages,
         child_timeout_s=args.child_timeout_s,
+        idle_after_s=args.idle_after_s,
         checkpoint_interval_s=args.checkpoint_interval_s,
         exit_on_drain=args.exit_on_drain,
         influx=influx,
@@ -521,6 +522,15 @@ def _add_kafka_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         metavar="S",
         help="stop the worker (status 1, for its supervisor to restart it) when a child "
         "process has run one step or detection for longer (default 1800)",
+    )
+    p.add_argument(
+        "--idle-after-s",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="declare an owned readings partition idle after this long without a "
+        "reading, so that the other partitions' finals stop waiting for it "
+        "(default 60; docs/streaming.md#event-time-across-partitions)",
     )
     p.add_argument(
         "--exit-on-drain",

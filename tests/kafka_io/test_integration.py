@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -697,3 +698,85 @@ def test_registry_updates_through_kafka_give_the_embedded_finals(
     registry = read_compacted(settings, settings.topology)
     assert json.loads(registry[who["moved"].encode()])["area_id"] == "FD03-TA01"
     assert len(json.loads(registry[who["moved"].encode()])["history"]) == 2
+
+
+def test_a_partition_published_days_behind_forwards_nothing_too_late(
+    three_feeders: tuple[Path, Path], kafka_settings: KafkaSettings, tmp_path: Path
+) -> None:
+    """Readings keyed by meter (so forwarded between partitions), those of partition
+    0 published first and consumed to their end, then those of partition 1, four
+    days behind, under a two-day re-collection horizon: partition 0's finals wait
+    for partition 1's announced watermark (kafka_io.core), so none of the readings
+    partition 1 forwards to it is too late, and the finals are the embedded ones."""
+    from dataclasses import replace
+
+    from kafka import KafkaProducer
+
+    from kafka_io.produce import publish_registry, reading_rows
+    from kafka_io.schema import END_OF_STREAM, encode_control
+    from kafka_io.shards import Shards, partition_of
+    from lineloss.timeline import BEGINNING_S
+
+    grid_dir, _ = three_feeders
+    config = EngineConfig(recollect_horizon_s=2 * 86400)
+    embedded_out = tmp_path / "embedded"
+    run_replay(grid_dir, embedded_out, config)
+    assert "too_late" not in engine_reasons(embedded_out)
+    settings = replace(kafka_settings, partitions=2)
+    timeline, rows, topo_rejects, reading_rejects = reading_rows(grid_dir)
+    shards = Shards(timeline, settings.partitions)
+    lands = [partition_of(r.meter_id.encode(), 2) for r in rows]
+    idx = timeline.latest.index_of([r.meter_id for r in rows])
+    owner = np.where(idx >= 0, shards.meter_partition[np.maximum(idx, 0)], -1)
+    first = [r for r, p in zip(rows, lands, strict=True) if p == 0]
+    later = [r for r, p in zip(rows, lands, strict=True) if p == 1]
+    ahead = max(r.ts for r in first)  # how far partition 0 reads before partition 1 starts
+    # What makes the case: readings of partition 0's meters arriving on partition 1
+    # more than the horizon behind partition 0's own stream.
+    behind = [
+        r
+        for r, p, o in zip(rows, lands, owner.tolist(), strict=True)
+        if p == 1 and o == 0 and r.ts < ahead - config.recollect_horizon_s - 86400
+    ]
+    assert len(behind) > 100
+
+    ensure_topics(settings)
+    producer = KafkaProducer(**settings.client(), acks="all", linger_ms=20)
+    config_path = tmp_path / "engine.json"
+    config_path.write_text(json.dumps(engine_config_to_dict(config)))
+    beat = tmp_path / "worker.heartbeat"
+    try:
+        publish_registry(producer, settings, timeline, since_s=BEGINNING_S - 1, upto_s=2**40)
+        for r in first:
+            producer.send(settings.readings, key=r.meter_id.encode(), value=encode_reading(r))
+        producer.flush()
+        worker = subprocess.Popen(
+            [
+                *worker_command(settings, config_path),
+                *("--idle-after-s", "600", "--heartbeat", str(beat)),
+            ],
+            env=worker_env(),
+        )
+        # Partition 0 reads its whole backlog before partition 1 gets a reading.
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            stream = json.loads(beat.read_text())["stream_time_s"] if beat.exists() else None
+            if stream is not None and stream >= ahead - 86400:
+                break
+            assert worker.poll() is None, "the worker exited"
+            time.sleep(0.5)
+        else:
+            raise AssertionError("partition 0's backlog was not consumed in time")
+        for r in later:
+            producer.send(settings.readings, key=r.meter_id.encode(), value=encode_reading(r))
+        eos = encode_control(END_OF_STREAM, readings=len(rows))
+        for p in range(settings.partitions):
+            producer.send(settings.readings, value=eos, partition=p)
+        producer.flush()
+    finally:
+        producer.close()
+    collected = collect_drained(settings, worker, timeout_s=180)
+    assert not [d for d in collected.dead_letters if d["reason"] == "too_late"]
+    write_outputs(tmp_path / "out", config, collected, topo_rejects, reading_rejects)
+    assert_same_finals(embedded_out, tmp_path / "out")
+    pd.testing.assert_series_equal(engine_reasons(embedded_out), engine_reasons(tmp_path / "out"))
