@@ -209,8 +209,13 @@ class PartitionCore:
         decoded = cols.decoded(self.shards.topology)
         out = Outputs(dead_letters=decoded.dead_letters + bad_controls, offset_warnings=warnings)
         forwarded = self._forwarded(decoded)
-        self._read_up_to(decoded.batch.ts[~forwarded])
+        jumped = self._read_up_to(decoded.batch.ts, ~forwarded)
         mine, away = self._route(decoded, forwarded)
+        # A clock jump is judged against the stream a reading arrived on: one for
+        # another partition is a dead letter here, not forwarded (its owner, maybe
+        # days behind or ahead of this stream, does not judge it again).
+        out.dead_letters += self._jumps_of(decoded, jumped & ~mine)
+        away = [(k, q) for k, q in away if not jumped[k]]
         out.forwards = self._forwards(decoded, away) + self._announcements(went_idle)
         if ended:
             end = encode_control(END_OF_FORWARDS, source_partition=self.partition)
@@ -221,7 +226,7 @@ class PartitionCore:
         emissions = []
         hold = self.final_watermark_s
         if len(batch):
-            rejects = self.engine.ingest(batch)
+            rejects = self.engine.ingest(batch, clock_judged=forwarded[mine])
             emissions.append(self.engine.advance(hold))
             out.dead_letters.extend(self._rejected(rejects, decoded))
         elif hold != self._hold_used and not self.flushed:
@@ -305,16 +310,42 @@ class PartitionCore:
             return None
         return self.source_frontier_s - self.config.allowed_lateness_s
 
-    def _read_up_to(self, ts: np.ndarray) -> None:
-        """Move the source frontier to the newest of these own-topic readings,
-        except a clock jump (the engine's rule: a minority far ahead)."""
-        if len(ts) == 0:
-            return
-        ok = ts[~clock_jumps(ts, self.source_frontier_s, self.config.max_clock_jump_s)]
+    def _read_up_to(self, ts: np.ndarray, own: np.ndarray) -> np.ndarray:
+        """Move the source frontier to the newest of the readings taken from this
+        partition's own topic (``own``), except clock jumps (the engine's rule: a
+        minority far ahead of the stream), which are returned as a mask."""
+        jumped = np.zeros(len(ts), np.bool_)
+        if not own.any():
+            return jumped
+        jumped[own] = clock_jumps(ts[own], self.source_frontier_s, self.config.max_clock_jump_s)
+        ok = ts[own & ~jumped]
         if len(ok):
             newest = int(ok.max())
             if self.source_frontier_s is None or newest > self.source_frontier_s:
                 self.source_frontier_s = newest
+        return jumped
+
+    def _jumps_of(self, decoded: Decoded, jumped: np.ndarray) -> list[DeadLetter]:
+        out = []
+        for k in np.flatnonzero(jumped).tolist():
+            pos = int(decoded.batch.source_pos[k])
+            o = decoded.origin(pos)
+            detail = (
+                f"more than {self.config.max_clock_jump_s} s ahead of the readings of "
+                f"partition {self.partition}, which it arrived on (meter clock jumped?)"
+            )
+            out.append(
+                DeadLetter(
+                    "clock_jump",
+                    detail,
+                    o.topic,
+                    o.partition,
+                    o.offset,
+                    decoded.meter_ids[pos],
+                    index=o.index,
+                )
+            )
+        return out
 
     @property
     def final_watermark_s(self) -> int | None:

@@ -209,8 +209,15 @@ class BalanceEngine:
         return self._frontier_s
 
     # ------------------------------------------------------------------ ingest
-    def ingest(self, batch: ReadingBatch) -> Rejects:
-        """Accept a batch of readings; return those refused, with reasons."""
+    def ingest(
+        self, batch: ReadingBatch, clock_judged: npt.NDArray[np.bool_] | None = None
+    ) -> Rejects:
+        """Accept a batch of readings; return those refused, with reasons.
+
+        ``clock_judged`` marks readings whose clock was already judged against the
+        stream they arrived on (a Kafka partition forwarding them here): they are
+        not tested for clock jumps against this engine's own stream, which may be
+        days behind or ahead of theirs."""
         n = len(batch)
         if n == 0:
             return Rejects.empty()
@@ -234,6 +241,8 @@ class BalanceEngine:
             )
 
         ok = reason < 0
+        if clock_judged is not None:
+            ok &= ~clock_judged
         if ok.any():
             jump = np.zeros(n, np.bool_)
             jump[ok] = clock_jumps(ts[ok], self._frontier_s, self.config.max_clock_jump_s)

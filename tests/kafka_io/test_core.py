@@ -439,6 +439,35 @@ def test_an_idle_partition_stops_holding_finals_until_its_next_reading() -> None
     assert not cores[1].idle
 
 
+def test_clock_jumps_are_judged_on_the_partition_a_reading_arrived_on() -> None:
+    """Partition 1 is at day 0 of its backlog; partition 0, five days on, forwards it
+    readings of its meters: not clock jumps (they are not ahead of the stream they
+    arrived on). A reading far ahead of partition 0's own stream, for a meter of
+    partition 1, is a clock jump there, with its origin, and is not forwarded."""
+    p0 = PartitionCore(TOPO, CONFIG, 0, PARTITIONS, shards=SHARDS)
+    p1 = PartitionCore(TOPO, CONFIG, 1, PARTITIONS, shards=SHARDS)
+    day5 = DAY0 + 5 * 86400
+    ahead = [ReadingRow(m, day5 + 900 * k, 100.0 + k) for k in range(4) for m in ("C1", "C2")]
+    ahead.append(ReadingRow("C4", day5 + 900, 105.0))  # partition 1's meter, on time here
+    ahead.append(ReadingRow("C5", day5 + 30 * 86400, 150.0))  # a meter clock gone wrong
+    out0 = p0.process([(Origin("r", 0, 0), encode_batch("A1", ahead))])
+    (jump,) = out0.dead_letters
+    assert (jump.reason, jump.meter_id, jump.topic, jump.offset, jump.index) == (
+        "clock_jump",
+        "C5",
+        "r",
+        0,
+        9,
+    )
+    (forward,) = [raw for q, raw in reading_forwards(out0) if q == 1]
+    assert [r["meter_id"] for r in json.loads(forward)["readings"]] == ["C4"]
+    own = [ReadingRow(m, DAY0 + 900 * k, 100.0 + k) for k in range(8) for m in ("C4", "C5")]
+    out1 = p1.process(
+        [(Origin("r", 1, 0), encode_batch("A3", own)), (Origin("routed", 1, 0), forward)]
+    )
+    assert out1.readings == len(own) + 1 and out1.dead_letters == []
+
+
 def test_a_broken_control_message_is_a_dead_letter() -> None:
     core = PartitionCore(TOPO, CONFIG, 0, PARTITIONS, shards=SHARDS)
     broken = encode_control("watermark", source_partition="one", watermark_s=5)
