@@ -423,3 +423,19 @@ def test_a_final_watermark_holds_finals_back_not_provisional_windows():
     by_key = {(b.target_id, b.window_start): b for b in released.balances if b.final}
     assert by_key["A1", DAY0].billed_kwh == 95.0
     assert not any(b.final for b in eng.advance().balances if b.window_start > DAY0 + DAY)
+
+
+def test_readings_whose_clock_was_judged_elsewhere_are_not_clock_jumps_here():
+    topo = make_topology(AREA)
+    eng = BalanceEngine(topo, EngineConfig(max_clock_jump_s=2 * DAY))
+    eng.ingest(make_batch(topo, [*daily("T1", 0, 100, 2), *daily("C1", 0, 50, 2)]))
+    far = [
+        ("C2", DAY0 + 9 * DAY, 10.0),
+        ("T1", DAY0 + 2 * DAY, 200.0),
+        ("C1", DAY0 + 2 * DAY, 100.0),
+    ]
+    judged = np.array([True, False, False])
+    assert len(eng.ingest(make_batch(topo, far), clock_judged=judged).reason) == 0
+    eng2 = BalanceEngine(topo, EngineConfig(max_clock_jump_s=2 * DAY))
+    eng2.ingest(make_batch(topo, [*daily("T1", 0, 100, 2), *daily("C1", 0, 50, 2)]))
+    assert list(eng2.ingest(make_batch(topo, far)).reason) == [RejectReason.CLOCK_JUMP]
