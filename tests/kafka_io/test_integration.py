@@ -780,3 +780,64 @@ def test_a_partition_published_days_behind_forwards_nothing_too_late(
     write_outputs(tmp_path / "out", config, collected, topo_rejects, reading_rejects)
     assert_same_finals(embedded_out, tmp_path / "out")
     pd.testing.assert_series_equal(engine_reasons(embedded_out), engine_reasons(tmp_path / "out"))
+
+
+def test_an_idle_partition_stops_holding_the_finals_of_the_others(
+    grid_dir: Path, kafka_settings: KafkaSettings, tmp_path: Path
+) -> None:
+    """Two partitions, one feeder: every reading lands on the feeder's partition and
+    the other stays silent. Without an end of stream, finals come only once the
+    worker declared the silent partition idle (``--idle-after-s``, wall clock): the
+    timer, the notice on the routed topic and the core's null watermark, through
+    the broker (with ``--idle-after-s 600`` none comes). The end of stream then
+    drains it with the embedded finals."""
+    from dataclasses import replace
+
+    from kafka import KafkaConsumer, KafkaProducer
+
+    from kafka_io.produce import BatchKeys, batches, publish_registry, reading_rows
+    from kafka_io.schema import END_OF_STREAM, decode_balance, encode_control
+    from lineloss.timeline import BEGINNING_S
+
+    settings = replace(kafka_settings, partitions=2)
+    config = EngineConfig(recollect_horizon_s=86400)  # finals within the 4 days
+    reference = tmp_path / "embedded"
+    run_replay(grid_dir, reference, config)
+    timeline, rows, topo_rejects, reading_rejects = reading_rows(grid_dir)
+    ensure_topics(settings)
+    producer = KafkaProducer(**settings.client(), acks="all", linger_ms=20)
+    consumer = KafkaConsumer(
+        settings.balances, **settings.client(), auto_offset_reset="earliest", group_id=None
+    )
+    worker = None
+    finals = 0
+    try:
+        publish_registry(producer, settings, timeline, since_s=BEGINNING_S - 1, upto_s=2**40)
+        for key, value in batches(rows, BatchKeys(timeline.latest)):
+            producer.send(settings.readings, key=key.encode(), value=value)
+        producer.flush()
+        config_path = tmp_path / "engine.json"
+        config_path.write_text(json.dumps(engine_config_to_dict(config)))
+        worker = subprocess.Popen(
+            [*worker_command(settings, config_path), "--idle-after-s", "3"], env=worker_env()
+        )
+        t0 = time.monotonic()
+        while not finals and time.monotonic() - t0 < 90:
+            for records in consumer.poll(timeout_ms=500).values():
+                finals += sum(
+                    decode_balance(r.value).final for r in records if b'"final"' in r.value
+                )
+            assert worker.poll() is None, "the worker exited"
+        assert finals, "no final balance: the silent partition held them"
+        eos = encode_control(END_OF_STREAM, readings=len(rows))
+        for p in range(settings.partitions):
+            producer.send(settings.readings, value=eos, partition=p)
+        producer.flush()
+    finally:
+        producer.close()
+        consumer.close()
+        if worker is not None and worker.poll() is None and not finals:
+            worker.kill()
+    collected = collect_drained(settings, worker)
+    write_outputs(tmp_path / "out", config, collected, topo_rejects, reading_rejects)
+    assert_same_finals(reference, tmp_path / "out")
