@@ -326,26 +326,14 @@ class PartitionCore:
         return jumped
 
     def _jumps_of(self, decoded: Decoded, jumped: np.ndarray) -> list[DeadLetter]:
-        out = []
-        for k in np.flatnonzero(jumped).tolist():
-            pos = int(decoded.batch.source_pos[k])
-            o = decoded.origin(pos)
-            detail = (
-                f"more than {self.config.max_clock_jump_s} s ahead of the readings of "
-                f"partition {self.partition}, which it arrived on (meter clock jumped?)"
-            )
-            out.append(
-                DeadLetter(
-                    "clock_jump",
-                    detail,
-                    o.topic,
-                    o.partition,
-                    o.offset,
-                    decoded.meter_ids[pos],
-                    index=o.index,
-                )
-            )
-        return out
+        detail = (
+            f"more than {self.config.max_clock_jump_s} s ahead of the readings of "
+            f"partition {self.partition}, which it arrived on (meter clock jumped?)"
+        )
+        return [
+            _dead_letter(decoded, int(decoded.batch.source_pos[k]), "clock_jump", detail)
+            for k in np.flatnonzero(jumped).tolist()
+        ]
 
     @property
     def final_watermark_s(self) -> int | None:
@@ -480,21 +468,10 @@ class PartitionCore:
         return out
 
     def _rejected(self, r: Rejects, decoded: Decoded) -> list[DeadLetter]:
-        out = []
-        for pos, reason, detail in zip(r.source_pos.tolist(), r.reason, r.detail, strict=True):
-            o = decoded.origin(pos)
-            out.append(
-                DeadLetter(
-                    reason.value,
-                    detail,
-                    o.topic,
-                    o.partition,
-                    o.offset,
-                    decoded.meter_ids[pos],
-                    index=o.index,
-                )
-            )
-        return out
+        return [
+            _dead_letter(decoded, pos, reason.value, detail)
+            for pos, reason, detail in zip(r.source_pos.tolist(), r.reason, r.detail, strict=True)
+        ]
 
     def snapshot(self) -> bytes:
         """The balance side's state (an npz, loaded without pickle)."""
@@ -708,3 +685,11 @@ def _int(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise TypeError(f"{value!r} is not an integer")
     return int(value)
+
+
+def _dead_letter(decoded: Decoded, pos: int, reason: str, detail: str) -> DeadLetter:
+    """A refused reading (``pos`` in ``decoded``) with where it first arrived."""
+    o = decoded.origin(pos)
+    return DeadLetter(
+        reason, detail, o.topic, o.partition, o.offset, decoded.meter_ids[pos], index=o.index
+    )

@@ -700,6 +700,16 @@ def test_registry_updates_through_kafka_give_the_embedded_finals(
     assert len(json.loads(registry[who["moved"].encode()])["history"]) == 2
 
 
+def end_the_stream(producer: Any, settings: KafkaSettings, readings: int) -> None:
+    """The publisher's end-of-stream marker on every readings partition."""
+    from kafka_io.schema import END_OF_STREAM, encode_control
+
+    eos = encode_control(END_OF_STREAM, readings=readings)
+    for p in range(settings.partitions):
+        producer.send(settings.readings, value=eos, partition=p)
+    producer.flush()
+
+
 def test_a_partition_published_days_behind_forwards_nothing_too_late(
     three_feeders: tuple[Path, Path], kafka_settings: KafkaSettings, tmp_path: Path
 ) -> None:
@@ -713,7 +723,6 @@ def test_a_partition_published_days_behind_forwards_nothing_too_late(
     from kafka import KafkaProducer
 
     from kafka_io.produce import publish_registry, reading_rows
-    from kafka_io.schema import END_OF_STREAM, encode_control
     from kafka_io.shards import Shards, partition_of
     from lineloss.timeline import BEGINNING_S
 
@@ -769,10 +778,7 @@ def test_a_partition_published_days_behind_forwards_nothing_too_late(
             raise AssertionError("partition 0's backlog was not consumed in time")
         for r in later:
             producer.send(settings.readings, key=r.meter_id.encode(), value=encode_reading(r))
-        eos = encode_control(END_OF_STREAM, readings=len(rows))
-        for p in range(settings.partitions):
-            producer.send(settings.readings, value=eos, partition=p)
-        producer.flush()
+        end_the_stream(producer, settings, len(rows))
     finally:
         producer.close()
     collected = collect_drained(settings, worker, timeout_s=180)
@@ -796,7 +802,7 @@ def test_an_idle_partition_stops_holding_the_finals_of_the_others(
     from kafka import KafkaConsumer, KafkaProducer
 
     from kafka_io.produce import BatchKeys, batches, publish_registry, reading_rows
-    from kafka_io.schema import END_OF_STREAM, decode_balance, encode_control
+    from kafka_io.schema import decode_balance
     from lineloss.timeline import BEGINNING_S
 
     settings = replace(kafka_settings, partitions=2)
@@ -829,10 +835,7 @@ def test_an_idle_partition_stops_holding_the_finals_of_the_others(
                 )
             assert worker.poll() is None, "the worker exited"
         assert finals, "no final balance: the silent partition held them"
-        eos = encode_control(END_OF_STREAM, readings=len(rows))
-        for p in range(settings.partitions):
-            producer.send(settings.readings, value=eos, partition=p)
-        producer.flush()
+        end_the_stream(producer, settings, len(rows))
     finally:
         producer.close()
         consumer.close()
