@@ -276,6 +276,23 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_queue_backtest(args: argparse.Namespace) -> int:
+    from workorders.queue_backtest import run_queue_backtest
+    from workorders.settings import WorkOrderSettings
+
+    result = run_queue_backtest(
+        args.data_dir,
+        args.labels,
+        args.out,
+        _engine_config(args),
+        detector_settings=_detector_settings(args),
+        settings=WorkOrderSettings.load(args.workorders_config),
+        progress=_progress,
+    )
+    print(json.dumps(result.summary, indent=2))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from lineloss.demo import run_demo
 
@@ -625,6 +642,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     _add_engine_options(p)
     p.set_defaults(func=cmd_tune)
+
+    p = sub.add_parser(
+        "queue-backtest",
+        help="the inspection queue day by day over history: visits, hit rate, thefts caught",
+    )
+    p.add_argument("data_dir", type=Path)
+    p.add_argument("--labels", type=Path, required=True, help="what inspectors would find")
+    p.add_argument("--out", type=Path, default=Path("queue-backtest"))
+    p.add_argument(
+        "--workorders-config",
+        type=Path,
+        help="work-order settings JSON: policy (thresholds, capacity), tariffs, teams",
+    )
+    _add_detectors_option(p)
+    _add_engine_options(p)
+    p.set_defaults(func=cmd_queue_backtest)
 
     _add_kafka_commands(sub)
 
