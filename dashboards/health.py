@@ -10,7 +10,7 @@ from dashboards.influxql import TIME, where
 from dashboards.model import Dashboard, Link, Panel, Query, datasource_variable
 from dashboards.styles import LINES, STAT_OPTIONS, TIMESERIES_OPTIONS, hide_time, sort_table
 from sinks.influx.replay_sink import SINK_COMPONENT
-from sinks.influx.schema import PIPELINE_HEALTH, PIPELINE_REJECTS
+from sinks.influx.schema import PARTITION_ALIGNMENT, PIPELINE_HEALTH, PIPELINE_REJECTS
 
 _PIPELINE = f"\"component\" <> '{SINK_COMPONENT}'"
 _SINK = f"\"component\" = '{SINK_COMPONENT}'"
@@ -52,6 +52,62 @@ _SINK_STATE = (
     "write_failures_total",
     "consecutive_failures",
 )
+
+
+_ALIGNMENT = ("source_watermark_s", "finals_held_s", "waiting_for", "holding_all", "idle")
+
+
+def _alignment_panels() -> tuple[Panel, ...]:
+    """Kafka workers: finals wait for the slowest readings partition
+    (docs/streaming.md#event-time-across-partitions); these say which one."""
+    return (
+        Panel(
+            "Finals held back by slower partitions",
+            "timeseries",
+            "Per readings partition (Kafka workers): how far behind its own readings "
+            "its finals are held, waiting for the slowest other partition's watermark. "
+            "Zero when nothing holds. A partition not heard from yet holds every final "
+            "(see the table).",
+            (
+                Query(
+                    "A",
+                    f'SELECT last("finals_held_s") AS "finals_held_s" FROM "{PARTITION_ALIGNMENT}" '
+                    f'{where(TIME)} GROUP BY time($__interval), "partition" fill(none)',
+                    ("time", "finals_held_s"),
+                    tags=("partition",),
+                    alias="partition $tag_partition",
+                ),
+            ),
+            width=12,
+            height=8,
+            unit="s",
+            options=TIMESERIES_OPTIONS,
+            defaults=LINES,
+        ),
+        Panel(
+            "Partition alignment",
+            "table",
+            "Per readings partition, the latest: how far its own readings are read "
+            "(event time), how far its finals are held, the partitions it waits for, "
+            "whether it waits for one not heard from yet (every final held), whether "
+            "its own readings are idle.",
+            (
+                Query(
+                    "A",
+                    "SELECT "
+                    + ", ".join(f'last("{f}") AS "{f}"' for f in _ALIGNMENT)
+                    + f' FROM "{PARTITION_ALIGNMENT}" {where(TIME)} GROUP BY "partition"',
+                    ("time", *_ALIGNMENT),
+                    tags=("partition",),
+                    result_format="table",
+                ),
+            ),
+            width=12,
+            height=8,
+            options=sort_table("finals_held_s"),
+            transformations=(hide_time(),),
+        ),
+    )
 
 
 def build() -> Dashboard:
@@ -176,5 +232,6 @@ def build() -> Dashboard:
                 height=8,
                 transformations=(hide_time(),),
             ),
+            *_alignment_panels(),
         ),
     )

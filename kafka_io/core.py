@@ -92,6 +92,26 @@ FORWARD_MAX_READINGS = 2000  # per forwarded message: well under Kafka's 1 MB de
 HOLD_ALL = -(2**62)  # a final watermark no window end passes: nothing becomes final
 
 
+@dataclass(frozen=True)
+class Alignment:
+    """Where a partition's finals stand against the other partitions (for
+    operators: why are finals late?)."""
+
+    partition: int
+    source_watermark_s: int | None  # how far its own readings topic has been read
+    final_watermark_s: int | None  # what its finals wait for; None: nothing holds
+    holding_all: bool  # a partition not heard from yet: no window can become final
+    waiting_for: tuple[int, ...]  # the partitions that set the hold (silent ones first)
+    idle: bool  # its own readings stopped (declared by its worker)
+
+    @property
+    def finals_held_s(self) -> int | None:
+        """How far behind its own source watermark the others hold its finals."""
+        if self.source_watermark_s is None or self.final_watermark_s is None:
+            return None
+        return max(self.source_watermark_s - self.final_watermark_s, 0)
+
+
 @dataclass
 class Outputs:
     balances: list[Balance] = field(default_factory=list)
@@ -105,6 +125,7 @@ class Outputs:
     offset_warnings: list[str] = field(default_factory=list)
     # for the partition's detectors: what became final, in order
     detection: DetectionInput = field(default_factory=DetectionInput)
+    alignment: Alignment | None = None  # after the step
 
 
 class PartitionCore:
@@ -240,6 +261,7 @@ class PartitionCore:
             out.meter_windows.extend(self._meter_windows(emission.final_meter_windows))
         out.detection = self._detection_input(emissions)
         out.position = self.position
+        out.alignment = self.alignment
         return out
 
     def _detection_input(self, emissions: list[Emission]) -> DetectionInput:
@@ -335,26 +357,46 @@ class PartitionCore:
             for k in np.flatnonzero(jumped).tolist()
         ]
 
-    @property
-    def final_watermark_s(self) -> int | None:
-        """The watermark finals wait for: the slowest of this partition's own source
-        watermark and the others' announced ones; ``HOLD_ALL`` while one is not
-        known yet; None when nothing holds (every other partition ended or idle)."""
-        marks = []
+    def _marks(self) -> dict[int, int | None]:
+        """The watermarks finals wait for, by partition: this one's own source
+        watermark and the others' announced ones (None: not known yet), leaving out
+        the partitions that ended or are idle."""
+        marks: dict[int, int | None] = {}
         if not self.idle and not self.end_of_stream:
-            own = self.source_watermark_s
-            if own is None:
-                return HOLD_ALL
-            marks.append(own)
+            marks[self.partition] = self.source_watermark_s
         for q in range(self.partitions):
             if q == self.partition or q in self.forwards_done:
                 continue
             if q not in self.peer_watermarks:
-                return HOLD_ALL
-            mark = self.peer_watermarks[q]
-            if mark is not None:
-                marks.append(mark)
-        return min(marks) if marks else None
+                marks[q] = None
+            elif (mark := self.peer_watermarks[q]) is not None:
+                marks[q] = mark
+        return marks
+
+    @property
+    def final_watermark_s(self) -> int | None:
+        """The watermark finals wait for: the slowest of ``_marks``; ``HOLD_ALL``
+        while one is not known yet; None when nothing holds (every other partition
+        ended or idle)."""
+        marks = self._marks()
+        if any(m is None for m in marks.values()):
+            return HOLD_ALL
+        return min(m for m in marks.values() if m is not None) if marks else None
+
+    @property
+    def alignment(self) -> Alignment:
+        marks = self._marks()
+        silent = tuple(q for q, m in marks.items() if m is None)
+        known = {q: m for q, m in marks.items() if m is not None}
+        low = None if silent or not known else min(known.values())
+        return Alignment(
+            partition=self.partition,
+            source_watermark_s=self.source_watermark_s,
+            final_watermark_s=low,
+            holding_all=bool(silent),
+            waiting_for=silent or tuple(q for q, m in known.items() if m == low),
+            idle=self.idle,
+        )
 
     def _announcements(self, went_idle: bool) -> list[tuple[int, bytes]]:
         """This partition's watermark to every other one, when it lets one more

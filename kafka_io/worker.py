@@ -186,6 +186,7 @@ class StepReporter:
 
         assert self.sink is not None
         self.sink.balances([b for out in outs for b in out.balances])
+        self.sink.writer.write(alignment_points(outs, time_ns=int(self._wall_clock() * 1e9)))
         stream_time_s = self.stream_time_s
         rejected = sum(self.rejected.values())
         self.sink.progress(
@@ -244,6 +245,26 @@ class StepReporter:
         if now - self._last_error_log >= 30.0:  # at most one per 30 s
             self._last_error_log = now
             log.error("%s: %r", what, exc)
+
+
+def alignment_points(outs: list[Outputs], *, time_ns: int) -> list[Any]:
+    """``partition_alignment`` points of the partitions a step moved."""
+    from sinks.influx.schema import alignment_point
+
+    return [
+        alignment_point(
+            a.partition,
+            source_watermark_s=a.source_watermark_s,
+            final_watermark_s=a.final_watermark_s,
+            finals_held_s=a.finals_held_s,
+            holding_all=a.holding_all,
+            waiting_for=a.waiting_for,
+            idle=a.idle,
+            time_ns=time_ns,
+        )
+        for out in outs
+        if (a := out.alignment) is not None
+    ]
 
 
 class RegistryFollower:

@@ -22,6 +22,7 @@ Two rules shape everything here:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Final
 
 from lineloss.config import LossBand
@@ -35,6 +36,7 @@ PIPELINE_HEALTH: Final = "pipeline_health"
 PIPELINE_REJECTS: Final = "pipeline_rejects"
 WORKORDER_STATE: Final = "workorder_state"
 WORKORDER_HIT_RATE: Final = "workorder_hit_rate"
+PARTITION_ALIGNMENT: Final = "partition_alignment"
 
 NS_PER_S: Final = 1_000_000_000
 
@@ -123,6 +125,33 @@ def suspicion_point(suspicion: Suspicion, *, stream_time_s: int) -> Point:
 def health_point(component: str, fields: dict[str, FieldValue], *, time_ns: int) -> Point:
     """A pipeline-health point of ``component`` (``replay``, ``worker``, ``influx_sink``)."""
     return Point(PIPELINE_HEALTH, {"component": component}, fields, time_ns)
+
+
+def alignment_point(
+    partition: int,
+    *,
+    source_watermark_s: int | None,
+    final_watermark_s: int | None,
+    finals_held_s: int | None,
+    holding_all: bool,
+    waiting_for: Sequence[int],
+    idle: bool,
+    time_ns: int,
+) -> Point:
+    """Where a Kafka readings partition's finals stand against the other partitions'
+    watermarks (kafka_io.core.Alignment); wall-clock time, like the health points.
+    Every field is always written (0 for a watermark not known or no hold): points
+    are stored to the second, and two steps within one second must leave the later
+    point whole, not a mix of both."""
+    fields: dict[str, FieldValue] = {
+        "source_watermark_s": int(source_watermark_s or 0),
+        "final_watermark_s": int(final_watermark_s or 0),
+        "finals_held_s": int(finals_held_s or 0),
+        "holding_all": holding_all,
+        "waiting_for": ",".join(str(q) for q in waiting_for),
+        "idle": idle,
+    }
+    return Point(PARTITION_ALIGNMENT, {"partition": str(partition)}, fields, time_ns)
 
 
 def rejects_point(component: str, reason: str, rejected_total: int, *, time_ns: int) -> Point:

@@ -353,6 +353,24 @@ def test_pipeline_health_dashboard(replayed: Replayed) -> None:
     assert sink["fields_dropped_total"] == 0  # undefined loss rates are left out, not dropped
 
 
+def test_partition_alignment_panels(replayed: Replayed) -> None:
+    """What the Kafka workers report of their partitions (tests/support/replayed_grid.py
+    ALIGNMENT): the latest per partition, and the held time of each."""
+    latest = {
+        r["partition"]: r for r in rows(run(replayed, "lineloss-health", "Partition alignment"))
+    }
+    assert set(latest) == {"0", "1", "2"}
+    assert (latest["0"]["holding_all"], latest["0"]["waiting_for"]) == (False, "")
+    assert (latest["1"]["finals_held_s"], latest["1"]["waiting_for"]) == (10_800, "0")
+    assert latest["1"]["source_watermark_s"] == 1_772_620_800
+    assert latest["2"]["idle"] is True
+    held = {
+        s.tags["partition"]: s.column("finals_held_s")
+        for s in run(replayed, "lineloss-health", "Finals held back by slower partitions")
+    }
+    assert held["1"][-1] == 10_800 and held["0"][-1] == 0
+
+
 def test_committed_json_uses_the_provisioned_datasource() -> None:
     for path in GENERATED_DIR.glob("*.json"):
         text = path.read_text(encoding="utf-8")

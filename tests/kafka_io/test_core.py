@@ -420,6 +420,13 @@ def test_an_idle_partition_stops_holding_finals_until_its_next_reading() -> None
     out0 = cores[0].process([(Origin("r", 0, 0), encode_batch("A1", own))])
     assert out0.readings == len(own) and not any(b.final for b in out0.balances)
     assert cores[0].final_watermark_s == HOLD_ALL  # partition 1 never spoke
+    a = cores[0].alignment
+    assert (a.holding_all, a.waiting_for, a.final_watermark_s, a.finals_held_s) == (
+        True,
+        (1,),
+        None,
+        None,
+    )
     idle = encode_control(IDLE, partition=1, next_offset={"r": 0})
     out1 = cores[1].process([(Origin("routed", 1, offsets[1]), idle)])
     offsets[1] += 1
@@ -428,12 +435,19 @@ def test_an_idle_partition_stops_holding_finals_until_its_next_reading() -> None
     finals0 = deliver(out1)
     wm0 = cores[0].source_watermark_s
     assert wm0 is not None and cores[0].final_watermark_s == wm0
+    assert cores[0].alignment.waiting_for == (0,) and cores[0].alignment.finals_held_s == 0
     assert finals0 and max(b.window_end for b in finals0) + TIGHT.recollect_horizon_s <= wm0
     # Partition 1's next reading: it counts again, from its own watermark.
     out1 = cores[1].process([(Origin("r", 1, 0), encode_reading(ReadingRow("C4", DAY0, 7.0)))])
     assert not cores[1].idle
     assert deliver(out1) == []
     assert cores[0].final_watermark_s == DAY0 - TIGHT.allowed_lateness_s
+    a = cores[0].alignment
+    assert (a.holding_all, a.waiting_for, a.source_watermark_s) == (False, (1,), wm0)
+    assert a.finals_held_s == wm0 - (DAY0 - TIGHT.allowed_lateness_s)
+    # Partition 2 ended, but its own finals still wait for partition 0's word.
+    assert cores[1].alignment.idle is False
+    assert (cores[2].alignment.holding_all, cores[2].alignment.waiting_for) == (True, (0,))
     # A notice the worker sent before readings it had not seen yet is void.
     assert cores[1].process([(Origin("routed", 1, offsets[1]), idle)]).forwards == []
     assert not cores[1].idle

@@ -15,7 +15,7 @@ import pytest
 from influx_server import drop_database, fresh_database, influx_url
 from kafka_server import kafka_bootstrap, kafka_settings
 
-from kafka_io.collect import collect, exited, worker_command, write_outputs
+from kafka_io.collect import Collected, collect, exited, worker_command, write_outputs
 from kafka_io.produce import publish_data_dir
 from kafka_io.topics import KafkaSettings
 from lineloss.config import EngineConfig, engine_config_to_dict
@@ -34,6 +34,10 @@ def influx_db(influx_url: str) -> Iterator[InfluxSettings]:
     settings = fresh_database(influx_url, prefix="lineloss_worker_test")
     yield settings
     drop_database(settings)
+
+
+def first_window_end(collected: Collected) -> int:
+    return min(b.window_end for b in collected.history)
 
 
 def epoch_s(iso: pd.Series) -> list[int]:
@@ -113,6 +117,25 @@ def test_worker_writes_balances_suspicions_health_and_heartbeat(
     assert h.values[0][2] == len(collected.history)
     assert c.query('SELECT * FROM "pipeline_health" WHERE "component" = \'influx_sink\'')
     assert not list((tmp_path / "spill").glob("spill-*.lp"))
+
+    # Partition alignment (kafka_io.core.Alignment): a point per partition and step;
+    # once every partition ended, nothing holds anyone's finals.
+    series = c.query(
+        'SELECT "source_watermark_s", "final_watermark_s", "holding_all", "waiting_for" '
+        'FROM "partition_alignment" WHERE time >= 0s GROUP BY "partition"'
+    )
+    assert {s.tags["partition"] for s in series} == {
+        str(p) for p in range(kafka_settings.partitions)
+    }
+    for s in series:
+        last = s.records()[-1]
+        assert (last["holding_all"], last["waiting_for"], last["final_watermark_s"]) == (
+            False,
+            "",
+            0,  # nothing holds
+        )
+    marks = [r["source_watermark_s"] for s in series for r in s.records()]
+    assert max(marks) >= first_window_end(collected)
 
     # Heartbeat: JSON with the wall clock and the stream time, refreshed recently.
     beat = json.loads(heartbeat.read_text())

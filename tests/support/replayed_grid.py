@@ -14,6 +14,8 @@ import pandas as pd
 import pytest
 from influx_server import drop_database, fresh_database, influx_url
 
+from kafka_io.core import Alignment, Outputs
+from kafka_io.worker import alignment_points
 from lineloss.config import EngineConfig
 from loaders.synthetic import SyntheticGridConfig, generate_grid, write_grid
 from sinks.influx import InfluxReplaySink, InfluxSettings, InfluxWriter, SinkHealth
@@ -81,6 +83,26 @@ def _work_orders(root: Path, writer: InfluxWriter, tz: str) -> None:
         )
 
 
+# What a Kafka worker reports of its partitions' alignment (kafka_io.worker
+# alignment_points): partition 1 waits for partition 0, three hours behind it;
+# partition 0 waited for the silent partition 2 at first, then it went idle.
+ALIGNMENT = (
+    # partition, source wm, final wm, held, holding all, waiting for, idle, seconds ago
+    (0, 1_772_600_000, 0, 0, True, (2,), False, 120),
+    (0, 1_772_610_000, 0, 0, False, (), False, 60),
+    (1, 1_772_620_800, 1_772_610_000, 10_800, False, (0,), False, 60),
+    (2, 0, 0, 0, False, (), True, 60),
+)
+
+
+def _alignment(writer: InfluxWriter) -> None:
+    now_s = int(time.time())
+    for p, src, final, _held, all_, waiting, idle, ago in ALIGNMENT:
+        alignment = Alignment(p, src or None, final or None, all_, waiting, idle)
+        outs = [Outputs(alignment=alignment)]
+        writer.write(alignment_points(outs, time_ns=(now_s - ago) * 1_000_000_000))
+
+
 @pytest.fixture(scope="module")
 def replayed(influx_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replayed]:
     root = tmp_path_factory.mktemp("grid")
@@ -98,6 +120,7 @@ def replayed(influx_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
         sink=InfluxReplaySink(writer, config),
     )
     _work_orders(root, writer, GRID.tz)
+    _alignment(writer)
     health = writer.close()
     yield Replayed(settings, root / "out", result, health, started, time.time())
     drop_database(settings)

@@ -27,6 +27,7 @@ from sinks.influx.schema import (
     SUSPICION,
     WORKORDER_HIT_RATE,
     WORKORDER_STATE,
+    alignment_point,
     balance_point,
     health_point,
     rejects_point,
@@ -142,6 +143,16 @@ def test_docs_list_every_tag_and_field() -> None:
         suspicion_point(SUSPECT, stream_time_s=DAY0),
         health_point("influx_sink", sink_health_fields(health), time_ns=0),
         rejects_point("replay", "duplicate", 3, time_ns=0),
+        alignment_point(
+            3,
+            source_watermark_s=DAY0,
+            final_watermark_s=None,
+            finals_held_s=None,
+            holding_all=True,
+            waiting_for=(1, 2),
+            idle=False,
+            time_ns=0,
+        ),
     ]
     for p in points:
         section = AREA_BALANCE if p.measurement == FEEDER_BALANCE else p.measurement
@@ -164,3 +175,27 @@ def test_docs_list_every_tag_and_field() -> None:
     assert {"detector", "closed", "inspected", "confirmed", "hit_rate"} <= _doc_names(
         WORKORDER_HIT_RATE
     )
+
+
+def test_an_alignment_point_always_has_every_field() -> None:
+    """Points are stored to the second: a later point in the same second must
+    replace every field of the earlier one, so none is ever left out."""
+    p = alignment_point(
+        0,
+        source_watermark_s=None,
+        final_watermark_s=None,
+        finals_held_s=None,
+        holding_all=True,
+        waiting_for=(2, 1),
+        idle=False,
+        time_ns=5,
+    )
+    assert p.tags == {"partition": "0"}
+    assert p.fields == {
+        "source_watermark_s": 0,
+        "final_watermark_s": 0,
+        "finals_held_s": 0,
+        "holding_all": True,
+        "waiting_for": "2,1",
+        "idle": False,
+    }
