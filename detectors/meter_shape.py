@@ -66,6 +66,7 @@ class ConsumptionShapeDetector(HistoryOnly):
     drop_of_days: int = 5  # longer for drops: a weekend is not a theft
     drop_min_days: int = 4
     drop_ratio: float = 0.5  # recent total / usual total
+    drop_mean: bool = True  # the mean ratio over the days, not each day below it
     peer_ratio: float = 0.8  # the area's median customer kept at least this
     min_usual_kwh: float = 1.0  # per window; smaller customers carry too little signal
     flat_ratio: float = 0.1  # today's CV / usual CV; h5 leaves ~0.02, a quiet day ~0.4
@@ -99,11 +100,20 @@ class ConsumptionShapeDetector(HistoryOnly):
         d_ratio = energy[n - d :] / usual
         with np.errstate(all="ignore"):
             d_peers = quiet_nanmedian(d_ratio, axis=1)
-        drop_days = ((d_ratio < self.drop_ratio) & (d_peers[:, None] >= self.peer_ratio)).sum(0)
+        peers_kept = d_peers >= self.peer_ratio
+        if self.drop_mean:
+            # The mean over the days its peers kept their level: a meter slowed by a
+            # factor drawn per day (h1) is below half on only some of the days.
+            with np.errstate(all="ignore"):
+                kept_ratio = np.nanmean(np.where(peers_kept[:, None], d_ratio, np.nan), axis=0)
+            dropped = (peers_kept.sum() >= self.drop_min_days) & (kept_ratio < self.drop_ratio)
+        else:
+            drop_days = ((d_ratio < self.drop_ratio) & peers_kept[:, None]).sum(0)
+            dropped = drop_days >= self.drop_min_days
         self._emit(
             findings,
             today,
-            big & (drop_days >= self.drop_min_days),
+            big & dropped,
             "consumption_drop",
             lambda i: drop_base + 0.04 * float(np.clip(1 - np.nanmean(d_ratio[:, i]), 0, 1)),
             lambda i: (

@@ -69,3 +69,21 @@ def test_a_pump_idling_on_some_days_is_not_a_flattened_day() -> None:
     # without the rarity rule it would be
     det = ConsumptionShapeDetector(max_ref_share=1.01)
     assert "C06" in {f.target_id for f in det.score_one(_history(p))}
+
+
+def _drops(h: AreaHistory, **kw: object) -> set[str]:
+    det = ConsumptionShapeDetector(**kw)  # type: ignore[arg-type]
+    return {f.target_id for f in det.score_one(h) if f.detector.endswith("consumption_drop")}
+
+
+def test_a_meter_slowed_by_a_factor_drawn_each_day_is_a_drop() -> None:
+    """Recording 0.2, 0.7, 0.3, 0.6, 0.25 of its use on the last five days (below
+    half on three of them, 41 % on average): the mean ratio sees the drop, a count
+    of days each below half (four of five) does not."""
+    rng = np.random.default_rng(3)
+    p = _households(rng)
+    p[-5:, 2] *= np.array([0.2, 0.7, 0.3, 0.6, 0.25])[:, None]
+    h = _history(p)
+    assert "C02" in _drops(h)
+    assert "C02" not in _drops(h, drop_mean=False)
+    assert _drops(h) == {"C02"}
