@@ -66,11 +66,15 @@ class ConsumptionShapeDetector(HistoryOnly):
     drop_of_days: int = 5  # longer for drops: a weekend is not a theft
     drop_min_days: int = 4
     drop_ratio: float = 0.5  # recent total / usual total
+    drop_mean: bool = True  # the mean ratio over the days, not each day below it
     peer_ratio: float = 0.8  # the area's median customer kept at least this
     min_usual_kwh: float = 1.0  # per window; smaller customers carry too little signal
     flat_ratio: float = 0.1  # today's CV / usual CV; h5 leaves ~0.02, a quiet day ~0.4
     reversed_margin: float = 0.5
     zero_run_parts: int = 2
+    # a pattern the customer's own reference shows on this share of days or more is
+    # its normal behaviour, not a case (flat days, zero hours)
+    max_ref_share: float = 0.1
     name: str = "consumption_shape"
 
     def score_one(self, x: AreaHistory) -> list[Finding]:
@@ -96,11 +100,20 @@ class ConsumptionShapeDetector(HistoryOnly):
         d_ratio = energy[n - d :] / usual
         with np.errstate(all="ignore"):
             d_peers = quiet_nanmedian(d_ratio, axis=1)
-        drop_days = ((d_ratio < self.drop_ratio) & (d_peers[:, None] >= self.peer_ratio)).sum(0)
+        peers_kept = d_peers >= self.peer_ratio
+        if self.drop_mean:
+            # The mean over the days its peers kept their level: a meter slowed by a
+            # factor drawn per day (h1) is below half on only some of the days.
+            with np.errstate(all="ignore"):
+                kept_ratio = np.nanmean(np.where(peers_kept[:, None], d_ratio, np.nan), axis=0)
+            dropped = (peers_kept.sum() >= self.drop_min_days) & (kept_ratio < self.drop_ratio)
+        else:
+            drop_days = ((d_ratio < self.drop_ratio) & peers_kept[:, None]).sum(0)
+            dropped = drop_days >= self.drop_min_days
         self._emit(
             findings,
             today,
-            big & (drop_days >= self.drop_min_days),
+            big & dropped,
             "consumption_drop",
             lambda i: drop_base + 0.04 * float(np.clip(1 - np.nanmean(d_ratio[:, i]), 0, 1)),
             lambda i: (
@@ -125,10 +138,17 @@ class ConsumptionShapeDetector(HistoryOnly):
         # h5 and h2 keep (most of) the day's total; a vacant home does not.
         kept = p_rec.sum(-1) >= 0.5 * usual[None, :]
         flat_days = ((_cv(p_rec) < self.flat_ratio * usual_cv) & kept).sum(0)
+        # Flat days must be rare in the customer's own history (its first
+        # ``reference_windows``, before any recent case): an irrigation pump or a
+        # workshop runs on some days and idles at a flat base load on the others, so
+        # its median day is shaped and its idle days look "flattened".
+        p_first = p[: self.reference_windows]
+        kept_ref = p_first.sum(-1) >= 0.5 * usual[None, :]
+        flat_ref = ((_cv(p_first) < self.flat_ratio * usual_cv) & kept_ref).mean(0)
         self._emit(
             findings,
             today,
-            shaped & (flat_days >= self.min_days),
+            shaped & (flat_ref < self.max_ref_share) & (flat_days >= self.min_days),
             "flat_profile",
             lambda i: 0.8,
             lambda i: (
@@ -157,7 +177,7 @@ class ConsumptionShapeDetector(HistoryOnly):
 
         usual_p = quiet_nanmedian(p_ref, axis=0)
         ref_runs = _longest_zero_run(p_ref, usual_p[None])
-        rare = (ref_runs >= self.zero_run_parts).mean(0) < 0.1
+        rare = (ref_runs >= self.zero_run_parts).mean(0) < self.max_ref_share
         zero_days = ((_longest_zero_run(p_rec, usual_p[None]) >= self.zero_run_parts) & kept).sum(0)
         self._emit(
             findings,

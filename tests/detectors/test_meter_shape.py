@@ -1,0 +1,89 @@
+"""The consumption-shape detector on hand-built areas."""
+
+from __future__ import annotations
+
+import numpy as np
+from factories import DAY, DAY0
+
+from detectors.meter_shape import ConsumptionShapeDetector
+from detectors.observations import AreaHistory, AreaWindow
+
+N_CUSTOMERS, N_DAYS, PARTS = 12, 20, 24
+
+
+def _history(profiles: np.ndarray) -> AreaHistory:
+    """An area without a meter of its own: days x customers x hours [kWh]."""
+    h = AreaHistory()
+    ids = tuple(f"C{i:02d}" for i in range(profiles.shape[1]))
+    for d in range(profiles.shape[0]):
+        h.push(
+            AreaWindow(
+                area_id="A1",
+                feeder_id="F1",
+                window_start=DAY0 + d * DAY,
+                window_end=DAY0 + (d + 1) * DAY,
+                meter_ids=ids,
+                energy_kwh=profiles[d].sum(axis=1),
+                profile_kwh=profiles[d].astype(np.float32),
+                supply_kwh=float("nan"),
+                supply_profile_kwh=None,
+                flags=np.zeros(len(ids), np.int8),
+                events=np.zeros(len(ids), np.int32),
+            )
+        )
+    return h
+
+
+def _households(rng: np.random.Generator) -> np.ndarray:
+    hours = np.arange(PARTS)
+    shape = 0.3 + np.exp(-((hours - 19.5) ** 2) / 6) + 0.5 * np.exp(-((hours - 8) ** 2) / 3)
+    level = rng.uniform(0.5, 1.5, N_CUSTOMERS)
+    noise = rng.lognormal(0.0, 0.2, (N_DAYS, N_CUSTOMERS, PARTS))
+    return level[None, :, None] * shape[None, None, :] * noise
+
+
+def _flat_days(h: AreaHistory) -> set[str]:
+    det = ConsumptionShapeDetector()
+    return {f.target_id for f in det.score_one(h) if f.detector.endswith("flat_profile")}
+
+
+def test_a_flattened_day_is_found() -> None:
+    rng = np.random.default_rng(1)
+    p = _households(rng)
+    p[-3:, 4] = p[-3:, 4].mean(axis=1, keepdims=True)  # h5: a flat day, total kept
+    assert _flat_days(_history(p)) == {"C04"}
+
+
+def test_a_pump_idling_on_some_days_is_not_a_flattened_day() -> None:
+    """An irrigation pump runs hard on some days and idles at a flat base load on the
+    others: its idle days are as flat as an h5 day, but its own history has them."""
+    rng = np.random.default_rng(2)
+    p = _households(rng)
+    pump = np.full((N_DAYS, PARTS), 0.2) * rng.lognormal(0.0, 0.03, (N_DAYS, PARTS))
+    runs = rng.random(N_DAYS) < 0.6
+    runs[:10] = [True, True, False, True, True, False, True, False, True, True]
+    runs[-3:] = [False, True, False]
+    pump[runs, 8:16] += 0.5
+    p[:, 6] = pump
+    assert "C06" not in _flat_days(_history(p))
+    # without the rarity rule it would be
+    det = ConsumptionShapeDetector(max_ref_share=1.01)
+    assert "C06" in {f.target_id for f in det.score_one(_history(p))}
+
+
+def _drops(h: AreaHistory, **kw: object) -> set[str]:
+    det = ConsumptionShapeDetector(**kw)  # type: ignore[arg-type]
+    return {f.target_id for f in det.score_one(h) if f.detector.endswith("consumption_drop")}
+
+
+def test_a_meter_slowed_by_a_factor_drawn_each_day_is_a_drop() -> None:
+    """Recording 0.2, 0.7, 0.3, 0.6, 0.25 of its use on the last five days (below
+    half on three of them, 41 % on average): the mean ratio sees the drop, a count
+    of days each below half (four of five) does not."""
+    rng = np.random.default_rng(3)
+    p = _households(rng)
+    p[-5:, 2] *= np.array([0.2, 0.7, 0.3, 0.6, 0.25])[:, None]
+    h = _history(p)
+    assert "C02" in _drops(h)
+    assert "C02" not in _drops(h, drop_mean=False)
+    assert _drops(h) == {"C02"}
