@@ -74,6 +74,7 @@ from kafka_io.schema import (
     ReadingColumns,
     ReadingRow,
     control_type,
+    dead_letter,
     decode_rows,
     encode_control,
     encode_forwarded,
@@ -209,17 +210,8 @@ class PartitionCore:
                 try:
                     went_idle |= self._control(kind, json.loads(raw or b""))
                 except (ValueError, TypeError, KeyError) as exc:
-                    bad_controls.append(
-                        DeadLetter(
-                            "bad_value",
-                            f"{kind} control message unusable: {exc!r}",
-                            origin.topic,
-                            origin.partition,
-                            origin.offset,
-                            "",
-                            (raw or b"").decode("utf-8", "replace")[:1000],
-                        )
-                    )
+                    detail = f"{kind} control message unusable: {exc!r}"
+                    bad_controls.append(dead_letter("bad_value", detail, origin, "", raw))
             elif kind is None:
                 sources = forwarded_origins(raw)
                 if sources is None:
@@ -422,9 +414,9 @@ class PartitionCore:
     def _forwarded(self, decoded: Decoded) -> np.ndarray:
         """Which decoded readings another partition forwarded here."""
         b = decoded.batch
-        sent_from = np.array([o.partition for o in decoded.messages], np.int64)
         if len(b) == 0:
             return np.zeros(0, np.bool_)
+        sent_from = np.array([o.partition for o in decoded.messages], np.int64)
         return sent_from[decoded.message_of[b.source_pos]] != self.partition
 
     def _route(
@@ -731,7 +723,4 @@ def _int(value: object) -> int:
 
 def _dead_letter(decoded: Decoded, pos: int, reason: str, detail: str) -> DeadLetter:
     """A refused reading (``pos`` in ``decoded``) with where it first arrived."""
-    o = decoded.origin(pos)
-    return DeadLetter(
-        reason, detail, o.topic, o.partition, o.offset, decoded.meter_ids[pos], index=o.index
-    )
+    return dead_letter(reason, detail, decoded.origin(pos), decoded.meter_ids[pos])

@@ -351,7 +351,7 @@ class ReadingColumns:
         for k, item in enumerate(items):
             if isinstance(item, MessageError):
                 at = replace(origin, index=k)
-                self.dead.append(_dead(item.reason, item.detail, at, "", raw))
+                self.dead.append(dead_letter(item.reason, item.detail, at, "", raw))
                 continue
             rows.append(item)
             if origins is None:
@@ -484,7 +484,7 @@ class ReadingColumns:
         for j in unknown.tolist():
             m = self.meter_ids[j]
             self.dead.append(
-                _dead("unknown_meter", f"{m} is not in the topology", out.origin(j), m)
+                dead_letter("unknown_meter", f"{m} is not in the topology", out.origin(j), m)
             )
         if len(unknown):
             out.batch = out.batch.take(idx != NO_INDEX)
@@ -519,9 +519,11 @@ def forwarded_origins(raw: bytes | None) -> list[Origin] | None:
         return None
 
 
-def _dead(
+def dead_letter(
     reason: str, detail: str, o: Origin, meter_id: str, raw: bytes | None = None
 ) -> DeadLetter:
+    """A refused message or reading where it arrived (``raw``: the message text, for
+    message-level errors)."""
     text = raw.decode("utf-8", "replace")[:1000] if raw else ""
     return DeadLetter(reason, detail, o.topic, o.partition, o.offset, meter_id, text, o.index)
 

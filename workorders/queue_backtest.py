@@ -43,6 +43,7 @@ OUTCOME_OF_LABEL = {
     "topology_error": Outcome.TOPOLOGY_ERROR,
 }
 _OPEN = frozenset({OrderState.OPEN, OrderState.ASSIGNED, OrderState.IN_PROGRESS})
+_CONFIRMING = frozenset(o.value for o in CONFIRMING_OUTCOMES)
 
 
 @dataclass(frozen=True)
@@ -275,9 +276,6 @@ def summarise(result: QueueBacktest, truth: Truth) -> dict[str, object]:
         v.target_kind == "area" and v.outcome == Outcome.THEFT_CONFIRMED.value for v in visits
     )
     return summary
-
-
-_CONFIRMING = frozenset(o.value for o in CONFIRMING_OUTCOMES)
 
 
 def write_queue_backtest(result: QueueBacktest, out_dir: Path) -> None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from factories import DAY, DAY0
+from factories import DAY, area_day
 
 from detectors.meter_faults import MeterFaultDetector
-from detectors.observations import AreaHistory, AreaWindow
+from detectors.observations import AreaHistory
 
 GRID_S = 900
 
@@ -34,22 +34,7 @@ def _history(drift_s_per_day: list[float], n_days: int = 20, start_day: int = 8)
             elapsed = np.maximum(t - start_day * DAY, 0) / DAY
             offset = 420.0 if i == 0 and rate == 0 else 0.0
             phases.append(_phase(t + offset + rate * elapsed + rng.normal(0, 3.0, len(t))))
-        h.push(
-            AreaWindow(
-                area_id="A1",
-                feeder_id="F1",
-                window_start=DAY0 + d * DAY,
-                window_end=DAY0 + (d + 1) * DAY,
-                meter_ids=ids,
-                energy_kwh=np.full(n, 5.0),
-                profile_kwh=None,
-                supply_kwh=float("nan"),
-                supply_profile_kwh=None,
-                flags=np.zeros(n, np.int8),
-                events=np.zeros(n, np.int32),
-                phase_s=np.array(phases, np.float32),
-            )
-        )
+        h.push(area_day(d, ids, np.full(n, 5.0), phase_s=np.array(phases, np.float32)))
     return h
 
 
@@ -92,18 +77,12 @@ def _area(recorded: np.ndarray, supply: np.ndarray, virtual: bool = False) -> Ar
     h = AreaHistory()
     for d in range(len(recorded)):
         h.push(
-            AreaWindow(
+            area_day(
+                d,
+                ids,
+                recorded[d],
                 area_id="F1/unmetered" if virtual else "A1",
-                feeder_id="F1",
-                window_start=DAY0 + d * DAY,
-                window_end=DAY0 + (d + 1) * DAY,
-                meter_ids=ids,
-                energy_kwh=recorded[d],
-                profile_kwh=None,
                 supply_kwh=float(supply[d]),
-                supply_profile_kwh=None,
-                flags=np.zeros(n, np.int8),
-                events=np.zeros(n, np.int32),
                 virtual=virtual,
             )
         )

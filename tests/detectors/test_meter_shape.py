@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-from factories import DAY, DAY0
+from factories import area_day
 
 from detectors.meter_shape import ConsumptionShapeDetector
-from detectors.observations import AreaHistory, AreaWindow
+from detectors.observations import AreaHistory
 
 N_CUSTOMERS, N_DAYS, PARTS = 12, 20, 24
 
@@ -17,19 +17,7 @@ def _history(profiles: np.ndarray) -> AreaHistory:
     ids = tuple(f"C{i:02d}" for i in range(profiles.shape[1]))
     for d in range(profiles.shape[0]):
         h.push(
-            AreaWindow(
-                area_id="A1",
-                feeder_id="F1",
-                window_start=DAY0 + d * DAY,
-                window_end=DAY0 + (d + 1) * DAY,
-                meter_ids=ids,
-                energy_kwh=profiles[d].sum(axis=1),
-                profile_kwh=profiles[d].astype(np.float32),
-                supply_kwh=float("nan"),
-                supply_profile_kwh=None,
-                flags=np.zeros(len(ids), np.int8),
-                events=np.zeros(len(ids), np.int32),
-            )
+            area_day(d, ids, profiles[d].sum(axis=1), profile_kwh=profiles[d].astype(np.float32))
         )
     return h
 

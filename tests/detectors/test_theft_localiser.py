@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from factories import DAY, DAY0
+from factories import DAY, DAY0, area_day
 
-from detectors.observations import AreaHistory, AreaWindow
+from detectors.observations import AreaHistory
 from detectors.theft_localiser import TheftLocaliser, _long_run_var, _peer_drop, _probability
 
 N_CUSTOMERS, N_DAYS, PARTS = 24, 21, 24
@@ -36,18 +36,13 @@ def _history(true: np.ndarray, recorded: np.ndarray, rng: np.random.Generator) -
     ids = tuple(f"C{i:02d}" for i in range(N_CUSTOMERS))
     for d in range(N_DAYS):
         h.push(
-            AreaWindow(
-                area_id="A1",
-                feeder_id="F1",
-                window_start=DAY0 + d * DAY,
-                window_end=DAY0 + (d + 1) * DAY,
-                meter_ids=ids,
-                energy_kwh=recorded[d].sum(axis=1),
-                profile_kwh=recorded[d].astype(np.float32),
+            area_day(
+                d,
+                ids,
+                recorded[d].sum(axis=1),
                 supply_kwh=float(supply[d].sum()),
+                profile_kwh=recorded[d].astype(np.float32),
                 supply_profile_kwh=supply[d].astype(np.float32),
-                flags=np.zeros(N_CUSTOMERS, np.int8),
-                events=np.zeros(N_CUSTOMERS, np.int32),
             )
         )
     return h

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
+from detectors.observations import AreaWindow
 from lineloss.domain import Meter, MeterRole, ReadingBatch, Topology
 
 # 2026-03-01T00:00:00+08:00, a local midnight in Asia/Shanghai [s since epoch]
@@ -33,4 +35,31 @@ def make_batch(topo: Topology, readings: Sequence[Reading], *, first_pos: int = 
         event=np.zeros(n, np.int16),
         voltage_v=np.full(n, np.nan, np.float32),
         source_pos=np.arange(first_pos, first_pos + n, dtype=np.int64),
+    )
+
+
+def area_day(
+    day: int,
+    meter_ids: tuple[str, ...],
+    energy_kwh: np.ndarray,
+    *,
+    area_id: str = "A1",
+    supply_kwh: float = float("nan"),
+    **fields: Any,
+) -> AreaWindow:
+    """Day ``day`` after DAY0 of an area on feeder F1 as the detectors see it, with
+    no register flags and no events; ``fields`` sets the other ``AreaWindow`` fields
+    (profiles, phases, ``virtual``)."""
+    n = len(meter_ids)
+    return AreaWindow(
+        area_id=area_id,
+        feeder_id="F1",
+        window_start=DAY0 + day * DAY,
+        window_end=DAY0 + (day + 1) * DAY,
+        meter_ids=meter_ids,
+        energy_kwh=energy_kwh,
+        supply_kwh=supply_kwh,
+        flags=np.zeros(n, np.int8),
+        events=np.zeros(n, np.int32),
+        **{"profile_kwh": None, "supply_profile_kwh": None, **fields},
     )
