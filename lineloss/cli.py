@@ -203,6 +203,40 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _feeder_spec(text: str) -> tuple[str, ...]:
+    """``kerber_dorfnetz,kerber_vorstadtnetz_kabel_1``: one feeder's areas, in order."""
+    from loaders.independent import AREA_NETWORKS
+
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = sorted(set(names) - set(AREA_NETWORKS))
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown area network(s) {unknown}; choose from {sorted(AREA_NETWORKS)}"
+        )
+    return names
+
+
+def cmd_generate_independent(args: argparse.Namespace) -> int:
+    from loaders.independent import DEFAULT_FEEDERS, IndependentGridConfig, generate_independent
+
+    config = IndependentGridConfig(
+        seed=args.seed,
+        feeders=tuple(args.feeder) if args.feeder else DEFAULT_FEEDERS,
+        days=args.days,
+        start=args.start,
+        theft_fraction=args.theft_fraction,
+        fault_fraction=args.fault_fraction,
+        topology_error_fraction=args.topology_error_fraction,
+        workers=args.workers,
+    )
+    summary = generate_independent(config, args.out, progress=lambda msg: print(msg, flush=True))
+    print(
+        f"wrote {summary['customers']} customers in {summary['areas']} areas, "
+        f"{summary['readings']:,} readings to {args.out}"
+    )
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import pandas as pd
 
@@ -609,6 +643,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--daily", action="store_true", help="one frozen reading per day")
     p.add_argument("--format", choices=["csv", "parquet"], default="csv")
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser(
+        "generate-independent",
+        help="a test grid from models we did not write: CREST households, pandapower AC "
+        "power flow on published LV networks (needs the `independent` extra)",
+    )
+    p.add_argument("out", type=Path)
+    p.add_argument("--seed", type=int, default=11)
+    p.add_argument(
+        "--feeder",
+        type=_feeder_spec,
+        action="append",
+        help="one feeder's area networks, comma-separated; repeat per feeder "
+        "(default: two feeders of three areas, 681 customers)",
+    )
+    p.add_argument("--days", type=int, default=28)
+    p.add_argument("--start", default="2026-03-02", help="first local day (YYYY-MM-DD)")
+    p.add_argument("--theft-fraction", type=float, default=0.03)
+    p.add_argument("--fault-fraction", type=float, default=0.01)
+    p.add_argument("--topology-error-fraction", type=float, default=0.01)
+    p.add_argument("--workers", type=int, default=1, help="processes for the household model")
+    p.set_defaults(func=cmd_generate_independent)
 
     p = sub.add_parser("evaluate", help="score a replay's suspicions against labels")
     p.add_argument("out_dir", type=Path, help="a replay's output directory")
