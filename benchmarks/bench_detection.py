@@ -26,7 +26,7 @@ from typing import Any
 import pandas as pd
 
 from detectors import DetectorSettings
-from detectors.evaluation import CATEGORIES, evaluate
+from detectors.evaluation import CATEGORIES, Evaluation, evaluate
 from lineloss.config import EngineConfig
 from loaders.synthetic import SyntheticGridConfig, generate_grid, write_grid
 from streams.tuning import RecordedReplay, detect, record
@@ -56,6 +56,34 @@ def _record(cfg: SyntheticGridConfig) -> dict[str, Any]:
         "emissions": rec.emissions,
         "labels": labels,
     }
+
+
+def metrics_row(ev: Evaluation, seconds: float) -> dict[str, object]:
+    """The figures a benchmark run reports, flat, per category (also used by
+    ``bench_independent.py``)."""
+    row: dict[str, object] = {
+        "customers": ev.metrics["customers"],
+        "seconds": round(seconds, 1),
+    }
+    for cat in CATEGORIES:
+        m = ev.metrics[cat]
+        row.update(
+            {
+                f"{cat}.cases": m["cases"],
+                f"{cat}.raised": m["raised"],
+                f"{cat}.recall": m["recall"],
+                f"{cat}.recall_7d": m["recall_within_7d"],
+                f"{cat}.recall_7d_observable": m["recall_within_7d_observable"],
+                f"{cat}.p_at_k": m["precision_at_k"],
+                f"{cat}.pr_auc": m["pr_auc"],
+                f"{cat}.named": m["named_right_share"],
+                f"{cat}.fa_per_1000_month": m["false_alarms_per_1000_customers_month"],
+                f"{cat}.delay_median_d": m["delay_days_median"],
+            }
+        )
+    missed = ev.per_case[~ev.per_case["found"]]
+    row["missed_kinds"] = ", ".join(f"{r.label}:{r.kind}" for r in missed.itertuples())
+    return row
 
 
 def run_one(
@@ -95,31 +123,8 @@ def run_one(
         dump.mkdir(parents=True, exist_ok=True)
         sus.to_csv(dump / f"{size}-{mix}-{seed}.suspicions.csv", index=False)
         ev.per_case.to_csv(dump / f"{size}-{mix}-{seed}.cases.csv", index=False)
-    row: dict[str, object] = {
-        "seed": seed,
-        "size": size,
-        "mix": mix,
-        "customers": ev.metrics["customers"],
-        "seconds": round(time.perf_counter() - t0, 1),
-    }
-    for cat in CATEGORIES:
-        m = ev.metrics[cat]
-        row.update(
-            {
-                f"{cat}.cases": m["cases"],
-                f"{cat}.raised": m["raised"],
-                f"{cat}.recall": m["recall"],
-                f"{cat}.recall_7d": m["recall_within_7d"],
-                f"{cat}.recall_7d_observable": m["recall_within_7d_observable"],
-                f"{cat}.p_at_k": m["precision_at_k"],
-                f"{cat}.pr_auc": m["pr_auc"],
-                f"{cat}.named": m["named_right_share"],
-                f"{cat}.fa_per_1000_month": m["false_alarms_per_1000_customers_month"],
-                f"{cat}.delay_median_d": m["delay_days_median"],
-            }
-        )
-    missed = ev.per_case[~ev.per_case["found"]]
-    row["missed_kinds"] = ", ".join(f"{r.label}:{r.kind}" for r in missed.itertuples())
+    row: dict[str, object] = {"seed": seed, "size": size, "mix": mix}
+    row.update(metrics_row(ev, time.perf_counter() - t0))
     return row
 
 

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,8 +31,6 @@ _FAULT_EVENTS = {
     MeterEvent.REVERSE_ENERGY: "reverse_energy",
     MeterEvent.CLOCK_ERROR: "clock_error",
 }
-# Registry / field multiplier ratios that wrong records produce.
-_RATIOS = (0.1, 0.2, 0.25, 0.5, 2.0, 4.0, 5.0, 10.0, 20.0)
 
 
 @dataclass
@@ -46,7 +45,10 @@ class MeterFaultDetector(HistoryOnly):
     multiplier_min_windows: int = 7
     multiplier_min_corr: float = 0.85
     band: tuple[float, float] = (-0.01, 0.10)
-    multiplier_tolerance: float = 0.2  # relative error of the factor
+    # Field / registry multiplier at least this far from 1 (either way). Any ratio
+    # counts: CT ratios (30, 40, 60, 120, ...) make every quotient possible, and a
+    # direct meter filed with a CT's ratio reads 1/30, 1/40, ... of what it bills.
+    multiplier_min_factor: float = 1.25
     name: str = "meter_fault"
 
     def _finding(
@@ -196,8 +198,7 @@ class MeterFaultDetector(HistoryOnly):
                 continue
             c = _slope(xi, excess)
             factor = 1.0 + c  # field multiplier / registry multiplier
-            best = min(_RATIOS, key=lambda k: abs(factor / k - 1.0))
-            if abs(factor / best - 1.0) > self.multiplier_tolerance:
+            if factor <= 0 or abs(math.log(factor)) < math.log(self.multiplier_min_factor):
                 continue
             # A wrong registry entry holds from the start: its consumption entered
             # the loss in the first windows already (at least half the coefficient,
@@ -216,11 +217,18 @@ class MeterFaultDetector(HistoryOnly):
                     "wrong_multiplier",
                     0.9,
                     f"area loss tracks this meter's consumption x{factor - 1:+.2f} (r={r[i]:.2f}): "
-                    f"the field multiplier is about {best:g} x the registry's",
+                    f"the field multiplier is about {_ratio_words(factor)} the registry's",
                     float(c * xi.sum() / len(xi)),
                 )
             )
         return out
+
+
+def _ratio_words(factor: float) -> str:
+    """0.033 -> '1/30 of'; 20.2 -> '20 x'."""
+    if factor >= 1.0:
+        return f"{factor:.3g} x"
+    return f"1/{1.0 / factor:.3g} of"
 
 
 def _slope(x: np.ndarray, y: np.ndarray) -> float:

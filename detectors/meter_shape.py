@@ -3,7 +3,13 @@
 Works without an area meter. Per customer, from its load profile:
 
 * drop: the daily total fell well below its usual level while its area peers did
-  not (h1, h3, h4, bypass when the profile is all one has);
+  not (h1, h3, h4, bypass when the profile is all one has). Weak alone: a home left
+  empty drops too. With hourly profiles, a drop that took the *base load* down in
+  proportion (the lowest hours of the day: fridge, standby) is a meter recording a
+  fraction of what flows through it; an empty home keeps its base load while the
+  rest falls (CREST households of ``loaders.independent``: base kept at 0.6-1.0 of
+  its usual on 49 of 51 absences, down to 0.0-0.4 with every h1, h2, bypass and
+  night theft). That scaled drop is evidence on its own;
 * flat day (h5): the profile lost its shape (coefficient of variation far below
   the customer's usual) though the total is kept;
 * reversed day (h6): today's profile matches the usual one played backwards much
@@ -17,6 +23,7 @@ day is a holiday, not a case.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -69,6 +76,11 @@ class ConsumptionShapeDetector(HistoryOnly):
     drop_mean: bool = True  # the mean ratio over the days, not each day below it
     peer_ratio: float = 0.8  # the area's median customer kept at least this
     min_usual_kwh: float = 1.0  # per window; smaller customers carry too little signal
+    base_parts: int = 4  # the day's lowest parts (hours) make its base load
+    scaled_base_ratio: float = 0.6  # base load at most this share of its usual ...
+    scaled_margin: float = 0.25  # ... and at most this above the total's share
+    scaled_min_ratio: float = 0.08  # below this, a dead meter or a switched-off home
+    scaled_score: float = 0.6
     flat_ratio: float = 0.1  # today's CV / usual CV; h5 leaves ~0.02, a quiet day ~0.4
     reversed_margin: float = 0.5
     zero_run_parts: int = 2
@@ -128,6 +140,37 @@ class ConsumptionShapeDetector(HistoryOnly):
         if profiles is None or profiles.shape[-1] < 4:
             return findings
         p = np.nan_to_num(profiles.astype(np.float64), nan=0.0)
+
+        base = np.sort(p, axis=-1)[..., : self.base_parts].mean(-1)  # windows x customers
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # customers without a kept day
+            usual_base = quiet_nanmedian(base[: n - d], axis=0)
+            base_ratio = np.nanmean(
+                np.where(peers_kept[:, None], base[n - d :] / usual_base, np.nan), axis=0
+            )
+            total_ratio = kept_ratio if self.drop_mean else np.nanmean(d_ratio, axis=0)
+        scaled = (
+            big
+            & dropped
+            & (usual_base > 0.02 * usual / p.shape[-1])  # a base load to speak of
+            & (total_ratio >= self.scaled_min_ratio)
+            & (base_ratio <= self.scaled_base_ratio)
+            & (base_ratio <= total_ratio + self.scaled_margin)
+        )
+        self._emit(
+            findings,
+            today,
+            scaled,
+            "scaled_drop",
+            lambda i: self.scaled_score,
+            lambda i: (
+                f"consumption at {total_ratio[i]:.0%} of its usual {usual[i]:.1f} kWh per "
+                f"window and its base load (lowest hours) at {base_ratio[i]:.0%} too, while "
+                f"its area peers kept {quiet_nanmedian(d_peers):.0%}: the meter records a "
+                f"fraction of the load (an empty home keeps its base load)"
+            ),
+            lambda i: max(float(usual[i] - np.nanmean(energy[n - d :, i])), 0.0),
+        )
         p_ref, p_rec = p[: n - recent], p[n - recent :]
         with np.errstate(all="ignore"):
             norm_ref = p_ref / p_ref.sum(-1, keepdims=True)

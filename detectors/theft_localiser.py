@@ -177,8 +177,9 @@ class TheftLocaliser(HistoryOnly):
         if model is None:
             return None
         self._add_mismatched(model)
+        silenced = self._silenced(model)
         starts = np.arange(self.min_reference_windows, model.n_windows)
-        chosen: list[tuple[int, int, int]] = []
+        chosen: list[tuple[int, int, int]] = list(silenced)
         for _ in range(self.max_thieves):
             best = self._best_candidate(model, chosen, starts)
             if best is None:
@@ -186,11 +187,11 @@ class TheftLocaliser(HistoryOnly):
             if self._joint(model, [*chosen, best])[-1].z < self.min_z:
                 break
             chosen.append(best)
-        chosen = self._retest(model, chosen)
+        chosen = self._retest(model, chosen, keep=frozenset(silenced))
         explained: set[tuple[int, int, int]] = set()
         if self.swap_test and chosen:
             chosen, explained = self._swap(model, chosen, starts)
-            chosen = self._retest(model, chosen)
+            chosen = self._retest(model, chosen, keep=frozenset(silenced))
         if chosen:
             model.thieves = sorted(
                 (
@@ -202,14 +203,18 @@ class TheftLocaliser(HistoryOnly):
         return model
 
     def _retest(
-        self, m: AreaModel, chosen: list[tuple[int, int, int]]
+        self,
+        m: AreaModel,
+        chosen: list[tuple[int, int, int]],
+        keep: frozenset[tuple[int, int, int]] = frozenset(),
     ) -> list[tuple[int, int, int]]:
         """Re-test jointly: a thief that only looked significant before a later one
-        explained its share of the loss drops out."""
+        explained its share of the loss drops out (``keep`` stay in the model, and are
+        reported only if significant)."""
         chosen = list(chosen)
         while chosen:
             fits = self._joint(m, chosen)
-            bad = [j for j, f in enumerate(fits) if f.z < self.min_z]
+            bad = [j for j, f in enumerate(fits) if f.z < self.min_z and chosen[j] not in keep]
             if not bad:
                 break
             del chosen[min(bad, key=lambda j: fits[j].z)]
@@ -305,6 +310,30 @@ class TheftLocaliser(HistoryOnly):
             if rss[best] > (1.0 - self.mismatch_min_r2) * float(resid @ resid):
                 break
             m.base = np.column_stack([m.base, m.x[:, best]])
+
+    def _silenced(self, m: AreaModel) -> list[tuple[int, int, int]]:
+        """Meters that have recorded exactly nothing for whole windows (a stuck or
+        zeroed register, a dead meter, a meter wired out entirely) while they usually
+        consume: their usual use enters the loss from then on. They start the model
+        as suspects of the shortfall kind and stay in it, so the loss they leave is
+        not pinned on a neighbour whose load happens to follow it (an independent
+        grid: a stuck shop meter's 40 kWh a day went to a big customer with a slow
+        downward trend and to a home left empty the same week). Reported like any
+        suspect when significant; a stuck register is the fault detector's too."""
+        last_day = int(m.day.max())
+        recorded = m.x > 0
+        out = []
+        for i in range(m.x.shape[1]):
+            if not recorded[:, i].any():
+                continue
+            start = int(m.day[recorded[:, i]].max()) + 1
+            if start < self.min_reference_windows or last_day - start + 1 < 2:
+                continue
+            col = m.deficit[:, i] * (m.day >= start)
+            if col.sum() <= 0.5 * (last_day - start + 1):  # under 0.5 kWh a day
+                continue
+            out.append((i, start, DEFICIT))
+        return out[: self.max_thieves]
 
     def _data(self, h: AreaHistory) -> AreaModel | None:
         today = h.windows[-1]

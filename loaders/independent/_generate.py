@@ -225,7 +225,9 @@ def generate_independent(
     readings = _readings(cfg, grid, cases, metered, ct_mult, voltage_v, area_kwh, feeder_kwh, rng)
     readings.to_csv(out_dir / "readings.csv", index=False, float_format="%.4f")
     _topology(grid, cases, ct_mult, area_kwh).to_csv(out_dir / "topology.csv", index=False)
-    _labels(cfg, grid, cases, true_kwh, metered).to_csv(out_dir / "labels.csv", index=False)
+    _labels(cfg, grid, cases, households, true_kwh, metered).to_csv(
+        out_dir / "labels.csv", index=False
+    )
     truth = _truth_areas(grid, cases, true_kwh, area_kwh, feeder_kwh)
     truth.to_csv(out_dir / "truth_areas.csv", index=False)
     summary: dict[str, object] = {
@@ -383,9 +385,12 @@ def _labels(
     cfg: IndependentGridConfig,
     grid: _Grid,
     cases: list[Case],
+    households: list[Household],
     true_kwh: FloatArray,
     metered: FloatArray,
 ) -> pd.DataFrame:
+    """labels.csv; an honest household away for some days is ``normal`` of kind
+    ``away`` (the vacancy a drop detector must not call theft)."""
     start = pd.Timestamp(cfg.start, tz=cfg.tz)
     rows = []
     for i, case in enumerate(cases):
@@ -398,7 +403,7 @@ def _labels(
                 "start": (start + pd.Timedelta(seconds=case.start_step * _STEP_S)).isoformat()
                 if case.label != "normal"
                 else "",
-                "kind": case.kind,
+                "kind": case.kind or ("away" if households[i].away_days else ""),
                 "true_area_id": true_area,
                 "recorded_area_id": recorded,
                 "stolen_kwh": round(float(true_kwh[i].sum() - metered[i].sum()), 3)

@@ -139,3 +139,30 @@ def test_a_large_customers_theft_from_mid_history_is_not_a_wrong_multiplier() ->
     # The same customer registered at five times its field multiplier from the start.
     true = recorded[:10].mean() * np.random.default_rng(3).lognormal(0, 0.15, len(recorded))
     assert _multiplier_findings(_area(5 * true[:, None], true * 1.03)) == {"C00"}
+
+
+def test_a_direct_meter_filed_with_a_cts_ratio_is_named() -> None:
+    """A household's direct meter filed with multiplier 30 (a CT ratio of 150/5): the
+    area bills thirty times its use, a quotient no fixed list of ratios holds."""
+    true = _loads()
+    supply = true.sum(axis=1) * 1.03
+    billed = true.copy()
+    billed[:, 5] *= 30.0
+    findings = [
+        f
+        for f in MeterFaultDetector().score_one(_area(billed, supply))
+        if f.detector == "meter_fault:wrong_multiplier"
+    ]
+    assert [f.target_id for f in findings] == ["C05"]
+    assert "1/30 of the registry's" in findings[0].reason
+
+
+def test_a_multiplier_near_one_is_not_a_registry_error() -> None:
+    """A customer whose consumption enters the loss at 1.1 of itself is within what
+    the technical loss and the meters' accuracy make of a large load."""
+    true = _loads()
+    true[:, 2] *= 8.0
+    supply = true.sum(axis=1) * 1.03
+    billed = true.copy()
+    billed[:, 2] *= 1 / 1.1
+    assert _multiplier_findings(_area(billed, supply)) == set()

@@ -75,3 +75,34 @@ def test_a_meter_slowed_by_a_factor_drawn_each_day_is_a_drop() -> None:
     assert "C02" in _drops(h)
     assert "C02" not in _drops(h, drop_mean=False)
     assert _drops(h) == {"C02"}
+
+
+def _scaled(h: AreaHistory) -> set[str]:
+    det = ConsumptionShapeDetector()
+    return {f.target_id for f in det.score_one(h) if f.detector.endswith("scaled_drop")}
+
+
+def test_a_meter_recording_a_fraction_drops_its_base_load_too() -> None:
+    """A slowed meter (h1) records 30 % of every hour, the night's fridge included:
+    evidence on its own. An empty home falls as far in total but keeps its base load
+    (the fridge does not travel): a drop, but not a scaled one."""
+    rng = np.random.default_rng(4)
+    p = _households(rng)
+    p[-5:, 1] *= 0.3  # slowed meter
+    base = np.sort(p[:10, 7], axis=-1)[:, :4].mean()
+    p[-5:, 7] = base * rng.lognormal(0.0, 0.1, (5, PARTS))  # away: base load only
+    h = _history(p)
+    assert {"C01", "C07"} <= _drops(h)
+    assert _scaled(h) == {"C01"}
+    [f] = [f for f in ConsumptionShapeDetector().score_one(h) if f.detector.endswith("scaled_drop")]
+    assert f.score >= 0.5 and "base load" in f.reason
+
+
+def test_a_dead_meter_is_not_a_scaled_drop() -> None:
+    """Nothing recorded at all is a dead meter or a home switched off at the main
+    breaker as often as a full bypass: the fault detector and the area's balance
+    decide, not the shape."""
+    rng = np.random.default_rng(5)
+    p = _households(rng)
+    p[-5:, 3] = 0.0
+    assert "C03" not in _scaled(_history(p))
