@@ -9,7 +9,8 @@ Works without an area meter. Per customer, from its load profile:
   fraction of what flows through it; an empty home keeps its base load while the
   rest falls (CREST households of ``loaders.independent``: base kept at 0.6-1.0 of
   its usual on 49 of 51 absences, down to 0.0-0.4 with every h1, h2, bypass and
-  night theft). That scaled drop is evidence on its own;
+  night theft). That scaled drop, on at least ``drop_min_days`` days each, is
+  evidence on its own;
 * flat day (h5): the profile lost its shape (coefficient of variation far below
   the customer's usual) though the total is kept;
 * reversed day (h6): today's profile matches the usual one played backwards much
@@ -80,6 +81,7 @@ class ConsumptionShapeDetector(HistoryOnly):
     scaled_base_ratio: float = 0.6  # base load at most this share of its usual ...
     scaled_margin: float = 0.25  # ... and at most this above the total's share
     scaled_min_ratio: float = 0.08  # below this, a dead meter or a switched-off home
+    scaled_max_ratio: float = 0.8  # a day's total at most this share of its usual
     scaled_score: float = 0.6
     flat_ratio: float = 0.1  # today's CV / usual CV; h5 leaves ~0.02, a quiet day ~0.4
     reversed_margin: float = 0.5
@@ -145,18 +147,24 @@ class ConsumptionShapeDetector(HistoryOnly):
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # customers without a kept day
             usual_base = quiet_nanmedian(base[: n - d], axis=0)
-            base_ratio = np.nanmean(
-                np.where(peers_kept[:, None], base[n - d :] / usual_base, np.nan), axis=0
-            )
-            total_ratio = kept_ratio if self.drop_mean else np.nanmean(d_ratio, axis=0)
+            day_base = base[n - d :] / usual_base
+            base_ratio = np.nanmean(np.where(peers_kept[:, None], day_base, np.nan), axis=0)
+        # Day by day: a home empty for some of the days and full on the others averages
+        # to a scaled-looking drop, but none of its days is scaled (near zero or whole).
+        scaled_days = (
+            peers_kept[:, None]
+            & (d_ratio >= self.scaled_min_ratio)
+            & (d_ratio <= self.scaled_max_ratio)
+            & (day_base <= self.scaled_base_ratio)
+            & (day_base <= d_ratio + self.scaled_margin)
+        ).sum(0)
         scaled = (
             big
             & dropped
             & (usual_base > 0.02 * usual / p.shape[-1])  # a base load to speak of
-            & (total_ratio >= self.scaled_min_ratio)
-            & (base_ratio <= self.scaled_base_ratio)
-            & (base_ratio <= total_ratio + self.scaled_margin)
+            & (scaled_days >= self.drop_min_days)
         )
+        total_ratio = np.nanmean(d_ratio, axis=0)
         self._emit(
             findings,
             today,

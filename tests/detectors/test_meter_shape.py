@@ -106,3 +106,15 @@ def test_a_dead_meter_is_not_a_scaled_drop() -> None:
     p = _households(rng)
     p[-5:, 3] = 0.0
     assert "C03" not in _scaled(_history(p))
+
+
+def test_a_home_empty_for_some_of_the_days_is_not_a_scaled_drop() -> None:
+    """Empty (switched off at the breaker) for three of the last five days and home
+    on the other two: its mean ratio and mean base ratio fall together, like a
+    slowed meter's, but no single day is scaled (each is near zero or whole)."""
+    rng = np.random.default_rng(6)
+    p = _households(rng)
+    p[-3:, 9] *= 0.02
+    h = _history(p)
+    assert "C09" in _drops(h)
+    assert "C09" not in _scaled(h)
