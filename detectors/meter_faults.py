@@ -46,9 +46,12 @@ class MeterFaultDetector(HistoryOnly):
     multiplier_min_corr: float = 0.85
     band: tuple[float, float] = (-0.01, 0.10)
     # Field / registry multiplier at least this far from 1 (either way). Any ratio
-    # counts: CT ratios (30, 40, 60, 120, ...) make every quotient possible, and a
-    # direct meter filed with a CT's ratio reads 1/30, 1/40, ... of what it bills.
+    # counts: CT ratios (30, 40, 60, 120, ...) make every quotient possible.
     multiplier_min_factor: float = 1.25
+    # Below a tenth, the meter's consumption is (nearly) absent from the balance: a
+    # customer recorded under the wrong area looks the same (coefficient -1) and is
+    # far more common; the topology detectors pair it with its true area.
+    multiplier_min_share: float = 0.1
     name: str = "meter_fault"
 
     def _finding(
@@ -198,7 +201,9 @@ class MeterFaultDetector(HistoryOnly):
                 continue
             c = _slope(xi, excess)
             factor = 1.0 + c  # field multiplier / registry multiplier
-            if factor <= 0 or abs(math.log(factor)) < math.log(self.multiplier_min_factor):
+            if factor < self.multiplier_min_share or abs(math.log(factor)) < math.log(
+                self.multiplier_min_factor
+            ):
                 continue
             # A wrong registry entry holds from the start: its consumption entered
             # the loss in the first windows already (at least half the coefficient,

@@ -141,20 +141,30 @@ def test_a_large_customers_theft_from_mid_history_is_not_a_wrong_multiplier() ->
     assert _multiplier_findings(_area(5 * true[:, None], true * 1.03)) == {"C00"}
 
 
-def test_a_direct_meter_filed_with_a_cts_ratio_is_named() -> None:
-    """A household's direct meter filed with multiplier 30 (a CT ratio of 150/5): the
-    area bills thirty times its use, a quotient no fixed list of ratios holds."""
+def test_a_ct_customer_filed_with_a_fifth_of_its_ratio_is_named() -> None:
+    """A shop behind a 150/5 CT (30) filed with 30/5 (6): it bills a fifth of its use,
+    a quotient outside the usual list of doubled or halved ratios."""
     true = _loads()
+    true[:, 5] *= 6.0
     supply = true.sum(axis=1) * 1.03
     billed = true.copy()
-    billed[:, 5] *= 30.0
+    billed[:, 5] /= 5.0
     findings = [
         f
         for f in MeterFaultDetector().score_one(_area(billed, supply))
         if f.detector == "meter_fault:wrong_multiplier"
     ]
     assert [f.target_id for f in findings] == ["C05"]
-    assert "1/30 of the registry's" in findings[0].reason
+    assert "5 x the registry's" in findings[0].reason
+
+
+def test_a_customer_absent_from_the_balance_is_left_to_the_topology_detectors() -> None:
+    """Billed here, supplied elsewhere: the loss tracks its consumption with -1, as a
+    direct meter filed with a CT's ratio of 30 would (-0.97). The far more common
+    wrong area is the topology detectors' to pair; the fault detector stays out."""
+    true = _loads()
+    supply = np.delete(true, 5, axis=1).sum(axis=1) * 1.03
+    assert _multiplier_findings(_area(true, supply)) == set()
 
 
 def test_a_multiplier_near_one_is_not_a_registry_error() -> None:
