@@ -48,10 +48,11 @@ class MeterFaultDetector(HistoryOnly):
     # Field / registry multiplier at least this far from 1 (either way). Any ratio
     # counts: CT ratios (30, 40, 60, 120, ...) make every quotient possible.
     multiplier_min_factor: float = 1.25
-    # Below a tenth, the meter's consumption is (nearly) absent from the balance: a
-    # customer recorded under the wrong area looks the same (coefficient -1) and is
+    # Below about a tenth (0.1 less the 20 % an estimate against a flat 3 % technical
+    # loss can be off), the meter's consumption is (nearly) absent from the balance:
+    # a customer recorded under the wrong area looks the same (coefficient -1) and is
     # far more common; the topology detectors pair it with its true area.
-    multiplier_min_share: float = 0.1
+    multiplier_min_share: float = 0.08
     name: str = "meter_fault"
 
     def _finding(
