@@ -8,9 +8,9 @@ Works without an area meter. Per customer, from its load profile:
   proportion (the lowest hours of the day: fridge, standby) is a meter recording a
   fraction of what flows through it; an empty home keeps its base load while the
   rest falls (CREST households of ``loaders.independent``: base kept at 0.6-1.0 of
-  its usual on 49 of 51 absences, down to 0.0-0.4 with every h1, h2, bypass and
-  night theft). That scaled drop, on at least ``drop_min_days`` days each, is
-  evidence on its own;
+  its usual on all 47 absences of one grid that were not also thefts, down to
+  0.0-0.4 with every h1, h2, bypass and night theft). That scaled drop, on at least
+  ``drop_min_days`` days each, is evidence on its own;
 * flat day (h5): the profile lost its shape (coefficient of variation far below
   the customer's usual) though the total is kept;
 * reversed day (h6): today's profile matches the usual one played backwards much
