@@ -6,7 +6,7 @@ import numpy as np
 from factories import area_day
 
 from detectors.observations import AreaHistory
-from detectors.topology import VoltageTopologyDetector, _nearest_means
+from detectors.topology import TopologyDetector, VoltageTopologyDetector, _nearest_means
 
 N_DAYS, PARTS = 10, 24
 
@@ -72,3 +72,70 @@ def test_nearest_means_skip_the_row_itself_and_small_groups() -> None:
     np.testing.assert_allclose(got[:, 0], [0.85, 0.8])
     np.testing.assert_allclose(got[:, 1], [0.45, 0.1])
     assert np.isneginf(_nearest_means(corr, np.array([4, 2]), 3)[:, 1]).all()
+
+
+def _energy_feeder(
+    rng: np.random.Generator, noise_kwh: float, billed_from_day: int = 0
+) -> dict[str, AreaHistory]:
+    """Areas A, B, C of 20 households each (hourly profiles) on one feeder. A's X is
+    billed in A but supplied by B. B's and C's meters carry ``noise_kwh`` of
+    unexplained hourly loss each (others' thefts, a shop's spikes): B takes X with
+    a weak t, while A, quiet, clearly lacks it."""
+    hours = np.arange(N_DAYS * PARTS) % PARTS
+    shape = 0.4 + np.exp(-((hours - 19.5) ** 2) / 6) + 0.4 * np.exp(-((hours - 8) ** 2) / 3)
+
+    def homes(n: int) -> np.ndarray:  # hours x customers [kWh]
+        return shape[:, None] * rng.uniform(0.2, 0.8, n) * rng.lognormal(0, 0.5, (len(shape), n))
+
+    a, b, c = homes(20), homes(20), homes(20)
+    x = homes(1)
+    # X's billing in A starts on ``billed_from_day``: before, A's loss did not lack it.
+    lacking = np.arange(len(shape)) >= billed_from_day * PARTS
+    supply = {
+        "A": a.sum(axis=1) * 1.01 + 0.3 + np.where(lacking, 0.0, x[:, 0]),
+        "B": (b.sum(axis=1) + x[:, 0]) * 1.01 + 0.3 + rng.gamma(1.0, noise_kwh, len(shape)),
+        "C": c.sum(axis=1) * 1.01 + 0.3 + rng.gamma(1.0, noise_kwh, len(shape)),
+    }
+    billed = {"A": np.column_stack([a, x]), "B": b, "C": c}
+    out = {}
+    for area in ("A", "B", "C"):
+        n = billed[area].shape[1]
+        ids = tuple(f"{area}-{i:02d}" for i in range(n))
+        if area == "A":
+            ids = (*ids[:-1], "A-X")
+        h = AreaHistory()
+        for d in range(N_DAYS):
+            day = slice(d * PARTS, (d + 1) * PARTS)
+            prof = billed[area][day].T.astype(np.float32)  # customers x hours
+            h.push(
+                area_day(
+                    d,
+                    ids,
+                    prof.sum(axis=1),
+                    area_id=area,
+                    supply_kwh=float(supply[area][day].sum()),
+                    profile_kwh=prof,
+                    supply_profile_kwh=supply[area][day].astype(np.float32),
+                )
+            )
+        out[area] = h
+    return out
+
+
+def test_a_customer_its_area_clearly_lacks_is_paired_with_a_weaker_taker() -> None:
+    histories = _energy_feeder(np.random.default_rng(7), noise_kwh=0.5)
+    findings = [f for f in TopologyDetector().score_many(histories) if f.target_id == "A-X"]
+    assert len(findings) == 1
+    assert "[true_area=B]" in findings[0].reason and findings[0].score == 0.9
+    # Requiring the taker to be as clear as the lack (t >= 10) leaves only a lead.
+    strict = TopologyDetector(pair_min_t=10.0).score_many(histories)
+    assert [(f.target_id, f.score) for f in strict] == [("A-X", 0.45)]
+
+
+def test_a_lack_that_begins_mid_history_needs_a_clear_taker() -> None:
+    """A thief's shortfall from day 3 on looks like a missing customer; a registry
+    error is there from the start. Without the lack in its first windows, the weak
+    taker (t 3-10) is not enough: a lead only."""
+    histories = _energy_feeder(np.random.default_rng(7), noise_kwh=0.5, billed_from_day=3)
+    findings = [f for f in TopologyDetector().score_many(histories) if f.target_id == "A-X"]
+    assert [f.score for f in findings] == [0.45]
