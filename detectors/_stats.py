@@ -56,3 +56,14 @@ def quiet_nanmedian(a: npt.NDArray[np.floating], axis: int = 0) -> FloatArray:
         warnings.simplefilter("ignore", RuntimeWarning)
         out: FloatArray = np.asarray(np.nanmedian(a, axis=axis), dtype=np.float64)
         return out
+
+
+def quiet_nanmean(a: npt.NDArray[np.floating], axis: int = 0) -> FloatArray:
+    """``np.nanmean`` without the warnings for all-NaN slices (NaN) and divisions by
+    a zero usual level (inf / NaN), both read as 'no evidence' by the detectors."""
+    import warnings
+
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        out: FloatArray = np.asarray(np.nanmean(a, axis=axis), dtype=np.float64)
+        return out

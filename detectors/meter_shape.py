@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from detectors._stats import quiet_nanmedian
+from detectors._stats import quiet_nanmean, quiet_nanmedian
 from detectors.base import Finding, HistoryOnly
 from detectors.observations import AreaHistory
 from lineloss.domain import SuspicionCategory, TargetKind
@@ -55,9 +55,9 @@ def _row_corr(a: Matrix, b: Matrix) -> Matrix:
         return np.where(den > 0, (ac * bc).sum(-1) / den, np.nan)
 
 
-def _longest_zero_run(p: Matrix, usual: Matrix) -> Matrix:
+def _longest_zero_run(p: Matrix, consumes: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
     """Longest run of parts recorded as zero where the customer usually consumes."""
-    z = (p <= 0) & (usual > 0.02 * usual.sum(-1, keepdims=True))
+    z = (p <= 0) & consumes
     best = np.zeros(z.shape[:-1], np.int64)
     cur = np.zeros(z.shape[:-1], np.int64)
     for k in range(z.shape[-1]):
@@ -86,6 +86,7 @@ class ConsumptionShapeDetector(HistoryOnly):
     flat_ratio: float = 0.1  # today's CV / usual CV; h5 leaves ~0.02, a quiet day ~0.4
     reversed_margin: float = 0.5
     zero_run_parts: int = 2
+    zero_part_ref_share: float = 0.05  # a part zero on more reference days is not "used"
     # a pattern the customer's own reference shows on this share of days or more is
     # its normal behaviour, not a case (flat days, zero hours)
     max_ref_share: float = 0.1
@@ -111,15 +112,15 @@ class ConsumptionShapeDetector(HistoryOnly):
         # detectors (the localiser confirms it where an area meter exists).
         drop_base = 0.45
         d = self.drop_of_days
-        d_ratio = energy[n - d :] / usual
+        with np.errstate(all="ignore"):
+            d_ratio = energy[n - d :] / usual  # inf / NaN for a usual of 0: not "big"
         with np.errstate(all="ignore"):
             d_peers = quiet_nanmedian(d_ratio, axis=1)
         peers_kept = d_peers >= self.peer_ratio
         if self.drop_mean:
             # The mean over the days its peers kept their level: a meter slowed by a
             # factor drawn per day (h1) is below half on only some of the days.
-            with np.errstate(all="ignore"):
-                kept_ratio = np.nanmean(np.where(peers_kept[:, None], d_ratio, np.nan), axis=0)
+            kept_ratio = quiet_nanmean(np.where(peers_kept[:, None], d_ratio, np.nan), axis=0)
             dropped = (peers_kept.sum() >= self.drop_min_days) & (kept_ratio < self.drop_ratio)
         else:
             drop_days = ((d_ratio < self.drop_ratio) & peers_kept[:, None]).sum(0)
@@ -164,7 +165,7 @@ class ConsumptionShapeDetector(HistoryOnly):
             & (usual_base > 0.02 * usual / p.shape[-1])  # a base load to speak of
             & (scaled_days >= self.drop_min_days)
         )
-        total_ratio = np.nanmean(d_ratio, axis=0)
+        total_ratio = quiet_nanmean(d_ratio, axis=0)
         self._emit(
             findings,
             today,
@@ -226,10 +227,21 @@ class ConsumptionShapeDetector(HistoryOnly):
             lambda i: 0.0,
         )
 
-        usual_p = quiet_nanmedian(p_ref, axis=0)
-        ref_runs = _longest_zero_run(p_ref, usual_p[None])
+        # A part "usually consumes" when the customer's own reference days almost
+        # never recorded it as zero, however little it is: a home's night hours are a
+        # fridge and standby, 1 % of its day, and a meter bypassed every night (or
+        # for a few hours at any time of day, h2) records exactly nothing there.
+        # Judged on its first windows (as flat days are), before any recent case. A
+        # part without a reading (NaN: lost, a concentrator outage) is not a zero.
+        raw = profiles.astype(np.float64)
+        zero_share = quiet_nanmean(
+            np.where(np.isnan(raw), np.nan, raw <= 0)[: self.reference_windows], axis=0
+        )
+        consumes = zero_share <= self.zero_part_ref_share  # NaN (never read): False
+        ref_runs = _longest_zero_run(raw[: self.reference_windows], consumes[None])
         rare = (ref_runs >= self.zero_run_parts).mean(0) < self.max_ref_share
-        zero_days = ((_longest_zero_run(p_rec, usual_p[None]) >= self.zero_run_parts) & kept).sum(0)
+        rec_runs = _longest_zero_run(raw[n - recent :], consumes[None])
+        zero_days = ((rec_runs >= self.zero_run_parts) & kept).sum(0)
         self._emit(
             findings,
             today,

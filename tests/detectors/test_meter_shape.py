@@ -118,3 +118,36 @@ def test_a_home_empty_for_some_of_the_days_is_not_a_scaled_drop() -> None:
     h = _history(p)
     assert "C09" in _drops(h)
     assert "C09" not in _scaled(h)
+
+
+def _zero_hours(h: AreaHistory) -> set[str]:
+    det = ConsumptionShapeDetector()
+    return {f.target_id for f in det.score_one(h) if f.detector.endswith("zero_hours")}
+
+
+NIGHT = np.r_[0:6, 22:24]
+
+
+def test_a_meter_bypassed_every_night_records_zero_hours() -> None:
+    """A home's night is a fridge and standby: 0.4 % of its day an hour, far below a
+    share of its mean, yet never recorded as zero until the meter is bypassed from 22:00
+    to 06:00. Lost readings (a first window before the meter's first reading, a
+    concentrator's outage) are not zeros."""
+    rng = np.random.default_rng(8)
+    p = _households(rng)
+    p[:, 5][:, NIGHT] = 0.05 * rng.lognormal(0.0, 0.2, (N_DAYS, len(NIGHT)))
+    p[-3:, 5][:, NIGHT] = 0.0
+    p[0] = np.nan  # the history starts mid-window: nothing read yet
+    p[-2:, 6, 1:5] = np.nan  # an outage of the concentrator is not a zero
+    assert _zero_hours(_history(p)) == {"C05"}
+
+
+def test_hours_its_own_history_often_records_as_zero_are_not_a_case() -> None:
+    """A holiday cottage's meter reads 0.00 at night on a third of its first days
+    (less than the register's last digit): zero nights later are its normal."""
+    rng = np.random.default_rng(9)
+    p = _households(rng)
+    p[:, 4][:, NIGHT] = 0.01
+    p[np.ix_([1, 4, 8], [4], NIGHT)] = 0.0
+    p[-3:, 4][:, NIGHT] = 0.0
+    assert "C04" not in _zero_hours(_history(p))
