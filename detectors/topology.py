@@ -83,6 +83,15 @@ class TopologyDetector(HistoryOnly):
     # runner-up must trail by ``pair_margin_t`` so a tie does not pick one at random.
     pair_min_t: float = 3.0
     pair_margin_t: float = 2.0
+    # A lack that no area takes and that is measurably short of the whole (coefficient
+    # -0.95 at t -190: 0.05 +- 0.005 of it *is* seen) is a meter whose registry
+    # multiplier is 10-30 x its field one (a CT ratio filed for a direct meter), not a
+    # customer supplied elsewhere, whose coefficient is -1. The share seen must be
+    # ``multiplier_min_z`` standard errors from 0 (mapping errors on our development
+    # and independent grids: at most 2.2; thieves above 5 lack 0.08 or more) and
+    # under ``multiplier_max_share`` (above it the fault detector's own test applies).
+    multiplier_min_z: float = 5.0
+    multiplier_max_share: float = 0.1
     name: str = "topology"
 
     def score_many(self, histories: dict[str, AreaHistory]) -> list[Finding]:
@@ -123,10 +132,37 @@ class TopologyDetector(HistoryOnly):
                 best, best_t = self._true_area(
                     histories, series, area, xi, ok, self.pair_min_t if from_start else self.min_t
                 )
-                reason = (
-                    f"recorded in {area}, but its consumption enters that area's loss with "
-                    f"coefficient {c[i]:.2f} (t={t[i]:.1f}): the area meter does not see it"
-                    + (f"; it shows up in the loss of {best} (t={best_t:.1f})" if best else "")
+                lack = (
+                    f"its consumption enters {area}'s loss with coefficient {c[i]:.2f} "
+                    f"(t={t[i]:.1f})"
+                )
+                seen = 1.0 + float(c[i])  # share of the billed energy the area meter sees
+                if (
+                    best is None
+                    and from_start
+                    and 0.0 < seen <= self.multiplier_max_share
+                    and seen * abs(t[i] / c[i]) >= self.multiplier_min_z
+                ):
+                    out.append(
+                        Finding(
+                            detector=f"{self.name}:wrong_multiplier",
+                            target_id=today.meter_ids[i],
+                            target_kind=TargetKind.METER,
+                            category=SuspicionCategory.METER_FAULT,
+                            score=0.9,
+                            ts=today.window_end,
+                            estimated_kwh=float(c[i] * np.nansum(xi)) / len(h),
+                            reason=(
+                                f"{lack} from its first windows on, and no other area takes "
+                                f"it: the area meter sees {seen:.3f} of what it bills, the "
+                                f"field multiplier is about 1/{1.0 / seen:.3g} of the registry's"
+                            ),
+                            area_id=area,
+                        )
+                    )
+                    continue
+                reason = f"recorded in {area}, but {lack}: the area meter does not see it" + (
+                    f"; it shows up in the loss of {best} (t={best_t:.1f})" if best else ""
                 )
                 out.append(
                     Finding(

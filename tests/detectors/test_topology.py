@@ -75,12 +75,16 @@ def test_nearest_means_skip_the_row_itself_and_small_groups() -> None:
 
 
 def _energy_feeder(
-    rng: np.random.Generator, noise_kwh: float, billed_from_day: int = 0
+    rng: np.random.Generator,
+    noise_kwh: float,
+    billed_from_day: int = 0,
+    supplied_by: str = "B",
+    billed_factor: float = 1.0,
 ) -> dict[str, AreaHistory]:
     """Areas A, B, C of 20 households each (hourly profiles) on one feeder. A's X is
-    billed in A but supplied by B. B's and C's meters carry ``noise_kwh`` of
-    unexplained hourly loss each (others' thefts, a shop's spikes): B takes X with
-    a weak t, while A, quiet, clearly lacks it."""
+    billed in A (``billed_factor`` x its use) but supplied by ``supplied_by``. B's and
+    C's meters carry ``noise_kwh`` of unexplained hourly loss each (others' thefts, a
+    shop's spikes): B takes X with a weak t, while A, quiet, clearly lacks it."""
     hours = np.arange(N_DAYS * PARTS) % PARTS
     shape = 0.4 + np.exp(-((hours - 19.5) ** 2) / 6) + 0.4 * np.exp(-((hours - 8) ** 2) / 3)
 
@@ -91,12 +95,14 @@ def _energy_feeder(
     x = homes(1)
     # X's billing in A starts on ``billed_from_day``: before, A's loss did not lack it.
     lacking = np.arange(len(shape)) >= billed_from_day * PARTS
+    in_a = (supplied_by == "A") | ~lacking
+    in_b = supplied_by == "B"
     supply = {
-        "A": a.sum(axis=1) * 1.01 + 0.3 + np.where(lacking, 0.0, x[:, 0]),
-        "B": (b.sum(axis=1) + x[:, 0]) * 1.01 + 0.3 + rng.gamma(1.0, noise_kwh, len(shape)),
+        "A": a.sum(axis=1) * 1.01 + 0.3 + np.where(in_a, x[:, 0], 0.0),
+        "B": (b.sum(axis=1) + in_b * x[:, 0]) * 1.01 + 0.3 + rng.gamma(1.0, noise_kwh, len(shape)),
         "C": c.sum(axis=1) * 1.01 + 0.3 + rng.gamma(1.0, noise_kwh, len(shape)),
     }
-    billed = {"A": np.column_stack([a, x]), "B": b, "C": c}
+    billed = {"A": np.column_stack([a, x * billed_factor]), "B": b, "C": c}
     out = {}
     for area in ("A", "B", "C"):
         n = billed[area].shape[1]
@@ -139,3 +145,20 @@ def test_a_lack_that_begins_mid_history_needs_a_clear_taker() -> None:
     histories = _energy_feeder(np.random.default_rng(7), noise_kwh=0.5, billed_from_day=3)
     findings = [f for f in TopologyDetector().score_many(histories) if f.target_id == "A-X"]
     assert [f.score for f in findings] == [0.45]
+
+
+def test_a_lack_measurably_short_of_the_whole_is_a_wrong_multiplier() -> None:
+    """X is supplied in A but filed with 20 x its CT ratio: A bills 20 kWh for every
+    kWh its meter sees, so X enters A's loss with coefficient -0.95, not the -1 of a
+    customer supplied elsewhere, and no area takes it."""
+    histories = _energy_feeder(
+        np.random.default_rng(7), noise_kwh=0.5, supplied_by="A", billed_factor=20.0
+    )
+    findings = [f for f in TopologyDetector().score_many(histories) if f.target_id == "A-X"]
+    assert [(f.category.value, f.detector, f.score) for f in findings] == [
+        ("meter_fault", "topology:wrong_multiplier", 0.9)
+    ]
+    assert "1/20" in findings[0].reason and findings[0].estimated_kwh < 0
+    # A customer supplied elsewhere lacks all of it: never a multiplier.
+    moved = TopologyDetector().score_many(_energy_feeder(np.random.default_rng(7), 0.5))
+    assert {f.category.value for f in moved} == {"topology_error"}
