@@ -83,6 +83,7 @@ class ConsumptionShapeDetector(HistoryOnly):
     scaled_min_ratio: float = 0.08  # below this, a dead meter or a switched-off home
     scaled_max_ratio: float = 0.8  # a day's total at most this share of its usual
     scaled_score: float = 0.6
+    scaled_fast_days: int = 3  # ... or the last this many days each scaled (0: off)
     flat_ratio: float = 0.1  # today's CV / usual CV; h5 leaves ~0.02, a quiet day ~0.4
     reversed_margin: float = 0.5
     zero_run_parts: int = 2
@@ -152,18 +153,21 @@ class ConsumptionShapeDetector(HistoryOnly):
             base_ratio = np.nanmean(np.where(peers_kept[:, None], day_base, np.nan), axis=0)
         # Day by day: a home empty for some of the days and full on the others averages
         # to a scaled-looking drop, but none of its days is scaled (near zero or whole).
-        scaled_days = (
+        scaled_each = (
             peers_kept[:, None]
             & (d_ratio >= self.scaled_min_ratio)
             & (d_ratio <= self.scaled_max_ratio)
             & (day_base <= self.scaled_base_ratio)
             & (day_base <= d_ratio + self.scaled_margin)
-        ).sum(0)
+        )
+        scaled_days = scaled_each.sum(0)
+        # A theft that began three days ago: its five-day mean is not yet below half,
+        # but each of its days is scaled.
+        fast = self.scaled_fast_days > 0 and scaled_each[-self.scaled_fast_days :].all(0)
         scaled = (
             big
-            & dropped
             & (usual_base > 0.02 * usual / p.shape[-1])  # a base load to speak of
-            & (scaled_days >= self.drop_min_days)
+            & ((dropped & (scaled_days >= self.drop_min_days)) | fast)
         )
         total_ratio = quiet_nanmean(d_ratio, axis=0)
         self._emit(

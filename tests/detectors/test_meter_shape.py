@@ -151,3 +151,17 @@ def test_hours_its_own_history_often_records_as_zero_are_not_a_case() -> None:
     p[np.ix_([1, 4, 8], [4], NIGHT)] = 0.0
     p[-3:, 4][:, NIGHT] = 0.0
     assert "C04" not in _zero_hours(_history(p))
+
+
+def test_a_meter_slowed_three_days_ago_is_a_scaled_drop_already() -> None:
+    """Slowed to 30 % three days ago: the five-day mean (58 %) is not yet a drop,
+    but each of the three days took the base load down with the total. An empty home
+    for those three days keeps its base load and is not."""
+    rng = np.random.default_rng(10)
+    p = _households(rng)
+    p[-3:, 1] *= 0.3
+    base = np.sort(p[:10, 7], axis=-1)[:, :4].mean()
+    p[-3:, 7] = base * rng.lognormal(0.0, 0.1, (3, PARTS))
+    h = _history(p)
+    assert _scaled(h) == {"C01"}
+    assert not {f.target_id for f in ConsumptionShapeDetector(scaled_fast_days=0).score_one(h)}
