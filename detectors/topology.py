@@ -83,6 +83,10 @@ class TopologyDetector(HistoryOnly):
     # runner-up must trail by ``pair_margin_t`` so a tie does not pick one at random.
     pair_min_t: float = 3.0
     pair_margin_t: float = 2.0
+    # ... and only for a lack of the whole consumption (coefficient -1 +- this): honest
+    # customers of our held-out grids whose rhythm happens to follow an area's residual
+    # lack -0.6 to -0.85 or -1.3 of theirs at t near -10, and found weak takers too.
+    pair_max_dev: float = 0.15
     # A lack that no area takes and that is measurably short of the whole (coefficient
     # -0.95 at t -190: 0.05 +- 0.005 of it *is* seen) is a meter whose registry
     # multiplier is 10-30 x its field one (a CT ratio filed for a direct meter), not a
@@ -128,7 +132,11 @@ class TopologyDetector(HistoryOnly):
             c0, t0 = _partial_fit(loss[ok & first], supply[ok & first], x[ok & first][:, single])
             for k, i in enumerate(single):
                 xi = x[:, i]
-                from_start = bool(lo <= -c0[k] <= hi and t0[k] <= -self.pair_min_t)
+                from_start = bool(
+                    lo <= -c0[k] <= hi
+                    and t0[k] <= -self.pair_min_t
+                    and abs(c[i] + 1.0) <= self.pair_max_dev
+                )
                 best, best_t = self._true_area(
                     histories, series, area, xi, ok, self.pair_min_t if from_start else self.min_t
                 )
