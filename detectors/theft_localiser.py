@@ -123,7 +123,14 @@ class TheftLocaliser(HistoryOnly):
     # slowed meter without a drop, 6.5 with a drop of 10 spreads, 3.7 for a
     # shortfall-shaped theft with that drop. Before: ln z alone, (-5.11, 2.63).
     calibration: tuple[float, ...] = (-5.554, 2.099, 0.162, 1.192)
+    # The joint re-fit may move a suspect's coefficient past what it can have stolen
+    # (more than 1.5 x its own shortfall): the area's loss then moves with something
+    # else (a household away that week took 2.2 x its shortfall on an independent grid).
+    report_within_limits: bool = True
     name: str = "theft_localiser"
+
+    def _limit(self, kind: int) -> float:
+        return self.max_beta if kind == RECORDED else self.max_gamma
 
     def score_one(self, x: AreaHistory) -> list[Finding]:
         model = self.fit(x)
@@ -136,6 +143,7 @@ class TheftLocaliser(HistoryOnly):
                 th.explained
                 or th.z < self.min_z
                 or th.stolen_kwh / max(model.n_windows - th.start, 1) < self.min_kwh_per_window
+                or (self.report_within_limits and th.coef > self._limit(th.kind))
             ):
                 continue
             p = _probability(th.z, th.drop_z, th.kind == DEFICIT, self.calibration)
@@ -427,7 +435,7 @@ class TheftLocaliser(HistoryOnly):
             qv = tail(q[:, :, None] * v[:, None, :])  # S x p x N
             norm = vv - (qv * qv).sum(axis=1)
             ok = norm > 1e-9 * np.maximum(vv, 1e-12)
-            limit = self.max_beta if kind == RECORDED else self.max_gamma
+            limit = self._limit(kind)
             # A slowed meter records less than usual: without a significant drop in
             # its own data a customer whose load merely shares the loss's daily shape
             # would explain any leftover (a "ghost" next to a real thief).

@@ -87,6 +87,9 @@ class TopologyDetector(HistoryOnly):
     # customers of our held-out grids whose rhythm happens to follow an area's residual
     # lack -0.6 to -0.85 or -1.3 of theirs at t near -10, and found weak takers too.
     pair_max_dev: float = 0.15
+    # ... and a lack clearer than the strong rule's: honest customers of our
+    # held-out grids reached t -10.0 to -10.3 with weak takers of t 3.9-6.2.
+    pair_lack_t: float = 12.0
     # A lack that no area takes and that is measurably short of the whole (coefficient
     # -0.95 at t -190: 0.05 +- 0.005 of it *is* seen) is a meter whose registry
     # multiplier is 10-30 x its field one (a CT ratio filed for a direct meter), not a
@@ -132,13 +135,11 @@ class TopologyDetector(HistoryOnly):
             c0, t0 = _partial_fit(loss[ok & first], supply[ok & first], x[ok & first][:, single])
             for k, i in enumerate(single):
                 xi = x[:, i]
-                from_start = bool(
-                    lo <= -c0[k] <= hi
-                    and t0[k] <= -self.pair_min_t
-                    and abs(c[i] + 1.0) <= self.pair_max_dev
-                )
+                from_start = bool(lo <= -c0[k] <= hi and t0[k] <= -self.pair_min_t)
+                whole = bool(abs(c[i] + 1.0) <= self.pair_max_dev and t[i] <= -self.pair_lack_t)
+                weak_ok = from_start and whole
                 best, best_t = self._true_area(
-                    histories, series, area, xi, ok, self.pair_min_t if from_start else self.min_t
+                    histories, series, area, xi, ok, self.pair_min_t if weak_ok else self.min_t
                 )
                 lack = (
                     f"its consumption enters {area}'s loss with coefficient {c[i]:.2f} "

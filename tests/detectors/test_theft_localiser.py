@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from factories import DAY, DAY0, area_day
@@ -285,3 +287,29 @@ def test_a_suspect_without_a_drop_does_not_keep_a_real_thiefs_share(two_thieves)
     reported = {ids[c[0]] for c in kept if c not in explained}
     assert reported >= {"C03", "C11"}
     assert ids[honest] not in reported
+
+
+def test_a_suspect_given_more_than_it_can_have_stolen_is_not_reported() -> None:
+    """C07 is away from day 12 (recording a tenth); from the same day the area loses
+    2.5 x C07's shortfall to something no meter sees. The joint fit hands C07 that
+    loss at 2.5 kWh per kWh of its shortfall: more than it can have stolen (at most
+    1.5), so the area's loss moves with something else, and C07 is not reported."""
+    rng = np.random.default_rng(11)
+    true = _loads(rng)
+    usual = true[:12, 7].mean(axis=0)
+    true[12:, 7] *= 0.1
+    rec = true.copy()
+    hidden = 2.5 * (usual - true[12:, 7])  # days x hours, unmetered, starts with the absence
+    seen = _history(true, rec, rng)
+    h = AreaHistory()
+    for d, w in enumerate(seen.windows):
+        extra = hidden[d - 12] if d >= 12 else np.zeros(PARTS)
+        supply = (w.supply_profile_kwh + extra).astype(np.float32)
+        h.push(replace(w, supply_profile_kwh=supply, supply_kwh=float(supply.sum())))
+    loose = TheftLocaliser(report_within_limits=False)
+    model = loose.fit(h)
+    assert model is not None
+    [c07] = [th for th in model.thieves if th.index == 7]
+    assert c07.coef > loose.max_gamma
+    assert "C07" in {f.target_id for f in loose.score_one(h)}
+    assert "C07" not in {f.target_id for f in TheftLocaliser().score_one(h)}

@@ -138,6 +138,9 @@ def test_a_customer_its_area_clearly_lacks_is_paired_with_a_weaker_taker() -> No
     # Requiring the taker to be as clear as the lack (t >= 10) leaves only a lead.
     strict = TopologyDetector(pair_min_t=10.0).score_many(histories)
     assert [(f.target_id, f.score) for f in strict] == [("A-X", 0.45)]
+    # So does a lack that is not clearer than the strong rule's own (t -569 here).
+    unclear = TopologyDetector(pair_lack_t=600.0).score_many(histories)
+    assert [(f.target_id, f.score) for f in unclear] == [("A-X", 0.45)]
 
 
 def test_a_partial_lack_needs_a_clear_taker() -> None:
