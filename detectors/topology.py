@@ -9,7 +9,10 @@ Over an area's history (hourly parts when profiles exist):
    customer(s) whose consumption the area is "missing" (coefficient near 1);
 2. each such customer is matched against every other area: the one whose loss
    rises with that customer's consumption (slope near 1, strong correlation) is
-   named as the true area.
+   named as the true area; a weaker match is enough when the whole of the
+   customer's use has been missing since the first windows, as a registry error's is;
+3. a lack that no area takes and that is measurably short of the whole (the area
+   meter sees 1/10-1/30 of what is billed) is a wrong multiplier, a meter fault.
 
 This is a grid-level detector: it sees all areas of a window at once.
 """
