@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import warnings
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -50,20 +53,17 @@ def fill_by_part(values: FloatArray, reference: FloatArray) -> FloatArray:
 def quiet_nanmedian(a: npt.NDArray[np.floating], axis: int = 0) -> FloatArray:
     """``np.nanmedian`` without the warning for all-NaN slices (they give NaN, which
     the detectors treat as 'no history')."""
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        out: FloatArray = np.asarray(np.nanmedian(a, axis=axis), dtype=np.float64)
-        return out
+    return _quiet(np.nanmedian, a, axis)
 
 
 def quiet_nanmean(a: npt.NDArray[np.floating], axis: int = 0) -> FloatArray:
     """``np.nanmean`` without the warnings for all-NaN slices (NaN) and divisions by
     a zero usual level (inf / NaN), both read as 'no evidence' by the detectors."""
-    import warnings
+    return _quiet(np.nanmean, a, axis)
 
+
+def _quiet(reduce: Callable[..., Any], a: npt.NDArray[np.floating], axis: int) -> FloatArray:
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)
-        out: FloatArray = np.asarray(np.nanmean(a, axis=axis), dtype=np.float64)
+        out: FloatArray = np.asarray(reduce(a, axis=axis), dtype=np.float64)
         return out

@@ -24,7 +24,6 @@ day is a holiday, not a case.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -115,8 +114,7 @@ class ConsumptionShapeDetector(HistoryOnly):
         d = self.drop_of_days
         with np.errstate(all="ignore"):
             d_ratio = energy[n - d :] / usual  # inf / NaN for a usual of 0: not "big"
-        with np.errstate(all="ignore"):
-            d_peers = quiet_nanmedian(d_ratio, axis=1)
+        d_peers = quiet_nanmedian(d_ratio, axis=1)
         peers_kept = d_peers >= self.peer_ratio
         if self.drop_mean:
             # The mean over the days its peers kept their level: a meter slowed by a
@@ -143,14 +141,14 @@ class ConsumptionShapeDetector(HistoryOnly):
         profiles = x.profiles()
         if profiles is None or profiles.shape[-1] < 4:
             return findings
-        p = np.nan_to_num(profiles.astype(np.float64), nan=0.0)
+        raw = profiles.astype(np.float64)  # NaN: no reading
+        p = np.nan_to_num(raw, nan=0.0)
 
         base = np.sort(p, axis=-1)[..., : self.base_parts].mean(-1)  # windows x customers
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # customers without a kept day
-            usual_base = quiet_nanmedian(base[: n - d], axis=0)
+        usual_base = quiet_nanmedian(base[: n - d], axis=0)
+        with np.errstate(all="ignore"):
             day_base = base[n - d :] / usual_base
-            base_ratio = np.nanmean(np.where(peers_kept[:, None], day_base, np.nan), axis=0)
+        base_ratio = quiet_nanmean(np.where(peers_kept[:, None], day_base, np.nan), axis=0)
         # Day by day: a home empty for some of the days and full on the others averages
         # to a scaled-looking drop, but none of its days is scaled (near zero or whole).
         scaled_each = (
@@ -237,7 +235,6 @@ class ConsumptionShapeDetector(HistoryOnly):
         # for a few hours at any time of day, h2) records exactly nothing there.
         # Judged on its first windows (as flat days are), before any recent case. A
         # part without a reading (NaN: lost, a concentrator outage) is not a zero.
-        raw = profiles.astype(np.float64)
         zero_share = quiet_nanmean(
             np.where(np.isnan(raw), np.nan, raw <= 0)[: self.reference_windows], axis=0
         )

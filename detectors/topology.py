@@ -149,44 +149,44 @@ class TopologyDetector(HistoryOnly):
                     f"(t={t[i]:.1f})"
                 )
                 seen = 1.0 + float(c[i])  # share of the billed energy the area meter sees
-                if (
+                multiplier = (
                     best is None
                     and from_start
                     and 0.0 < seen <= self.multiplier_max_share
                     and seen * abs(t[i] / c[i]) >= self.multiplier_min_z
-                ):
-                    out.append(
-                        Finding(
-                            detector=f"{self.name}:wrong_multiplier",
-                            target_id=today.meter_ids[i],
-                            target_kind=TargetKind.METER,
-                            category=SuspicionCategory.METER_FAULT,
-                            score=0.9,
-                            ts=today.window_end,
-                            estimated_kwh=float(c[i] * np.nansum(xi)) / len(h),
-                            reason=(
-                                f"{lack} from its first windows on, and no other area takes "
-                                f"it: the area meter sees {seen:.3f} of what it bills, the "
-                                f"field multiplier is about 1/{1.0 / seen:.3g} of the registry's"
-                            ),
-                            area_id=area,
-                        )
-                    )
-                    continue
-                reason = f"recorded in {area}, but {lack}: the area meter does not see it" + (
-                    f"; it shows up in the loss of {best} (t={best_t:.1f})" if best else ""
                 )
+                if multiplier:
+                    detector, category, score = (
+                        f"{self.name}:wrong_multiplier",
+                        SuspicionCategory.METER_FAULT,
+                        0.9,
+                    )
+                    kwh = float(c[i] * np.nansum(xi)) / len(h)
+                    reason = (
+                        f"{lack} from its first windows on, and no other area takes "
+                        f"it: the area meter sees {seen:.3f} of what it bills, the "
+                        f"field multiplier is about 1/{1.0 / seen:.3g} of the registry's"
+                    )
+                else:
+                    # Without the area that takes its load, it is a lead, not a case.
+                    detector, category = self.name, SuspicionCategory.TOPOLOGY_ERROR
+                    score = 0.9 if best else 0.45
+                    kwh = float(np.nansum(xi)) / len(h)
+                    reason = f"recorded in {area}, but {lack}: the area meter does not see it" + (
+                        f"; it shows up in the loss of {best} (t={best_t:.1f}) [true_area={best}]"
+                        if best
+                        else ""
+                    )
                 out.append(
                     Finding(
-                        detector=self.name,
+                        detector=detector,
                         target_id=today.meter_ids[i],
                         target_kind=TargetKind.METER,
-                        category=SuspicionCategory.TOPOLOGY_ERROR,
-                        # Without the area that takes its load, it is a lead, not a case.
-                        score=0.9 if best else 0.45,
+                        category=category,
+                        score=score,
                         ts=today.window_end,
-                        estimated_kwh=float(np.nansum(xi)) / len(h),
-                        reason=reason + (f" [true_area={best}]" if best else ""),
+                        estimated_kwh=kwh,
+                        reason=reason,
                         area_id=area,
                     )
                 )
