@@ -23,8 +23,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from detectors.base import Finding, ThresholdDecider
 from lineloss.domain import Suspicion, SuspicionCategory, TargetKind
@@ -44,8 +45,9 @@ class _Entry:
     start_s: int | None = None  # earliest estimated anomaly start of any finding
 
 
-def _day(ts: int) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
+def _day(ts: int, tz: str) -> str:
+    """The local date of ``ts``: what an inspector reads in the evidence."""
+    return datetime.fromtimestamp(ts, ZoneInfo(tz)).strftime("%Y-%m-%d")
 
 
 @dataclass
@@ -55,6 +57,7 @@ class SuspicionBook:
     back needs no second look; a correlation does)."""
 
     decider: ThresholdDecider = field(default_factory=ThresholdDecider)
+    tz: str = "UTC"  # the grid's time zone: dates in the evidence are local dates
     confirm_windows: int = 2
     certain_score: float = 0.85
     explains_theft_score: float = 0.8
@@ -144,7 +147,12 @@ class SuspicionBook:
                 estimated_kwh=round(max(e.kwh_by_detector.values()), 3),
                 evidence=(
                     f"{e.best.reason}; flagged in {e.flagged_windows} window(s) since "
-                    f"{_day(e.first_detected)} by {', '.join(sorted(e.detectors))}"
+                    f"{_day(e.first_detected, self.tz)} by {', '.join(sorted(e.detectors))}"
+                    + (
+                        f"; estimated start {_day(e.start_s, self.tz)}"
+                        if e.start_s is not None
+                        else ""
+                    )
                 ),
                 area_id=e.area_id,
                 detector=e.best.detector,

@@ -157,8 +157,7 @@ class TheftLocaliser(HistoryOnly):
                     ts=today.window_end,
                     estimated_kwh=max(th.stolen_last_kwh, 0.0),
                     reason=(
-                        f"area loss rose with this meter's under-recording since "
-                        f"{_day(x.windows[th.start].window_start)}: "
+                        f"area loss rose with this meter's under-recording: "
                         f"{th.stolen_kwh:.1f} kWh unrecorded (z={th.z:.1f}; its own "
                         f"shortfall {th.own_kwh:.1f} kWh; "
                         + (
@@ -612,9 +611,3 @@ def _probability(z: float, drop_z: float, deficit: bool, w: tuple[float, ...]) -
     if len(w) > 2:
         t += w[2] * min(max(drop_z, -3.0), 10.0) + w[3] * float(deficit)
     return 1.0 / (1.0 + math.exp(-t))
-
-
-def _day(ts: int) -> str:
-    from datetime import UTC, datetime
-
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")

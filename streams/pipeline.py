@@ -59,7 +59,9 @@ class DetectionStage:
         self.meter_detectors = default_meter_detectors(settings)
         self.grid_detectors = default_grid_detectors(settings)
         self.book = SuspicionBook(
-            decider=ThresholdDecider(**settings.get("decider", {})), **settings.get("book", {})
+            decider=ThresholdDecider(**settings.get("decider", {})),
+            tz=config.tz,
+            **settings.get("book", {}),
         )
         self.set_timeline(
             topology if isinstance(topology, TopologyTimeline) else TopologyTimeline.of(topology)

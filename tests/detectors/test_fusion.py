@@ -77,3 +77,29 @@ def test_a_weak_localiser_finding_corroborated_by_a_drop_in_the_same_window_coun
     later.add(_finding(10, "C3", score=0.35))
     later.add(_finding(11, "C3", score=0.45, detector="consumption_shape:drop"))
     assert later.state_dict()["weak"] and _reported(later) == {}
+
+
+def test_evidence_dates_are_the_grids_local_dates() -> None:
+    """A window starting at local midnight in Shanghai starts at 16:00 UTC the day
+    before: the evidence names the local day, not the UTC one."""
+    local_midnight = 1_772_380_800  # 2026-03-02 00:00 +08:00 (2026-03-01 16:00 UTC)
+    day = 86_400
+    book = SuspicionBook(tz="Asia/Shanghai")
+    book.add(
+        Finding(
+            detector="consumption_shape:scaled_drop",
+            target_id="C1",
+            target_kind=TargetKind.METER,
+            category=SuspicionCategory.THEFT,
+            score=0.9,
+            ts=local_midnight + 5 * day,
+            estimated_kwh=1.0,
+            reason="test",
+            area_id="A1",
+            start_s=local_midnight + 2 * day,
+        )
+    )
+    (s,) = book.suspicions()
+    assert s.evidence.endswith(
+        "since 2026-03-07 by consumption_shape:scaled_drop; estimated start 2026-03-04"
+    )
