@@ -95,6 +95,7 @@ class AreaModel:
     drop: FloatArray  # W x N shortfall per window against usual use x the peers' level [kWh]
     drop_sd: FloatArray  # N, its spread per window in the reference [kWh]
     thieves: list[ThiefFit] = field(default_factory=list)
+    unseen: list[int] = field(default_factory=list)  # customers the area meter never saw
 
 
 @dataclass
@@ -127,6 +128,15 @@ class TheftLocaliser(HistoryOnly):
     # (more than 1.5 x its own shortfall): the area's loss then moves with something
     # else (a household away that week took 2.2 x its shortfall on an independent grid).
     report_within_limits: bool = True
+    # A suspect whose load its area meter missed from the first windows on is a
+    # registry error, not a thief (``_unseen_from_start``). Our generators' mapping
+    # errors and the independent grids': the coefficient -0.6 to -1.6 in each half of
+    # the windows before the change point, t -3 to -28; thieves whose theft began
+    # before the change point the search found: the later half only, or t above -2.
+    unseen_max_start_lag: int = 2
+    unseen_max_coef: float = -0.5
+    unseen_min_t: float = 2.5
+    max_unseen_rounds: int = 2
     name: str = "theft_localiser"
 
     def _limit(self, kind: int) -> float:
@@ -184,7 +194,32 @@ class TheftLocaliser(HistoryOnly):
         if model is None:
             return None
         self._add_mismatched(model)
-        silenced = self._silenced(model)
+        for _ in range(self.max_unseen_rounds + 1):
+            chosen, explained = self._choose(model)
+            unseen = [i for i, s, _k in chosen if self._unseen_from_start(model, i, s)]
+            if not unseen:
+                break
+            # Not a thief: a customer whose load its area meter has not seen since the
+            # first windows. Its whole recorded load joins the base model, and the
+            # suspects are chosen again without it.
+            model.base = np.column_stack([model.base, *(model.x[:, i] for i in unseen)])
+            model.unseen.extend(unseen)
+        if chosen:
+            model.thieves = sorted(
+                (
+                    replace(f, explained=(f.index, f.start, f.kind) in explained)
+                    for f in self._joint(model, chosen)
+                ),
+                key=lambda f: -f.z,
+            )
+        return model
+
+    def _choose(
+        self, model: AreaModel
+    ) -> tuple[list[tuple[int, int, int]], set[tuple[int, int, int]]]:
+        """The suspects (customer, start, kind) of the current base model, and those of
+        them that a suspect with a drop of its own explains as well (``_swap``)."""
+        silenced = [c for c in self._silenced(model) if c[0] not in model.unseen]
         starts = np.arange(self.min_reference_windows, model.n_windows)
         chosen: list[tuple[int, int, int]] = list(silenced)
         for _ in range(self.max_thieves):
@@ -199,15 +234,35 @@ class TheftLocaliser(HistoryOnly):
         if self.swap_test and chosen:
             chosen, explained = self._swap(model, chosen, starts)
             chosen = self._retest(model, chosen, keep=frozenset(silenced))
-        if chosen:
-            model.thieves = sorted(
-                (
-                    replace(f, explained=(f.index, f.start, f.kind) in explained)
-                    for f in self._joint(model, chosen)
-                ),
-                key=lambda f: -f.z,
-            )
-        return model
+        return chosen, explained
+
+    def _unseen_from_start(self, m: AreaModel, i: int, start: int) -> bool:
+        """Did the area meter miss customer ``i``'s load all along before its change
+        point? A customer recorded under the wrong area, or behind a registry
+        multiplier far above its field one, lacks from the area's loss from the first
+        windows on; the greedy search then places its "theft" at the earliest change
+        point it may try, and its deficit column fits the lack from there. A thief's
+        load is seen until its theft starts. Asked of suspects whose change point is
+        within ``unseen_max_start_lag`` windows of the earliest: the windows before it,
+        split in two halves, must each show the load entering the loss with a
+        coefficient of ``unseen_max_coef`` or below at ``unseen_min_t`` (Newey-West);
+        a theft that began inside the reference windows shows the lack in the later
+        half only."""
+        if start > self.min_reference_windows + self.unseen_max_start_lag:
+            return False
+        half = start // 2
+        for part in (m.day < half, (m.day >= half) & (m.day < start)):
+            if part.sum() <= m.base.shape[1] + 1:
+                return False
+            a = np.column_stack([m.base[part], m.x[part, i]])
+            theta, *_ = np.linalg.lstsq(a, m.loss[part], rcond=None)
+            resid = m.loss[part] - a @ theta
+            g = np.linalg.pinv(a)[-1]
+            se = math.sqrt(max(_long_run_var(g * resid, self.hac_lag_parts), 1e-12))
+            coef = float(theta[-1])
+            if coef > self.unseen_max_coef or coef / se > -self.unseen_min_t:
+                return False
+        return True
 
     def _retest(
         self,
@@ -484,6 +539,7 @@ class TheftLocaliser(HistoryOnly):
             best_kind = np.where(better, kind, best_kind)
         for i, _s, _k in chosen:
             best_gain[:, i] = -np.inf  # one change point per customer
+        best_gain[:, m.unseen] = -np.inf  # in the base model: not thieves
         if not np.isfinite(best_gain).any():
             return None
         si, ci = np.unravel_index(int(np.argmax(best_gain)), best_gain.shape)
