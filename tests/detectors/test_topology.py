@@ -81,12 +81,14 @@ def _energy_feeder(
     supplied_by: str = "B",
     billed_factor: float = 1.0,
     share_in_a: float = 0.0,
+    b_first_billed_factor: float = 1.0,
 ) -> dict[str, AreaHistory]:
     """Areas A, B, C of 20 households each (hourly profiles) on one feeder. A's X is
     billed in A (``billed_factor`` x its use) but supplied by ``supplied_by``. B's and
     C's meters carry ``noise_kwh`` of unexplained hourly loss each (others' thefts, a
     shop's spikes): B takes X with a weak t, while A, quiet, clearly lacks it.
-    ``share_in_a`` of X's use enters A's meter all the same (B gets the rest)."""
+    ``share_in_a`` of X's use enters A's meter all the same (B gets the rest). B's
+    first customer is billed ``b_first_billed_factor`` x its use (a wrong multiplier)."""
     hours = np.arange(N_DAYS * PARTS) % PARTS
     shape = 0.4 + np.exp(-((hours - 19.5) ** 2) / 6) + 0.4 * np.exp(-((hours - 8) ** 2) / 3)
 
@@ -104,7 +106,9 @@ def _energy_feeder(
         "B": (b.sum(axis=1) + in_b * x[:, 0]) * 1.01 + 0.3 + rng.gamma(1.0, noise_kwh, len(shape)),
         "C": c.sum(axis=1) * 1.01 + 0.3 + rng.gamma(1.0, noise_kwh, len(shape)),
     }
-    billed = {"A": np.column_stack([a, x * billed_factor]), "B": b, "C": c}
+    b_billed = b.copy()
+    b_billed[:, 0] *= b_first_billed_factor
+    billed = {"A": np.column_stack([a, x * billed_factor]), "B": b_billed, "C": c}
     out = {}
     for area in ("A", "B", "C"):
         n = billed[area].shape[1]
@@ -178,3 +182,13 @@ def test_a_lack_measurably_short_of_the_whole_is_a_wrong_multiplier() -> None:
     # A customer supplied elsewhere lacks all of it: never a multiplier.
     moved = TopologyDetector().score_many(_energy_feeder(np.random.default_rng(7), 0.5))
     assert {f.category.value for f in moved} == {"topology_error"}
+
+
+def test_the_taker_is_judged_with_its_own_lacking_customers_known() -> None:
+    """B also bills its first customer at 30 x its use (a wrong multiplier): its loss
+    lacks hundreds of kWh a day in that customer's rhythm, which hides X there unless
+    the customer B lacks is known when B is tried as X's area."""
+    histories = _energy_feeder(np.random.default_rng(7), noise_kwh=0.5, b_first_billed_factor=30.0)
+    found = {f.target_id: f for f in TopologyDetector().score_many(histories)}
+    assert found["A-X"].score == 0.9 and "[true_area=B]" in found["A-X"].reason
+    assert found["B-00"].detector == "topology:wrong_multiplier"
