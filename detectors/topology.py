@@ -4,17 +4,22 @@ A customer recorded in area A but supplied by area B makes A's loss lower (A bil
 energy its meter never saw) and B's higher, both by that customer's consumption.
 Over an area's history (hourly parts when profiles exist):
 
-1. in an area whose loss runs low or negative, non-negative least squares of
-   ``-(loss - usual technical loss)`` on its customers' consumptions picks the
-   customer(s) whose consumption the area is "missing" (coefficient near 1);
-2. each such customer is matched against every other area: the one whose loss
-   rises with that customer's consumption (slope near 1, strong correlation) is
-   named as the true area; a weaker match is enough when the whole of the
+1. per area, the customers whose consumption its loss lacks (coefficient near -1 in
+   a regression of the loss on the technical loss, a level per window, and the
+   customer), chosen one at a time with the clearer ones already known, so that a
+   wrong multiplier or another missing customer does not hide a household and
+   customers sharing a missing one's rhythm do not all look missing;
+2. each such customer is matched against every other area of its feeder, each
+   judged with its own lacking customers known: the one whose loss rises with that
+   customer's consumption (slope near 1, strong correlation) is named as the true
+   area; a weaker match is enough when the whole of the
    customer's use has been missing since the first windows, as a registry error's is;
 3. a lack that no area takes and that is measurably short of the whole (the area
    meter sees 1/10-1/30 of what is billed) is a wrong multiplier, a meter fault.
 
-This is a grid-level detector: it sees all areas of a window at once.
+This is a grid-level detector: it sees all areas of one feeder at once (the feeder
+is the streaming workers' shard unit), so a customer recorded on another feeder than
+the one that supplies it is a lead ("not seen by its area"), never a pair.
 """
 
 from __future__ import annotations
@@ -50,24 +55,39 @@ def _residualise(y: np.ndarray, base: np.ndarray) -> np.ndarray:
     return y - base @ coef
 
 
+def _technical(supply: np.ndarray, n_windows: int, per_window: bool) -> np.ndarray:
+    """The columns a loss is judged against before any customer (T x B): the
+    load-dependent technical loss ``supply**2`` and a level per window when
+    ``per_window`` (else one level). Levels per window leave only what moves within
+    a window hour by hour: a theft, a stuck register or an outage shifts a window's
+    whole loss, and over a history whose loss steps up at a theft any customer whose
+    use trends the other way looked missing (our theft-heavy grids)."""
+    n = len(supply)
+    if per_window and n > n_windows and n % n_windows == 0:
+        levels = np.repeat(np.eye(n_windows), n // n_windows, axis=0)
+    else:
+        levels = np.ones((n, 1))
+    return np.column_stack([levels, supply**2])
+
+
 def _partial_fit(
-    loss: np.ndarray, supply: np.ndarray, x: np.ndarray, known: np.ndarray | None = None
+    loss: np.ndarray, base: np.ndarray, x: np.ndarray, known: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per column of ``x``: coefficient and t statistic of ``x_j`` in
-    ``loss ~ a + b * supply**2 + known @ k + c_j * x_j`` (Frisch-Waugh: both sides
-    residualised on the technical-loss terms and the ``known`` columns first)."""
-    cols = [np.ones_like(supply), supply**2]
+    ``loss ~ base @ b + known @ k + c_j * x_j`` (Frisch-Waugh: both sides
+    residualised on the ``base`` and the ``known`` columns first)."""
     if known is not None and known.size:
-        cols.extend(known.T)
-    base = np.column_stack(cols)
+        base = np.column_stack([base, known])
+    keep = np.abs(base).sum(axis=0) > 0  # a window without valid hours
+    base = base[:, keep]
     rl = _residualise(loss, base)
     rx = _residualise(x, base)
     sxx = (rx * rx).sum(axis=0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        c = np.where(sxx > 0, (rl @ rx) / sxx, 0.0)
+        c = np.where(sxx > 1e-9, (rl @ rx) / sxx, 0.0)
         dof = max(len(rl) - base.shape[1] - 1, 1)
         resid_var = ((rl[:, None] - rx * c) ** 2).sum(axis=0) / dof
-        t = np.where(sxx > 0, c / np.sqrt(resid_var / sxx), 0.0)
+        t = np.where(sxx > 1e-9, c / np.sqrt(resid_var / sxx), 0.0)
     return c, t
 
 
@@ -106,6 +126,7 @@ class TopologyDetector(HistoryOnly):
     multiplier_min_z: float = 5.0
     multiplier_max_share: float = 0.1
     max_lacking: int = 8  # lacking customers per area, chosen one at a time
+    level_per_window: bool = True  # judge hour-by-hour moves within windows only
     name: str = "topology"
 
     def score_many(self, histories: dict[str, AreaHistory]) -> list[Finding]:
@@ -117,11 +138,11 @@ class TopologyDetector(HistoryOnly):
             supply = loss + x.sum(axis=1)
             if np.isfinite(loss).sum() < 24 or x.shape[1] == 0:
                 continue
-            series[a] = (loss, x, supply)
+            series[a] = (loss, x, _technical(supply, len(h), self.level_per_window))
         lacking = {a: self._lacking(*series[a]) for a in series}
         lo, hi = self.coef_range
         out = []
-        for area, (loss, x, supply) in series.items():
+        for area, (loss, x, base) in series.items():
             ok = np.isfinite(loss)
             single, c, t = lacking[area]
             h = histories[area]
@@ -133,7 +154,7 @@ class TopologyDetector(HistoryOnly):
             for k, i in enumerate(single):
                 xi = x[:, i]
                 others = x[first][:, [j for j in single if j != i]]
-                c0, t0 = _partial_fit(loss[first], supply[first], x[first][:, [i]], others)
+                c0, t0 = _partial_fit(loss[first], base[first], x[first][:, [i]], others)
                 from_start = bool(lo <= -c0[0] <= hi and t0[0] <= -self.pair_min_t)
                 whole = bool(abs(c[k] + 1.0) <= self.pair_max_dev and t[k] <= -self.pair_lack_t)
                 weak_ok = from_start and whole
@@ -190,12 +211,13 @@ class TopologyDetector(HistoryOnly):
                         estimated_kwh=kwh,
                         reason=reason,
                         area_id=area,
+                        window_start=today.window_start,
                     )
                 )
         return out
 
     def _lacking(
-        self, loss: np.ndarray, x: np.ndarray, supply: np.ndarray
+        self, loss: np.ndarray, x: np.ndarray, base: np.ndarray
     ) -> tuple[list[int], np.ndarray, np.ndarray]:
         """The customers whose consumption the area's loss lacks (coefficient in
         ``-coef_range`` at t <= -``min_t``), with their coefficients and t, each
@@ -209,11 +231,11 @@ class TopologyDetector(HistoryOnly):
         one all look missing one by one; with it known they no longer do. Then each
         is judged again with all the others known, and dropped until all hold."""
         ok = np.isfinite(loss)
-        loss, x, supply = loss[ok], x[ok], supply[ok]
+        loss, x, base = loss[ok], x[ok], base[ok]
         lo, hi = self.coef_range
         chosen: list[int] = []
         for _ in range(self.max_lacking):
-            c, t = _partial_fit(loss, supply, x, x[:, chosen])
+            c, t = _partial_fit(loss, base, x, x[:, chosen])
             fits = (-c >= lo) & (-c <= hi) & (t <= -self.min_t)
             fits[chosen] = False
             if not fits.any():
@@ -224,7 +246,7 @@ class TopologyDetector(HistoryOnly):
             t = np.zeros(len(chosen))
             for k, i in enumerate(chosen):
                 others = x[:, [j for j in chosen if j != i]]
-                ck, tk = _partial_fit(loss, supply, x[:, [i]], others)
+                ck, tk = _partial_fit(loss, base, x[:, [i]], others)
                 c[k], t[k] = ck[0], tk[0]
             holds = (-c >= lo) & (-c <= hi) & (t <= -self.min_t)
             if holds.all():
@@ -250,12 +272,12 @@ class TopologyDetector(HistoryOnly):
         lo, hi = self.coef_range
         feeder = histories[area].windows[-1].feeder_id
         fits: list[tuple[bool, float, str]] = []
-        for other, (loss_b, x_b, supply_b) in series.items():
+        for other, (loss_b, x_b, base_b) in series.items():
             both = np.isfinite(loss_b) & ok if len(loss_b) == len(xi) else None
             if other == area or both is None or both.sum() < 24:
                 continue
             known = x_b[both][:, lacking[other][0]]
-            cb, tb = _partial_fit(loss_b[both], supply_b[both], xi[both][:, None], known)
+            cb, tb = _partial_fit(loss_b[both], base_b[both], xi[both][:, None], known)
             if lo <= cb[0] <= hi and tb[0] >= min_t:
                 same = histories[other].windows[-1].feeder_id == feeder
                 fits.append((same, float(tb[0]), other))

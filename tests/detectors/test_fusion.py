@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from factories import DAY, DAY0
 
 from detectors.base import Finding
@@ -103,3 +105,20 @@ def test_evidence_dates_are_the_grids_local_dates() -> None:
     assert s.evidence.endswith(
         "since 2026-03-07 by consumption_shape:scaled_drop; estimated start 2026-03-04"
     )
+
+
+def test_a_topology_pair_needs_two_windows_whatever_its_score() -> None:
+    """An hourly regression over a week or two names an honest customer now and then
+    for one window; a registry error stays named."""
+    book = SuspicionBook()
+
+    def pair(day: int, target: str) -> Finding:
+        return replace(
+            _finding(day, target, score=0.9, detector="topology"),
+            category=SuspicionCategory.TOPOLOGY_ERROR,
+        )
+
+    book.add(pair(10, "ONCE"))
+    for day in (10, 12):
+        book.add(pair(day, "TWICE"))
+    assert _reported(book) == {"TWICE": DAY0 + 13 * DAY}

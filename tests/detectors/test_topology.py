@@ -192,3 +192,37 @@ def test_the_taker_is_judged_with_its_own_lacking_customers_known() -> None:
     found = {f.target_id: f for f in TopologyDetector().score_many(histories)}
     assert found["A-X"].score == 0.9 and "[true_area=B]" in found["A-X"].reason
     assert found["B-00"].detector == "topology:wrong_multiplier"
+
+
+def test_a_theft_stepping_up_the_loss_does_not_make_a_falling_customer_look_missing() -> None:
+    """A thief's flat bypass from day 7 steps the area's loss up; an honest home whose
+    use falls day by day then "enters the loss with coefficient -1" over the whole
+    history. Judged within each window (a level per window), it does not."""
+    rng = np.random.default_rng(0)
+    n_days = 14
+    hours = np.arange(n_days * PARTS) % PARTS
+    day = np.arange(n_days * PARTS) // PARTS
+    shape = 0.4 + np.exp(-((hours - 19.5) ** 2) / 6) + 0.4 * np.exp(-((hours - 8) ** 2) / 3)
+    homes = shape[:, None] * rng.uniform(0.2, 0.8, 20) * rng.lognormal(0, 0.5, (len(shape), 20))
+    homes[:, 0] *= np.clip(1.0 - day / n_days, 0.05, 1)  # leaving for the holidays
+    stolen = np.where(day >= 7, 0.8, 0.0) * rng.uniform(0.8, 1.2, len(shape))
+    supply = homes.sum(axis=1) * 1.01 + 0.3 + stolen + rng.gamma(1.0, 0.2, len(shape))
+    ids = tuple(f"A-{i:02d}" for i in range(20))
+    h = AreaHistory()
+    for d in range(n_days):
+        part = slice(d * PARTS, (d + 1) * PARTS)
+        prof = homes[part].T.astype(np.float32)
+        h.push(
+            area_day(
+                d,
+                ids,
+                prof.sum(axis=1),
+                area_id="A",
+                supply_kwh=float(supply[part].sum()),
+                profile_kwh=prof,
+                supply_profile_kwh=supply[part].astype(np.float32),
+            )
+        )
+    assert TopologyDetector().score_many({"A": h}) == []
+    one_level = TopologyDetector(level_per_window=False).score_many({"A": h})
+    assert [f.target_id for f in one_level] == ["A-00"]
