@@ -84,6 +84,7 @@ class ConsumptionShapeDetector(HistoryOnly):
     scaled_score: float = 0.6
     scaled_fast_days: int = 3  # ... or the last this many days each scaled (0: off)
     flat_ratio: float = 0.1  # today's CV / usual CV; h5 leaves ~0.02, a quiet day ~0.4
+    flat_min_base_ratio: float = 1.2  # a flat day's level / its usual base load
     reversed_margin: float = 0.5
     zero_run_parts: int = 2
     zero_part_ref_share: float = 0.05  # a part zero on more reference days is not "used"
@@ -189,9 +190,16 @@ class ConsumptionShapeDetector(HistoryOnly):
             usual_cv = quiet_nanmedian(_cv(p_ref), axis=0)
         shaped = big & (usual_cv > 0.3)
 
-        # h5 and h2 keep (most of) the day's total; a vacant home does not.
+        # h5 and h2 keep (most of) the day's total; a vacant home does not. A flat
+        # day must also sit above the customer's usual base load: a home left with
+        # only its fridge and standby running is flat at its base load (an
+        # independent grid's household away kept "half its median day" and was
+        # called a thief), a flattened meter passes on the day's use, its mean: 2-6 x
+        # the base for the independent grids' households, but only 1.2-1.5 x for the
+        # flatter households of our own generator (1.5 lost 4 of their h5 thefts).
         kept = p_rec.sum(-1) >= 0.5 * usual[None, :]
-        flat_days = ((_cv(p_rec) < self.flat_ratio * usual_cv) & kept).sum(0)
+        above_base = p_rec.mean(-1) > self.flat_min_base_ratio * usual_base[None, :]
+        flat_days = ((_cv(p_rec) < self.flat_ratio * usual_cv) & kept & above_base).sum(0)
         # Flat days must be rare in the customer's own history (its first
         # ``reference_windows``, before any recent case): an irrigation pump or a
         # workshop runs on some days and idles at a flat base load on the others, so

@@ -54,9 +54,24 @@ def test_a_pump_idling_on_some_days_is_not_a_flattened_day() -> None:
     pump[runs, 8:16] += 0.5
     p[:, 6] = pump
     assert "C06" not in _flat_days(_history(p))
-    # without the rarity rule it would be
-    det = ConsumptionShapeDetector(max_ref_share=1.01)
+    # without the rarity rule (and the base-load rule, which its idle days also meet)
+    # it would be
+    det = ConsumptionShapeDetector(max_ref_share=1.01, flat_min_base_ratio=0.0)
     assert "C06" in {f.target_id for f in det.score_one(_history(p))}
+
+
+def test_a_home_flat_at_its_base_load_is_away_not_flattened() -> None:
+    """A home whose base load is half its day (a fridge, standby, a heater on a
+    thermostat) left empty: its last days keep "half the total" and are flat, but flat
+    at its base load, where a flattened meter's day sits at the day's mean use."""
+    rng = np.random.default_rng(1)
+    p = _households(rng)
+    p[:, 5] += 0.3  # the heater
+    base = np.sort(p[: N_DAYS - 3, 5], axis=-1)[:, :4].mean()  # its usual lowest hours
+    p[-3:, 5] = base * rng.lognormal(0.0, 0.01, (3, PARTS))
+    assert "C05" not in _flat_days(_history(p))
+    det = ConsumptionShapeDetector(flat_min_base_ratio=0.0)
+    assert "C05" in {f.target_id for f in det.score_one(_history(p))}
 
 
 def _drops(h: AreaHistory, **kw: object) -> set[str]:
