@@ -255,11 +255,10 @@ class TheftLocaliser(HistoryOnly):
             if part.sum() <= m.base.shape[1] + 1:
                 return False
             a = np.column_stack([m.base[part], m.x[part, i]])
-            theta, *_ = np.linalg.lstsq(a, m.loss[part], rcond=None)
-            resid = m.loss[part] - a @ theta
-            g = np.linalg.pinv(a)[-1]
-            se = math.sqrt(max(_long_run_var(g * resid, self.hac_lag_parts), 1e-12))
-            coef = float(theta[-1])
+            pinv = np.linalg.pinv(a)
+            resid = m.loss[part] - a @ (pinv @ m.loss[part])
+            coef = float(pinv[-1] @ m.loss[part])
+            se = math.sqrt(max(_long_run_var(pinv[-1] * resid, self.hac_lag_parts), 1e-12))
             if coef > self.unseen_max_coef or coef / se > -self.unseen_min_t:
                 return False
         return True

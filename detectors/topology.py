@@ -12,8 +12,8 @@ Over an area's history (hourly parts when profiles exist):
 2. each such customer is matched against every other area of its feeder, each
    judged with its own lacking customers known: the one whose loss rises with that
    customer's consumption (slope near 1, strong correlation) is named as the true
-   area; a weaker match is enough when the whole of the
-   customer's use has been missing since the first windows, as a registry error's is;
+   area; a weaker match is enough when the whole of the customer's use has been
+   missing since the first windows, as a registry error's is;
 3. a lack that no area takes and that is measurably short of the whole (the area
    meter sees 1/10-1/30 of what is billed) is a wrong multiplier, a meter fault.
 
@@ -78,14 +78,17 @@ def _partial_fit(
     residualised on the ``base`` and the ``known`` columns first)."""
     if known is not None and known.size:
         base = np.column_stack([base, known])
-    keep = np.abs(base).sum(axis=0) > 0  # a window without valid hours
-    base = base[:, keep]
-    rl = _residualise(loss, base)
-    rx = _residualise(x, base)
+    base = base[:, np.abs(base).sum(axis=0) > 0]  # a window without valid hours
+    return _slopes(_residualise(loss, base), _residualise(x, base), base.shape[1])
+
+
+def _slopes(rl: np.ndarray, rx: np.ndarray, n_base: int) -> tuple[np.ndarray, np.ndarray]:
+    """Coefficient and t statistic of each column of ``rx`` in ``rl``, both already
+    residualised on ``n_base`` columns."""
     sxx = (rx * rx).sum(axis=0)
     with np.errstate(divide="ignore", invalid="ignore"):
         c = np.where(sxx > 1e-9, (rl @ rx) / sxx, 0.0)
-        dof = max(len(rl) - base.shape[1] - 1, 1)
+        dof = max(len(rl) - n_base - 1, 1)
         resid_var = ((rl[:, None] - rx * c) ** 2).sum(axis=0) / dof
         t = np.where(sxx > 1e-9, c / np.sqrt(resid_var / sxx), 0.0)
     return c, t
@@ -231,11 +234,22 @@ class TopologyDetector(HistoryOnly):
         one all look missing one by one; with it known they no longer do. Then each
         is judged again with all the others known, and dropped until all hold."""
         ok = np.isfinite(loss)
-        loss, x, base = loss[ok], x[ok], base[ok]
+        base = base[ok][:, np.abs(base[ok]).sum(axis=0) > 0]
+        # Residualised on the technical terms once; each fit below only removes the
+        # known customers from that (Frisch-Waugh again).
+        rl, rx, n_base = _residualise(loss[ok], base), _residualise(x[ok], base), base.shape[1]
+
+        def fit(cols: list[int] | slice, known: list[int]) -> tuple[np.ndarray, np.ndarray]:
+            if not known:
+                return _slopes(rl, rx[:, cols], n_base)
+            k = rx[:, known]
+            return _slopes(_residualise(rl, k), _residualise(rx[:, cols], k), n_base + len(known))
+
         lo, hi = self.coef_range
+        everyone = slice(None)
         chosen: list[int] = []
         for _ in range(self.max_lacking):
-            c, t = _partial_fit(loss, base, x, x[:, chosen])
+            c, t = fit(everyone, chosen)
             fits = (-c >= lo) & (-c <= hi) & (t <= -self.min_t)
             fits[chosen] = False
             if not fits.any():
@@ -245,8 +259,7 @@ class TopologyDetector(HistoryOnly):
             c = np.zeros(len(chosen))
             t = np.zeros(len(chosen))
             for k, i in enumerate(chosen):
-                others = x[:, [j for j in chosen if j != i]]
-                ck, tk = _partial_fit(loss, base, x[:, [i]], others)
+                ck, tk = fit([i], [j for j in chosen if j != i])
                 c[k], t[k] = ck[0], tk[0]
             holds = (-c >= lo) & (-c <= hi) & (t <= -self.min_t)
             if holds.all():
