@@ -485,6 +485,7 @@ def main() -> None:
             seed=args.seed,
             n_feeders=args.feeders,
             areas_per_feeder=args.areas_per_feeder,
+            feeders_per_substation=1,  # one shard per feeder, as measured before regions
             days=args.days,
             customers_per_area=(args.customers_per_area[0], args.customers_per_area[1]),
         )

@@ -185,7 +185,11 @@ def main() -> None:
         grid, embedded = tmp / "grid", tmp / "embedded"
         grid.mkdir()
         write_grid(
-            generate_grid(SyntheticGridConfig(seed=5, n_feeders=3, areas_per_feeder=1, days=4)),
+            generate_grid(
+                SyntheticGridConfig(
+                    seed=5, n_feeders=3, areas_per_feeder=1, days=4, feeders_per_substation=1
+                )
+            ),
             grid,
         )
         run_replay(grid, embedded, config)

@@ -1,7 +1,7 @@
 """The worker's step for one readings partition, free of any Kafka client:
 messages in, messages out, snapshots.
 
-Each partition owns the meters of its shard (kafka_io.shards: whole feeders), with
+Each partition owns the meters of its shards (kafka_io.shards: whole regions), with
 its own balance engine, watermark and checkpoint, so a rebalance moves
 self-contained states between workers. ``PartitionCore.process`` turns one ``take``
 batch of the partition's messages into one engine step, and hands what became final

@@ -1,8 +1,9 @@
 """Publish a data directory (docs/data-contract.md) to Kafka with kafka-python.
 
 Readings go out in arrival order (``received_at``, else file order) as concentrator
-batches, one area each, keyed by the area's feeder (the shard key,
-kafka_io.shards), so one feeder's readings stay on one partition and in order; the
+batches, one area each, keyed by the area's region (its substation or feeder: the
+shard key, kafka_io.shards), so one region's readings stay on one partition and in
+order; the
 topology goes to its compacted topic keyed by meter. ``key_by`` can also play a
 head-end that keys by area, or firmware that sends single readings keyed by meter:
 workers forward such readings to their partition. Rows the loader refuses

@@ -2,8 +2,12 @@
 
 A shard is everything one balance needs, and the smallest such unit one level up is
 the 10 kV feeder: its head meter, its areas' total meters and customers, and its
-dedicated-transformer customers. So readings are keyed by their meter's feeder
-(an area without a feeder by the area, a meter with neither by itself), and Kafka's
+dedicated-transformer customers. The grid detectors need more: a customer recorded
+on one feeder and supplied by another is paired across the feeders of one
+substation, so a shard is a detection region (``Topology.region_of``): the feeders of
+one substation where the registry names it, else one feeder. Readings are keyed by
+their meter's region (an area without a feeder by the area, a meter with neither by
+itself), and Kafka's
 default partitioner (murmur2 of the key, as the Java client and kafka-python
 compute it) maps the key to a partition. Each partition then has its own engine
 over its own sub-topology, its own checkpoint and its own watermark, so any worker
@@ -19,7 +23,7 @@ from functools import cached_property
 import numpy as np
 import numpy.typing as npt
 
-from lineloss.domain import NO_INDEX, Meter, Topology
+from lineloss.domain import NO_INDEX, Meter, Topology, region_key
 from lineloss.timeline import TopologyTimeline
 from streams.windows import WindowGrid
 
@@ -58,7 +62,8 @@ def partition_of(key: bytes, partitions: int) -> int:
 
 
 def shard_key(topology: Topology, meter_index: int) -> str:
-    """The message key of a meter's readings: its feeder, else its area, else itself."""
+    """The message key of a meter's readings: its feeder's region (its substation when
+    named, else the feeder: ``Topology.region_of``), else its area, else itself."""
     f = int(topology.meter_feeder[meter_index])
     if f == NO_INDEX:
         a = int(topology.meter_area[meter_index])
@@ -67,7 +72,7 @@ def shard_key(topology: Topology, meter_index: int) -> str:
             if f == NO_INDEX:
                 return topology.area_ids[a]
     if f != NO_INDEX:
-        return topology.feeder_ids[f]
+        return topology.region_of(topology.feeder_ids[f])
     return str(topology.meter_ids[meter_index])
 
 
@@ -89,12 +94,17 @@ class Shards:
         )
         self.topology = self.timeline.latest
         self.partitions = partitions
-        # An area's feeder, as any version records it (a customer may name only its area).
+        # An area's feeder and a feeder's substation, as any version records them (a
+        # customer may name only its area, and only a feeder meter its substation).
         self._area_feeder: dict[str, str] = {}
+        self._substation: dict[str, str] = {}
         for v in self.timeline.versions:
             for a, f in enumerate(v.area_feeder.tolist()):
                 if f != NO_INDEX:
                     self._area_feeder[v.area_ids[a]] = v.feeder_ids[f]
+            for fid, sub in zip(v.feeder_ids, v.feeder_substation, strict=False):
+                if sub:
+                    self._substation[fid] = sub
         self._partition_of_key: dict[str, int] = {}
         owners = np.full((len(self.timeline.starts_s), self.timeline.n_meters), -1, np.int32)
         col = {m: i for i, m in enumerate(self.timeline.meter_ids)}
@@ -109,13 +119,12 @@ class Shards:
         self.owners = owners  # versions x meters: owning partition, -1 out of service
 
     def key(self, meter: Meter) -> str:
-        """The message key of a meter's readings: its feeder, else its area's feeder,
-        else its area, else itself (``shard_key`` on one meter)."""
-        if meter.feeder_id:
-            return meter.feeder_id
-        if meter.area_id:
-            return self._area_feeder.get(meter.area_id, meter.area_id)
-        return meter.meter_id
+        """The message key of a meter's readings: the region of its feeder, else of
+        its area's feeder, else its area, else itself (``shard_key`` on one meter)."""
+        feeder = meter.feeder_id or self._area_feeder.get(meter.area_id or "")
+        if feeder:
+            return region_key(feeder, self._substation.get(feeder))
+        return meter.area_id or meter.meter_id
 
     def owner(self, meter: Meter) -> int:
         k = self.key(meter)

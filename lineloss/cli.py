@@ -194,6 +194,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         seed=args.seed,
         n_feeders=args.feeders,
         areas_per_feeder=args.areas_per_feeder,
+        feeders_per_substation=args.feeders_per_substation,
         days=args.days,
         daily=args.daily,
     )
@@ -485,6 +486,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                 seed=args.seed,
                 n_feeders=args.feeders,
                 areas_per_feeder=args.areas_per_feeder,
+                feeders_per_substation=args.feeders_per_substation,
                 days=args.days,
             )
             write_grid(generate_grid(cfg), data_dir)
@@ -538,6 +540,12 @@ def _add_kafka_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--feeders", type=int, default=2)
     p.add_argument("--areas-per-feeder", type=int, default=5)
+    p.add_argument(
+        "--feeders-per-substation",
+        type=int,
+        default=0,
+        help="feeders per substation, the workers' shard (default 0: all on one)",
+    )
     p.add_argument("--days", type=int, default=28)
     p.add_argument("--speed", type=float, default=1.0, help="x event time (96: a day in 15 min)")
     p.add_argument("--single-fraction", type=float, default=0.05, help="meters sending alone")
@@ -639,6 +647,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--feeders", type=int, default=2)
     p.add_argument("--areas-per-feeder", type=int, default=5)
+    p.add_argument(
+        "--feeders-per-substation",
+        type=int,
+        default=0,
+        help="feeders per substation, the workers' shard (default 0: all on one)",
+    )
     p.add_argument("--days", type=int, default=28)
     p.add_argument("--daily", action="store_true", help="one frozen reading per day")
     p.add_argument("--format", choices=["csv", "parquet"], default="csv")

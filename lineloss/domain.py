@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import ClassVar, Final
 
 import numpy as np
@@ -102,6 +103,15 @@ class Meter:
     feeder_id: str | None
     multiplier: float = 1.0
     customer_class: str | None = None
+    # For a feeder meter: the substation (变电站) its feeder leaves from. Feeders of
+    # one substation are one detection region (``Topology.region_of``).
+    substation_id: str | None = None
+
+
+def region_key(feeder_id: str, substation_id: str | None) -> str:
+    """The region of a feeder: ``substation:<id>`` when its substation is named (so a
+    substation id never collides with a feeder id), else the feeder id."""
+    return f"substation:{substation_id}" if substation_id else feeder_id
 
 
 @dataclass(frozen=True)
@@ -121,6 +131,7 @@ class Topology:
     area_feeder: npt.NDArray[np.int32]  # feeder index of each area or NO_INDEX
     feeder_ids: tuple[str, ...]
     customer_class: tuple[str, ...] = ()
+    feeder_substation: tuple[str, ...] = ()  # per feeder index; "" when not named
     _index: pd.Index = field(default_factory=lambda: pd.Index([]), repr=False, compare=False)
 
     ROLE_CODES: ClassVar[dict[MeterRole, int]] = {
@@ -160,9 +171,12 @@ class Topology:
         if missing:
             raise ValueError(f"areas or feeders missing from the index: {sorted(missing)[:5]}")
         area_feeder = np.full(len(area_ids), NO_INDEX, dtype=np.int32)
+        substations = [""] * len(feeder_ids)
         for m in meters.values():
             if m.area_id and m.feeder_id and m.role != MeterRole.FEEDER:
                 area_feeder[area_idx[m.area_id]] = feeder_idx[m.feeder_id]
+            if m.role == MeterRole.FEEDER and m.feeder_id and m.substation_id:
+                substations[feeder_idx[m.feeder_id]] = m.substation_id
         ids = np.array(meter_ids, dtype=np.str_)
         index = pd.Index(ids.astype(object))
         if not index.is_unique:
@@ -189,6 +203,7 @@ class Topology:
             area_feeder=area_feeder,
             feeder_ids=tuple(feeder_ids),
             customer_class=tuple(m.customer_class or "" for m in rows),
+            feeder_substation=tuple(substations),
             _index=index,
         )
 
@@ -212,7 +227,27 @@ class Topology:
             feeder_id=self.feeder_ids[feeder] if feeder != NO_INDEX else None,
             multiplier=float(self.multiplier[i]),
             customer_class=(self.customer_class[i] or None) if self.customer_class else None,
+            substation_id=(
+                (self.feeder_substation[feeder] or None)
+                if role == MeterRole.FEEDER and feeder != NO_INDEX and self.feeder_substation
+                else None
+            ),
         )
+
+    def region_of(self, feeder_id: str | None, area_id: str | None = None) -> str:
+        """The detection region of a feeder (or of an area without one): its
+        substation when the registry names it, else the feeder itself, else the area.
+
+        Grid-level detectors look across the areas of one region, and the streaming
+        workers shard by region (kafka_io.shards), so a customer recorded on one
+        feeder and supplied by another of the same substation can be paired."""
+        if feeder_id:
+            return region_key(feeder_id, self._substations.get(feeder_id))
+        return f"area:{area_id}" if area_id else ""
+
+    @cached_property
+    def _substations(self) -> dict[str, str]:
+        return {f: s for f, s in zip(self.feeder_ids, self.feeder_substation, strict=False) if s}
 
 
 @dataclass(frozen=True)

@@ -285,6 +285,8 @@ def history_to_json(history: MeterHistory) -> list[dict[str, Any]]:
                 multiplier=st.meter.multiplier,
                 customer_class=st.meter.customer_class,
             )
+            if st.meter.substation_id:
+                item["substation_id"] = st.meter.substation_id
         out.append(item)
     return out
 
@@ -313,6 +315,9 @@ def history_from_json(meter_id: str, items: list[dict[str, Any]]) -> MeterHistor
                     feeder_id=item.get("feeder_id") or None,
                     multiplier=multiplier,
                     customer_class=item.get("customer_class") or None,
+                    substation_id=(
+                        (item.get("substation_id") or None) if role == MeterRole.FEEDER else None
+                    ),
                 ),
             )
         )

@@ -69,11 +69,12 @@ def read_topology(data_dir: Path) -> tuple[Topology, pd.DataFrame]:
     for col in ("meter_id", "role"):
         if col not in df.columns:
             raise DataContractError(f"{path}: required column {col!r} is missing")
-    for col in ("area_id", "feeder_id", "multiplier", "customer_class"):
+    text = ("meter_id", "role", "area_id", "feeder_id", "customer_class", "substation_id")
+    for col in ("area_id", "feeder_id", "multiplier", "customer_class", "substation_id"):
         if col not in df.columns:
             df[col] = ""
-    df = df.astype({c: str for c in ("meter_id", "role", "area_id", "feeder_id", "customer_class")})
-    for col in ("meter_id", "role", "area_id", "feeder_id", "customer_class"):
+    df = df.astype({c: str for c in text})
+    for col in text:
         df[col] = df[col].str.strip()
     df["role"] = df["role"].str.lower()
     source = path.name
@@ -115,13 +116,15 @@ def read_topology(data_dir: Path) -> tuple[Topology, pd.DataFrame]:
             feeder_id=str(feeder) or None,
             multiplier=float(m),
             customer_class=str(cls) or None,
+            substation_id=(str(sub) or None) if role == "feeder" else None,
         )
-        for mid, role, area, feeder, cls, m in zip(
+        for mid, role, area, feeder, cls, sub, m in zip(
             good["meter_id"],
             good["role"],
             good["area_id"],
             good["feeder_id"],
             good["customer_class"],
+            good["substation_id"],
             mult[~bad],
             strict=True,
         )
@@ -147,7 +150,8 @@ def read_topology_timeline(data_dir: Path) -> tuple[TopologyTimeline, pd.DataFra
     for col in ("meter_id", "effective_from"):
         if col not in df.columns:
             raise DataContractError(f"{path}: required column {col!r} is missing")
-    for col in ("role", "area_id", "feeder_id", "multiplier", "customer_class", "removed"):
+    optional = ("role", "area_id", "feeder_id", "multiplier", "customer_class", "substation_id")
+    for col in (*optional, "removed"):
         if col not in df.columns:
             df[col] = ""
     df = df.astype(str).apply(lambda c: c.str.strip())
@@ -189,6 +193,7 @@ def read_topology_timeline(data_dir: Path) -> tuple[TopologyTimeline, pd.DataFra
                 feeder_id=row["feeder_id"] or None,
                 multiplier=float(mult[i]),
                 customer_class=row["customer_class"] or None,
+                substation_id=(row["substation_id"] or None) if role.iloc[i] == "feeder" else None,
             )
         if meter_id not in histories:
             histories[meter_id] = list(timeline.histories.get(meter_id, ()))

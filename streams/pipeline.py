@@ -102,16 +102,7 @@ class DetectionStage:
                 for f in det.score_one(h):
                     self.book.add(_with_tamper(f, tamper))
                 det.learn_one(h)
-        # Grid detectors look across the areas of one feeder (an area without a
-        # feeder alone): the feeder is the shard unit of the streaming workers, so a
-        # worker owning some feeders finds exactly what one process over the whole
-        # grid finds (docs/streaming.md#shards).
-        scopes: dict[str, dict[str, AreaHistory]] = {}
-        for area, h in self.histories.items():
-            if not len(h) or h.windows[-1].n_customers == 0:
-                continue
-            feeder = h.windows[-1].feeder_id
-            scopes.setdefault(feeder or f"area:{area}", {})[area] = h
+        scopes = regions(self.histories, self.timeline.latest)
         for scope in sorted(scopes):
             for grid_det in self.grid_detectors:
                 for f in grid_det.score_many(scopes[scope]):
@@ -165,6 +156,24 @@ class Pipeline:
 
     def suspicions(self) -> list[Suspicion]:
         return self.detection.book.suspicions()
+
+
+def regions(
+    histories: dict[str, AreaHistory], topology: Topology
+) -> dict[str, dict[str, AreaHistory]]:
+    """The areas grid detectors look across at once: one region each, the feeders of
+    one substation where the registry names it, else one feeder (an area without a
+    feeder alone: ``Topology.region_of``). A customer recorded on one feeder and
+    supplied by another can only be paired within a region. The region is also the
+    shard unit of the streaming workers, so a worker owning some regions finds
+    exactly what one process over the whole grid finds (docs/streaming.md#shards).
+    Areas whose every customer left (registry update) have nothing to score."""
+    out: dict[str, dict[str, AreaHistory]] = {}
+    for area, h in histories.items():
+        if not len(h) or h.windows[-1].n_customers == 0:
+            continue
+        out.setdefault(topology.region_of(h.windows[-1].feeder_id, area), {})[area] = h
+    return out
 
 
 def _tamper_meters(h: AreaHistory) -> set[str]:

@@ -375,6 +375,7 @@ def _topology(
                 "feeder_id": fid,
                 "multiplier": 6000.0,
                 "customer_class": "",
+                "substation_id": "SS01",  # the feeders of one substation
                 "name": f"10 kV feeder {fid}",
             }
         )

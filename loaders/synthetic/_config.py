@@ -38,6 +38,10 @@ class SyntheticGridConfig:
     # --- grid shape
     n_feeders: int = 2
     areas_per_feeder: int = 5
+    # Feeders per substation, in feeder order (0: all on one). The substation is a
+    # detection region: mapping errors across its feeders can be paired, and the
+    # streaming workers shard by it (one feeder each keeps the shards small).
+    feeders_per_substation: int = 0
     customers_per_area: tuple[int, int] = (30, 80)
     dedicated_per_feeder: tuple[int, int] = (1, 3)
     areas_without_meter_fraction: float = 0.05
@@ -81,6 +85,8 @@ class SyntheticGridConfig:
     def __post_init__(self) -> None:
         if self.n_feeders < 1 or self.areas_per_feeder < 1:
             raise ValueError("need at least one feeder and one area per feeder")
+        if self.feeders_per_substation < 0:
+            raise ValueError("feeders_per_substation must be >= 0 (0: all on one substation)")
         lo, hi = self.customers_per_area
         if not 1 <= lo <= hi:
             raise ValueError(f"customers_per_area must satisfy 1 <= lo <= hi, got {lo, hi}")

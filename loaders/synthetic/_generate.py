@@ -103,7 +103,7 @@ def generate_grid(config: SyntheticGridConfig) -> SyntheticGrid:
     summary = _summary(config, layout, grid, cons, phys, anomalies, meters)
     summary.update(assembled.summary)
     return SyntheticGrid(
-        topology=_topology(layout, meters, anomalies, cons, phys),
+        topology=_topology(config, layout, meters, anomalies, cons, phys),
         readings=assembled.readings,
         labels=_labels(config, layout, grid, meters, anomalies),
         summary=summary,
@@ -128,7 +128,12 @@ def _customer_view(meters: Meters) -> tuple[npt.NDArray[np.bool_], npt.NDArray[n
 
 
 def _topology(
-    layout: Layout, meters: Meters, anomalies: Anomalies, cons: Consumption, phys: NetworkPhysics
+    cfg: SyntheticGridConfig,
+    layout: Layout,
+    meters: Meters,
+    anomalies: Anomalies,
+    cons: Consumption,
+    phys: NetworkPhysics,
 ) -> pd.DataFrame:
     m = meters.n_meters
     role, src = meters.role, meters.source
@@ -151,6 +156,9 @@ def _topology(
     phase[single] = np.array(["A", "B", "C"], dtype=object)[
         layout.cust_phase[meters.source[single]]
     ]
+    per = cfg.feeders_per_substation or len(layout.feeder_ids)
+    substation = np.full(m, None, dtype=object)
+    substation[is_f] = [f"SS{f // per + 1:02d}" for f in src[is_f]]
     name = np.full(m, None, dtype=object)
     name[is_f] = [f"10 kV feeder {f}" for f in layout.feeder_ids[src[is_f]]]
     name[is_a] = [f"{layout.area_ids[a]} transformer {phys.area_kva[a]:.0f} kVA" for a in src[is_a]]
@@ -162,6 +170,7 @@ def _topology(
             "feeder_id": _names(layout.feeder_ids, feeder),
             "multiplier": meters.registry_multiplier.astype(np.float64),
             "customer_class": cls,
+            "substation_id": substation,
             "phase": phase,
             "name": name,
         }

@@ -82,13 +82,15 @@ def _energy_feeder(
     billed_factor: float = 1.0,
     share_in_a: float = 0.0,
     b_first_billed_factor: float = 1.0,
+    feeder_of: dict[str, str] | None = None,
 ) -> dict[str, AreaHistory]:
     """Areas A, B, C of 20 households each (hourly profiles) on one feeder. A's X is
     billed in A (``billed_factor`` x its use) but supplied by ``supplied_by``. B's and
     C's meters carry ``noise_kwh`` of unexplained hourly loss each (others' thefts, a
     shop's spikes): B takes X with a weak t, while A, quiet, clearly lacks it.
     ``share_in_a`` of X's use enters A's meter all the same (B gets the rest). B's
-    first customer is billed ``b_first_billed_factor`` x its use (a wrong multiplier)."""
+    first customer is billed ``b_first_billed_factor`` x its use (a wrong multiplier).
+    ``feeder_of`` puts areas on other feeders than F1."""
     hours = np.arange(N_DAYS * PARTS) % PARTS
     shape = 0.4 + np.exp(-((hours - 19.5) ** 2) / 6) + 0.4 * np.exp(-((hours - 8) ** 2) / 3)
 
@@ -125,6 +127,7 @@ def _energy_feeder(
                     ids,
                     prof.sum(axis=1),
                     area_id=area,
+                    feeder_id=(feeder_of or {}).get(area, "F1"),
                     supply_kwh=float(supply[area][day].sum()),
                     profile_kwh=prof,
                     supply_profile_kwh=supply[area][day].astype(np.float32),
@@ -145,6 +148,14 @@ def test_a_customer_its_area_clearly_lacks_is_paired_with_a_weaker_taker() -> No
     # So does a lack that is not clearer than the strong rule's own (t -569 here).
     unclear = TopologyDetector(pair_lack_t=600.0).score_many(histories)
     assert [(f.target_id, f.score) for f in unclear] == [("A-X", 0.45)]
+
+
+def test_an_area_of_another_feeder_takes_a_customer_when_both_are_in_scope() -> None:
+    """Given the areas of two feeders (one substation: streams.pipeline.regions), the
+    taker on the other feeder is named."""
+    histories = _energy_feeder(np.random.default_rng(7), noise_kwh=0.5, feeder_of={"B": "F2"})
+    found = [f for f in TopologyDetector().score_many(histories) if f.target_id == "A-X"]
+    assert [f.score for f in found] == [0.9] and "[true_area=B]" in found[0].reason
 
 
 def test_a_partial_lack_needs_a_clear_taker() -> None:

@@ -477,10 +477,12 @@ def test_a_worker_whose_child_process_dies_exits_non_zero_and_restarts_cleanly(
 
 @pytest.fixture(scope="module")
 def three_feeders(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A grid whose feeders land on both partitions of a two-partition topic (FD01 and
-    FD02 on 1, FD03 on 0), and its embedded replay."""
+    """A grid of three substations of one feeder each, which land on both partitions
+    of a two-partition topic (SS01 and SS02 on 1, SS03 on 0), and its embedded replay."""
     d = tmp_path_factory.mktemp("three-feeders")
-    cfg = SyntheticGridConfig(seed=5, n_feeders=3, areas_per_feeder=1, days=4)
+    cfg = SyntheticGridConfig(
+        seed=5, n_feeders=3, areas_per_feeder=1, days=4, feeders_per_substation=1
+    )
     write_grid(generate_grid(cfg), d)
     out = tmp_path_factory.mktemp("three-feeders-embedded")
     run_replay(d, out, CONFIG)

@@ -7,7 +7,7 @@ import pytest
 from factories import DAY, DAY0, make_topology
 
 from kafka_io.shards import Shards, partition_of, shard_key
-from lineloss.domain import Meter, MeterRole
+from lineloss.domain import Meter, MeterRole, Topology
 from lineloss.timeline import BEGINNING_S, MeterState, TopologyTimeline
 
 TOPO = make_topology(
@@ -52,6 +52,25 @@ def test_a_meter_is_keyed_by_its_feeder_else_its_area_else_itself() -> None:
         "C9": "A9",
         "X1": "X1",
     }
+
+
+def test_the_feeders_of_a_named_substation_share_one_key() -> None:
+    """The region (Topology.region_of) is the shard: the grid detectors pair a
+    customer recorded on one feeder with an area of another feeder of its substation."""
+    rows = [
+        ("H1", MeterRole.FEEDER, None, "F1", "SS1"),
+        ("H2", MeterRole.FEEDER, None, "F2", "SS1"),
+        ("T1", MeterRole.AREA, "A1", "F1", None),
+        ("C1", MeterRole.CUSTOMER, "A1", None, None),  # its feeder only through its area
+        ("C2", MeterRole.CUSTOMER, "A2", "F2", None),
+        ("C3", MeterRole.CUSTOMER, "A3", "F3", None),  # a feeder with no named substation
+    ]
+    topo = Topology.from_meters([Meter(m, r, a, f, 1.0, None, s) for m, r, a, f, s in rows])
+    shards = Shards(topo, 5)
+    keys = [shards.key(topo.meter(i)) for i in range(topo.n_meters)]
+    assert keys == ["substation:SS1"] * 5 + ["F3"]
+    assert [shard_key(topo, i) for i in range(topo.n_meters)] == keys
+    assert len(set(shards.meter_partition[:5].tolist())) == 1
 
 
 @pytest.mark.parametrize("partitions", [1, 2, 3, 7])

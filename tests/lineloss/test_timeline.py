@@ -121,6 +121,8 @@ def test_histories_round_trip_through_json() -> None:
         MeterState(DAY0 + 3 * DAY, customer("C2", "A2", "F2")),
     )
     assert history_from_json("C2", history_to_json(history)) == history
+    head = (MeterState(BEGINNING_S, Meter("H9", MeterRole.FEEDER, None, "F9", 1.0, None, "SS1")),)
+    assert history_from_json("H9", history_to_json(head)) == head
     tl = TopologyTimeline.of(TOPO).apply({"C2": history})
     again = TopologyTimeline.from_json(tl.to_json())
     assert again.to_json() == tl.to_json()

@@ -58,3 +58,31 @@ def test_changes_extend_each_meters_history(tmp_path: Path) -> None:
 def test_a_changes_file_needs_its_columns(tmp_path: Path) -> None:
     with pytest.raises(DataContractError, match="effective_from"):
         read_topology_timeline(write(tmp_path, "meter_id,role\nC1,customer\n"))
+
+
+def test_a_feeder_meter_names_its_substation_and_feeders_of_one_are_one_region(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "topology.csv").write_text(
+        "meter_id,role,area_id,feeder_id,multiplier,substation_id\n"
+        "H1,feeder,,F1,100,SS1\n"
+        "H2,feeder,,F2,100,SS1\n"
+        "H3,feeder,,F3,100,\n"
+        "T1,area,A1,F1,40,SS9\n"  # a substation on a non-feeder row is not read
+        "C1,customer,A1,F1,1,\n"
+    )
+    (tmp_path / "topology_changes.csv").write_text(
+        f"meter_id,effective_from,role,area_id,feeder_id,substation_id\nH3,{DAY0},feeder,,F3,SS2\n"
+    )
+    timeline, rejects = read_topology_timeline(tmp_path)
+    assert len(rejects) == 0
+    first, now = timeline.versions[0], timeline.latest
+    assert first.feeder_substation == ("SS1", "SS1", "")
+    assert [first.region_of(f) for f in ("F1", "F2", "F3")] == [
+        "substation:SS1",
+        "substation:SS1",
+        "F3",
+    ]
+    assert now.region_of("F3") == "substation:SS2"
+    assert now.region_of(None, "A7") == "area:A7"
+    assert now.meter(int(now.index_of(["T1"])[0])).substation_id is None

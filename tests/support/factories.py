@@ -45,15 +45,16 @@ def area_day(
     *,
     area_id: str = "A1",
     supply_kwh: float = float("nan"),
+    feeder_id: str = "F1",
     **fields: Any,
 ) -> AreaWindow:
-    """Day ``day`` after DAY0 of an area on feeder F1 as the detectors see it, with
+    """Day ``day`` after DAY0 of an area on ``feeder_id`` as the detectors see it, with
     no register flags and no events; ``fields`` sets the other ``AreaWindow`` fields
     (profiles, phases, ``virtual``)."""
     n = len(meter_ids)
     return AreaWindow(
         area_id=area_id,
-        feeder_id="F1",
+        feeder_id=feeder_id,
         window_start=DAY0 + day * DAY,
         window_end=DAY0 + (day + 1) * DAY,
         meter_ids=meter_ids,
