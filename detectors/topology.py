@@ -345,11 +345,21 @@ class VoltageTopologyDetector(HistoryOnly):
         volts = {a: v for a, v in volts.items() if v.shape[1] == t}
         areas = sorted(volts)
         centred = {a: volts[a] - _nanmean_rows(volts[a]) for a in areas}
-        # The median house of the whole shard, not the mean of the areas' medians: a
+        # The median house of each feeder, not the mean of the areas' medians: a
         # workshop on one cable moves its area's median by volts, and put into the
-        # common part it would move every other customer's residual with it.
-        common = quiet_nanmedian(np.concatenate([centred[a] for a in areas]), axis=0)
-        z = np.concatenate([_standardised(centred[a] - common) for a in areas])
+        # common part it would move every other customer's residual with it. Per
+        # feeder, when the scope holds several (a substation's: streams.pipeline.
+        # regions): each feeder's voltage has its own component (its load's drop
+        # along the 10 kV line), which a median over all feeders leaves in every
+        # residual, so that a feeder's customers correlate across its areas.
+        feeder = {a: histories[a].windows[-1].feeder_id or "" for a in areas}
+        common = {
+            f: quiet_nanmedian(
+                np.concatenate([centred[a] for a in areas if feeder[a] == f]), axis=0
+            )
+            for f in set(feeder.values())
+        }
+        z = np.concatenate([_standardised(centred[a] - common[feeder[a]]) for a in areas])
         sizes = np.array([len(centred[a]) for a in areas])
         first = np.concatenate([[0], np.cumsum(sizes)[:-1]])
         out = []

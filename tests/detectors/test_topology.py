@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections import deque
+from dataclasses import replace
+
 import numpy as np
 from factories import area_day
 
@@ -64,6 +67,33 @@ def test_the_houses_of_a_quiet_cable_belong_to_their_area() -> None:
     for seed in (1, 6):  # an area-wide signature flagged A-08..A-11 with both
         findings = VoltageTopologyDetector().score_many(_feeder(np.random.default_rng(seed)))
         assert {f.target_id for f in findings} == {"A-X"}
+
+
+def test_each_feeder_of_a_substation_has_its_own_common_voltage() -> None:
+    """Two feeders of one substation in one scope (streams.pipeline.regions), each
+    with its own upstream voltage (its 10 kV line's drop). Against one median over
+    both, every customer of a feeder follows its feeder, and neither wired-elsewhere
+    house stood out; against its own feeder's median each is named."""
+    for seed in (1, 6):
+        rng = np.random.default_rng(seed)
+        region = _feeder(rng)
+        for area, h in _feeder(rng).items():
+            windows = deque(
+                replace(
+                    w,
+                    area_id=f"F2{area}",
+                    feeder_id="F2",
+                    meter_ids=tuple(f"F2{m}" for m in w.meter_ids),
+                    voltage_v=w.voltage_v + 3.0 * np.sin(np.arange(PARTS) / 3.0 + seed),
+                )
+                for w in h.windows
+            )
+            region[f"F2{area}"] = AreaHistory(windows=windows)
+        found = VoltageTopologyDetector().score_many(region)
+        assert sorted((f.target_id, f.reason.split("[")[-1]) for f in found) == [
+            ("A-X", "true_area=B]"),
+            ("F2A-X", "true_area=F2B]"),
+        ]
 
 
 def test_nearest_means_skip_the_row_itself_and_small_groups() -> None:
