@@ -169,6 +169,7 @@ class TopologyDetector(HistoryOnly):
                     xi,
                     ok,
                     self.pair_min_t if weak_ok else self.min_t,
+                    other_feeders=from_start,
                 )
                 lack = (
                     f"its consumption enters {area}'s loss with coefficient {c[k]:.2f} "
@@ -275,19 +276,26 @@ class TopologyDetector(HistoryOnly):
         xi: np.ndarray,
         ok: np.ndarray,
         min_t: float,
+        other_feeders: bool = True,
     ) -> tuple[str | None, float]:
         """The area whose loss takes ``xi`` with a coefficient near +1 and t of at
         least ``min_t``, and its t; or None. Each area is judged with its own lacking
         customers known (a wrong multiplier of hundreds of kWh a day in the area that
         takes a household hid it there: t 0.4 without, 5.1 with). Mapping errors are
         mostly between neighbours: an area on the same feeder wins over a better fit
-        elsewhere."""
+        elsewhere. Areas of other feeders (a substation's region) only for
+        ``other_feeders``: the caller allows them for a lack present from the first
+        windows, as a registry error's is; a thief's lack begins at its theft, and in
+        theft-heavy areas of other feeders two thieves found takers at t 11-12 (our
+        development grids), which then hid their thefts."""
         lo, hi = self.coef_range
         feeder = histories[area].windows[-1].feeder_id
         fits: list[tuple[bool, float, str]] = []
         for other, (loss_b, x_b, base_b) in series.items():
             both = np.isfinite(loss_b) & ok if len(loss_b) == len(xi) else None
             if other == area or both is None or both.sum() < 24:
+                continue
+            if not other_feeders and histories[other].windows[-1].feeder_id != feeder:
                 continue
             known = x_b[both][:, lacking[other][0]]
             cb, tb = _partial_fit(loss_b[both], base_b[both], xi[both][:, None], known)

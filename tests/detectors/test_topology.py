@@ -208,6 +208,18 @@ def test_a_lack_that_begins_mid_history_needs_a_clear_taker() -> None:
     assert [f.score for f in findings] == [0.45]
 
 
+def test_an_area_of_another_feeder_takes_only_a_lack_present_from_the_start() -> None:
+    """A lack from day 3 on (a thief's shortfall looks like a missing customer) with a
+    clear taker (t 20): paired on the same feeder, a lead only when the taker is on
+    another feeder (thieves of our theft-heavy grids found takers at t 11-12 there)."""
+    for feeder_of, score in ((None, 0.9), ({"B": "F2"}, 0.45)):
+        histories = _energy_feeder(
+            np.random.default_rng(7), noise_kwh=0.2, billed_from_day=3, feeder_of=feeder_of
+        )
+        found = [f for f in TopologyDetector().score_many(histories) if f.target_id == "A-X"]
+        assert [f.score for f in found] == [score]
+
+
 def test_a_lack_measurably_short_of_the_whole_is_a_wrong_multiplier() -> None:
     """X is supplied in A but filed with 20 x its CT ratio: A bills 20 kWh for every
     kWh its meter sees, so X enters A's loss with coefficient -0.95, not the -1 of a
