@@ -17,9 +17,11 @@ Over an area's history (hourly parts when profiles exist):
 3. a lack that no area takes and that is measurably short of the whole (the area
    meter sees 1/10-1/30 of what is billed) is a wrong multiplier, a meter fault.
 
-This is a grid-level detector: it sees all areas of one feeder at once (the feeder
-is the streaming workers' shard unit), so a customer recorded on another feeder than
-the one that supplies it is a lead ("not seen by its area"), never a pair.
+This is a grid-level detector: it sees all areas of one region at once, the feeders
+of one substation where the registry names it, else one feeder (the streaming
+workers' shard unit: streams.pipeline.regions). A customer supplied from another
+feeder of its substation is paired when its lack holds from the first windows; one
+supplied from outside its region is a lead ("not seen by its area"), never a pair.
 """
 
 from __future__ import annotations
