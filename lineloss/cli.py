@@ -13,12 +13,13 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from lineloss.config import EngineConfig, load_engine_config, parse_window
 
 if TYPE_CHECKING:
     from kafka_io.topics import KafkaSettings
+    from loaders.synthetic import SyntheticGridConfig
     from sinks.influx import InfluxSettings
 
 
@@ -188,16 +189,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from loaders.synthetic import SyntheticGridConfig, generate_grid, write_grid
+    from loaders.synthetic import generate_grid, write_grid
 
-    config = SyntheticGridConfig(
-        seed=args.seed,
-        n_feeders=args.feeders,
-        areas_per_feeder=args.areas_per_feeder,
-        feeders_per_substation=args.feeders_per_substation,
-        days=args.days,
-        daily=args.daily,
-    )
+    config = _grid_config(args, daily=args.daily)
     grid = generate_grid(config)
     write_grid(grid, args.out, fmt=args.format)
     print(f"wrote {len(grid.topology)} meters, {len(grid.readings):,} readings to {args.out}")
@@ -479,17 +473,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = args.data
         if data_dir is None:
-            from loaders.synthetic import SyntheticGridConfig, generate_grid, write_grid
+            from loaders.synthetic import generate_grid, write_grid
 
             data_dir = Path(tmp)
-            cfg = SyntheticGridConfig(
-                seed=args.seed,
-                n_feeders=args.feeders,
-                areas_per_feeder=args.areas_per_feeder,
-                feeders_per_substation=args.feeders_per_substation,
-                days=args.days,
-            )
-            write_grid(generate_grid(cfg), data_dir)
+            write_grid(generate_grid(_grid_config(args)), data_dir)
         topology, _ = read_topology(data_dir)
         loaded = read_readings(data_dir, topology)
     rows = rows_of(topology, loaded)
@@ -529,14 +516,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_kafka_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        "simulate",
-        help="generated meters and concentrators publishing live to Kafka (delays, gaps, "
-        "duplicates, bad messages)",
-    )
-    _add_kafka_options(p, bootstrap_flag=True)
-    p.add_argument("--data", type=Path, help="a data directory to play (default: generate one)")
+def _add_grid_shape_options(p: argparse.ArgumentParser) -> None:
+    """The synthetic grid's shape, for the commands that generate one."""
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--feeders", type=int, default=2)
     p.add_argument("--areas-per-feeder", type=int, default=5)
@@ -547,6 +528,31 @@ def _add_kafka_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         help="feeders per substation, the workers' shard (default 0: all on one)",
     )
     p.add_argument("--days", type=int, default=28)
+
+
+def _grid_config(args: argparse.Namespace, **more: Any) -> SyntheticGridConfig:
+    """The synthetic grid of ``_add_grid_shape_options``."""
+    from loaders.synthetic import SyntheticGridConfig
+
+    return SyntheticGridConfig(
+        seed=args.seed,
+        n_feeders=args.feeders,
+        areas_per_feeder=args.areas_per_feeder,
+        feeders_per_substation=args.feeders_per_substation,
+        days=args.days,
+        **more,
+    )
+
+
+def _add_kafka_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "simulate",
+        help="generated meters and concentrators publishing live to Kafka (delays, gaps, "
+        "duplicates, bad messages)",
+    )
+    _add_kafka_options(p, bootstrap_flag=True)
+    p.add_argument("--data", type=Path, help="a data directory to play (default: generate one)")
+    _add_grid_shape_options(p)
     p.add_argument("--speed", type=float, default=1.0, help="x event time (96: a day in 15 min)")
     p.add_argument("--single-fraction", type=float, default=0.05, help="meters sending alone")
     p.add_argument("--duplicate-fraction", type=float, default=0.002, help="messages sent twice")
@@ -644,16 +650,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("generate", help="write a synthetic grid in the data contract")
     p.add_argument("out", type=Path)
-    p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--feeders", type=int, default=2)
-    p.add_argument("--areas-per-feeder", type=int, default=5)
-    p.add_argument(
-        "--feeders-per-substation",
-        type=int,
-        default=0,
-        help="feeders per substation, the workers' shard (default 0: all on one)",
-    )
-    p.add_argument("--days", type=int, default=28)
+    _add_grid_shape_options(p)
     p.add_argument("--daily", action="store_true", help="one frozen reading per day")
     p.add_argument("--format", choices=["csv", "parquet"], default="csv")
     p.set_defaults(func=cmd_generate)
