@@ -38,6 +38,10 @@ class AreaWindow:
     # dedicated customers against head meter minus area meters), not a real area.
     virtual: bool = False
     phase_s: npt.NDArray[np.float32] | None = None  # per customer, offset from the grid [s]
+    # A feeder's dedicated-transformer customers (专变), each behind its own
+    # transformer: grouped only for their own checks (consumption shape, registers).
+    # No supply, and not an area anyone is wired to (no topology pairing).
+    dedicated: bool = False
 
     def reindexed(self, meter_ids: tuple[str, ...]) -> AreaWindow:
         """This window over other customers: theirs where known, else unknown (NaN

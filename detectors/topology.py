@@ -343,8 +343,11 @@ class VoltageTopologyDetector(HistoryOnly):
     def score_many(self, histories: dict[str, AreaHistory]) -> list[Finding]:
         volts: dict[str, np.ndarray] = {}
         for area, h in histories.items():
-            if len(h) < self.min_windows or h.windows[-1].n_customers == 0 or h.windows[-1].virtual:
+            today = h.windows[-1]
+            if len(h) < self.min_windows or today.n_customers == 0:
                 continue
+            if today.virtual or today.dedicated:
+                continue  # not a transformer area: nobody is wired to it
             v = h.voltages()
             if v is None or np.isfinite(v).sum() < 24:
                 continue

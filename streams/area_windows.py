@@ -24,6 +24,7 @@ class _Group:
     plus: npt.NDArray[np.int64]
     minus: npt.NDArray[np.int64]
     virtual: bool = False
+    dedicated: bool = False
 
 
 class AreaWindowBuilder:
@@ -63,18 +64,29 @@ class AreaWindowBuilder:
                 & in_feeder
                 & ((areas == NO_INDEX) | ~metered[np.maximum(areas, 0)])
             )
-            if len(heads) == 0 or not unmetered.any():
-                continue
-            self._groups.append(
-                _Group(
-                    area_id=f"{feeder_id}/unmetered",
-                    feeder_id=feeder_id,
-                    customers=np.flatnonzero(unmetered),
-                    plus=heads,
-                    minus=np.flatnonzero((roles == ROLE_AREA) & in_feeder),
-                    virtual=True,
+            dedicated = (roles == ROLE_CUSTOMER) & in_feeder & (areas == NO_INDEX)
+            if len(heads) and unmetered.any():
+                self._groups.append(
+                    _Group(
+                        area_id=f"{feeder_id}/unmetered",
+                        feeder_id=feeder_id,
+                        customers=np.flatnonzero(unmetered),
+                        plus=heads,
+                        minus=np.flatnonzero((roles == ROLE_AREA) & in_feeder),
+                        virtual=True,
+                    )
                 )
-            )
+            if dedicated.any():
+                self._groups.append(
+                    _Group(
+                        area_id=f"{feeder_id}/dedicated",
+                        feeder_id=feeder_id,
+                        customers=np.flatnonzero(dedicated),
+                        plus=empty,
+                        minus=empty,
+                        dedicated=True,
+                    )
+                )
 
     def build(self, r: MeterWindowResult, balances: dict[str, Balance]) -> list[AreaWindow]:
         out = []
@@ -105,6 +117,7 @@ class AreaWindowBuilder:
                     balance=balances.get(g.area_id),
                     voltage_v=r.voltage_v[c] if r.voltage_v is not None else None,
                     virtual=g.virtual,
+                    dedicated=g.dedicated,
                     phase_s=r.phase_s[c] if r.phase_s is not None else None,
                 )
             )

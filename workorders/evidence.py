@@ -256,7 +256,8 @@ class ReplayOutputSource:
 
     A meter of a feeder's *unmetered part* (area ``FEEDER/unmetered``: customers of
     areas without an area meter, dedicated-transformer customers) is set against its
-    feeder's balance, which is what the localiser compared it with.
+    feeder's balance, which is what the localiser compared it with; so is a
+    dedicated customer named by its own checks (area ``FEEDER/dedicated``).
     """
 
     def __init__(self, out_dir: Path, *, max_cached_meters: int = 256) -> None:
@@ -344,15 +345,20 @@ class ReplayOutputSource:
         if area_id in areas:
             return areas[area_id]
         feeder_id, _, rest = area_id.rpartition("/")
-        if rest == "unmetered" and feeder_id:
+        if rest in ("unmetered", "dedicated") and feeder_id:
             with self._lock:
                 if self._feeders is None:
                     path = self.out_dir / "feeder_balances.csv"
                     self._feeders = _read_balances(path, "feeder_id") if path.exists() else {}
                 feeders = self._feeders
             if feeder_id in feeders:
+                what = (
+                    f"{area_id} has no area meter"
+                    if rest == "unmetered"
+                    else f"a dedicated customer of {feeder_id} has no area"
+                )
                 notes.append(
-                    f"{area_id} has no area meter: the loss shown is feeder {feeder_id}'s "
+                    f"{what}: the loss shown is feeder {feeder_id}'s "
                     "(head meter against its areas and dedicated customers)"
                 )
                 return feeders[feeder_id]

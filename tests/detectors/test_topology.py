@@ -96,6 +96,30 @@ def test_each_feeder_of_a_substation_has_its_own_common_voltage() -> None:
         ]
 
 
+def test_dedicated_customers_are_not_an_area_anyone_is_wired_to() -> None:
+    """A feeder's dedicated customers (专变) are grouped for their own checks only
+    (streams.area_windows): each has its own transformer, so their voltages need not
+    follow each other, and a group of fewer than ``neighbours`` + 1 has no nearest
+    neighbours of its own at all. Neither they nor anyone else is paired by it."""
+    feeder = _feeder(np.random.default_rng(1))
+    b = feeder["B"]
+    ids = ("D-0", "D-1", "D-2")
+    windows = deque(
+        replace(
+            w,
+            area_id="F1/dedicated",
+            meter_ids=ids,
+            energy_kwh=w.energy_kwh[:3],
+            voltage_v=w.voltage_v[:3] + np.float32(0.1),  # they follow B's houses
+            dedicated=True,
+        )
+        for w in b.windows
+    )
+    feeder["F1/dedicated"] = AreaHistory(windows=windows)
+    findings = VoltageTopologyDetector().score_many(feeder)
+    assert [(f.target_id, f.reason.split("[")[-1]) for f in findings] == [("A-X", "true_area=B]")]
+
+
 def test_nearest_means_skip_the_row_itself_and_small_groups() -> None:
     corr = np.array([[-2.0, 0.9, 0.8, 0.1, 0.5, 0.4], [0.9, -2.0, 0.7, 0.2, 0.1, 0.1]])
     got = _nearest_means(corr, np.array([4, 2]), 2)

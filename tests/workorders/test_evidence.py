@@ -313,11 +313,17 @@ def test_unknown_area_is_a_clear_error(grid: Grid, thief: EvidenceSubject) -> No
     assert thief.area_id is not None and thief.area_id in message  # names what is there
 
 
-def test_dedicated_customer_is_set_against_its_feeder(grid: Grid, thief: EvidenceSubject) -> None:
+@pytest.mark.parametrize("group", ["unmetered", "dedicated"])
+def test_dedicated_customer_is_set_against_its_feeder(
+    grid: Grid, thief: EvidenceSubject, group: str
+) -> None:
+    """Named by the localiser in its feeder's unmetered part, or by its own checks in
+    its feeder's dedicated group (streams.area_windows): either way its feeder's
+    balance is the one that saw it."""
     topo = grid.topology
     dedicated = topo[(topo.role == "customer") & (topo.area_id == "")].iloc[0]
     subject = dataclasses.replace(
-        thief, target_id=dedicated.meter_id, area_id=f"{dedicated.feeder_id}/unmetered"
+        thief, target_id=dedicated.meter_id, area_id=f"{dedicated.feeder_id}/{group}"
     )
     pack = build_evidence_pack(ReplayOutputSource(grid.out), subject)
     csv = _read_csv(pack.csv)
