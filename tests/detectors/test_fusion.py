@@ -122,3 +122,56 @@ def test_a_topology_pair_needs_two_windows_whatever_its_score() -> None:
     for day in (10, 12):
         book.add(pair(day, "TWICE"))
     assert _reported(book) == {"TWICE": DAY0 + 13 * DAY}
+
+
+def test_one_story_per_meter_the_stronger_of_a_theft_and_a_pair_wins() -> None:
+    """A fault named with confidence explains a theft suspicion away; a topology pair
+    does so only when it is at least as strong as the theft: a thief's area lacks its
+    load from the theft on too, and a chance taker must not hide a clear theft."""
+    book = SuspicionBook()
+
+    def as_(f: Finding, category: SuspicionCategory, detector: str, reason: str) -> Finding:
+        return replace(f, category=category, detector=detector, reason=reason)
+
+    for day in (10, 11, 12):
+        # STUCK: a stuck register (0.85) beats a stronger theft score (0.95).
+        book.add(_finding(day, "STUCK", score=0.95))
+        book.add(
+            as_(
+                _finding(day, "STUCK", score=0.85),
+                SuspicionCategory.METER_FAULT,
+                "meter_faults:stuck",
+                "register not advancing",
+            )
+        )
+        # MAPPED: the pair (0.9) is stronger than the theft (0.8).
+        book.add(_finding(day, "MAPPED", score=0.8))
+        book.add(
+            as_(
+                _finding(day, "MAPPED", score=0.9),
+                SuspicionCategory.TOPOLOGY_ERROR,
+                "topology",
+                "recorded in A1, shows up in A2",
+            )
+        )
+        # THIEF: the theft (0.92) is stronger than the pair (0.9).
+        book.add(replace(_finding(day, "THIEF", score=0.92), reason="area loss rose"))
+        book.add(
+            as_(
+                _finding(day, "THIEF", score=0.9),
+                SuspicionCategory.TOPOLOGY_ERROR,
+                "topology",
+                "recorded in A1, shows up in A3",
+            )
+        )
+    got = {(s.target_id, s.category): s for s in book.suspicions()}
+    assert sorted((t, c.value) for t, c in got) == [
+        ("MAPPED", "topology_error"),
+        ("STUCK", "meter_fault"),
+        ("THIEF", "theft"),
+    ]
+    assert "also looked like theft (test)" in got["STUCK", SuspicionCategory.METER_FAULT].evidence
+    assert "also looked like theft" in got["MAPPED", SuspicionCategory.TOPOLOGY_ERROR].evidence
+    thief = got["THIEF", SuspicionCategory.THEFT].evidence
+    assert thief.startswith("area loss rose")
+    assert "also looked like a wrong area (recorded in A1, shows up in A3)" in thief
