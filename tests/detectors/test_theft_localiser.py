@@ -9,7 +9,14 @@ import pytest
 from factories import DAY, DAY0, area_day
 
 from detectors.observations import AreaHistory
-from detectors.theft_localiser import TheftLocaliser, _long_run_var, _peer_drop, _probability
+from detectors.theft_localiser import (
+    DEFICIT,
+    AreaModel,
+    TheftLocaliser,
+    _long_run_var,
+    _peer_drop,
+    _probability,
+)
 
 N_CUSTOMERS, N_DAYS, PARTS = 24, 21, 24
 
@@ -344,3 +351,30 @@ def test_a_suspect_given_more_than_it_can_have_stolen_is_not_reported() -> None:
     assert c07.coef > loose.max_gamma
     assert "C07" in {f.target_id for f in loose.score_one(h)}
     assert "C07" not in {f.target_id for f in TheftLocaliser().score_one(h)}
+
+
+def test_a_suspect_whose_shortfall_the_loss_shows_only_a_quarter_of_is_not_reported(
+    two_thieves,  # type: ignore[no-untyped-def]
+) -> None:
+    """C11 records zero five hours a day: the area's loss rises by most of its
+    shortfall against its usual use (0.67 here; 0.6-1.5 for our grids' thieves). Had the loss shown a quarter of it, C11 would mostly
+    have used less (a home away, lent a part of another loss): a bypass or a meter
+    recording zero hours shows about all of what it no longer records."""
+    h, _ = two_thieves
+    fitted = TheftLocaliser().fit(h)
+    assert fitted is not None
+    [c11] = [th for th in fitted.thieves if th.index == 11]
+    assert c11.kind == DEFICIT and 0.5 < c11.coef < 1.5
+    assert "C11" in {f.target_id for f in TheftLocaliser().score_one(h)}
+
+    class QuarterShare(TheftLocaliser):
+        def fit(self, h: AreaHistory) -> AreaModel | None:
+            model = super().fit(h)
+            assert model is not None
+            model.thieves = [
+                replace(th, coef=0.25) if th.index == 11 else th for th in model.thieves
+            ]
+            return model
+
+    assert "C11" not in {f.target_id for f in QuarterShare().score_one(h)}
+    assert "C11" in {f.target_id for f in QuarterShare(min_deficit_share=0.2).score_one(h)}
