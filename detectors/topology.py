@@ -8,7 +8,9 @@ Over an area's history (hourly parts when profiles exist):
    a regression of the loss on the technical loss, a level per window, and the
    customer), chosen one at a time with the clearer ones already known, so that a
    wrong multiplier or another missing customer does not hide a household and
-   customers sharing a missing one's rhythm do not all look missing;
+   customers sharing a missing one's rhythm do not all look missing; a lack that
+   another customer of the area fits about as well (a look-alike) is named on
+   neither;
 2. each such customer is matched against every other area of its feeder, each
    judged with its own lacking customers known: the one whose loss rises with that
    customer's consumption (slope near 1, strong correlation) is named as the true
