@@ -357,9 +357,10 @@ def test_a_suspect_whose_shortfall_the_loss_shows_only_a_quarter_of_is_not_repor
     two_thieves,  # type: ignore[no-untyped-def]
 ) -> None:
     """C11 records zero five hours a day: the area's loss rises by most of its
-    shortfall against its usual use (0.67 here; 0.6-1.5 for our grids' thieves). Had the loss shown a quarter of it, C11 would mostly
-    have used less (a home away, lent a part of another loss): a bypass or a meter
-    recording zero hours shows about all of what it no longer records."""
+    shortfall against its usual use (0.67 here; 0.6-1.5 for our grids' thieves).
+    Had the loss shown a quarter of it, C11 would mostly have used less (a home
+    away, lent a part of another loss): a bypass or a meter recording zero hours
+    shows about all of what it no longer records."""
     h, _ = two_thieves
     fitted = TheftLocaliser().fit(h)
     assert fitted is not None
