@@ -157,7 +157,7 @@ class TopologyDetector(HistoryOnly):
         out = []
         for area, (loss, x, base) in series.items():
             ok = np.isfinite(loss)
-            single, c, t = lacking[area]
+            single, c, t, clear = lacking[area]
             h = histories[area]
             today = h.windows[-1]
             # The first windows: a registry error holds from the start, a thief's lack
@@ -165,7 +165,7 @@ class TopologyDetector(HistoryOnly):
             first = ok.copy()
             first[self.min_windows * (len(loss) // len(h)) :] = False
             for k, i in enumerate(single):
-                if self._ambiguous(loss[ok], base[ok], x[ok], single, k, t[k]):
+                if not clear[k]:
                     continue
                 xi = x[:, i]
                 others = x[first][:, [j for j in single if j != i]]
@@ -232,32 +232,15 @@ class TopologyDetector(HistoryOnly):
                 )
         return out
 
-    def _ambiguous(
-        self,
-        loss: np.ndarray,
-        base: np.ndarray,
-        x: np.ndarray,
-        single: list[int],
-        k: int,
-        t_k: float,
-    ) -> bool:
-        """Does another customer, not among the area's lacking ones, fit the lack of
-        ``single[k]`` (t ``t_k``) within ``lack_margin_t``, with the others known? A
-        rival's coefficient may reach twice the range's top: a look-alike a little
-        smaller than the missing household takes its lack at -1.56."""
-        others = [j for n, j in enumerate(single) if n != k]
-        c, t = _partial_fit(loss, base, x, x[:, others] if others else None)
-        lo, hi = self.coef_range
-        rivals = (-c >= lo) & (-c <= 2.0 * hi)
-        rivals[single] = False
-        return bool(rivals.any() and t[rivals].min() <= t_k + self.lack_margin_t)
-
     def _lacking(
         self, loss: np.ndarray, x: np.ndarray, base: np.ndarray
-    ) -> tuple[list[int], np.ndarray, np.ndarray]:
+    ) -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray]:
         """The customers whose consumption the area's loss lacks (coefficient in
         ``-coef_range`` at t <= -``min_t``), with their coefficients and t, each
-        judged with the others known.
+        judged with the others known, and whether each lack is clearly theirs: no
+        other customer of the area fits it within ``lack_margin_t`` (a rival's
+        coefficient may reach twice the range's top: a look-alike a little smaller
+        than the missing household takes its lack at -1.56).
 
         Chosen one at a time, the clearest first, each judged with the ones chosen
         before it known: a wrong multiplier's hundreds of kWh a day, or a second
@@ -291,19 +274,23 @@ class TopologyDetector(HistoryOnly):
         while True:
             c = np.zeros(len(chosen))
             t = np.zeros(len(chosen))
+            clear = np.ones(len(chosen), np.bool_)
             for k, i in enumerate(chosen):
-                ck, tk = fit([i], [j for j in chosen if j != i])
-                c[k], t[k] = ck[0], tk[0]
+                ck, tk = fit(everyone, [j for j in chosen if j != i])
+                c[k], t[k] = ck[i], tk[i]
+                rivals = (-ck >= lo) & (-ck <= 2.0 * hi)
+                rivals[chosen] = False
+                clear[k] = not (rivals.any() and tk[rivals].min() <= t[k] + self.lack_margin_t)
             holds = (-c >= lo) & (-c <= hi) & (t <= -self.min_t)
             if holds.all():
-                return chosen, c, t
+                return chosen, c, t, clear
             del chosen[int(np.argmax(np.where(holds, -np.inf, t)))]
 
     def _true_area(
         self,
         histories: dict[str, AreaHistory],
         series: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
-        lacking: dict[str, tuple[list[int], np.ndarray, np.ndarray]],
+        lacking: dict[str, tuple[list[int], np.ndarray, np.ndarray, np.ndarray]],
         area: str,
         xi: np.ndarray,
         ok: np.ndarray,
