@@ -8,6 +8,9 @@
   constant factor of one customer's consumption: the registry's CT x PT ratio differs
   from the field's by that factor (x2, x5, x10, /2 ...). Over-billing shows as
   negative loss, under-billing as high loss;
+* ``clock_drift``: reading times sliding along the clock grid, or (a meter that
+  stamps its own marks) a recorded profile lagging more every day while the area
+  meter sees the true one (``detectors.content_lag``);
 * meter events that signal a fault (voltage loss, phase loss, reverse energy, clock
   error) raise a fault finding with that type.
 """
@@ -21,6 +24,12 @@ import numpy as np
 
 from detectors._stats import corr_columns, quiet_nanmedian
 from detectors.base import Finding, HistoryOnly
+from detectors.content_lag import (
+    daily_lags_parts,
+    fit_growing_lags,
+    loss_coefficient,
+    true_minus_recorded,
+)
 from detectors.observations import AreaHistory, AreaWindow
 from lineloss.domain import MeterEvent, SuspicionCategory, TargetKind
 from streams.registers import FLAG_RESET, FLAG_STEP_BACK
@@ -53,6 +62,23 @@ class MeterFaultDetector(HistoryOnly):
     # a customer recorded under the wrong area looks the same (coefficient -1) and is
     # far more common; the topology detectors pair it with its true area.
     multiplier_min_share: float = 0.08
+    # A fast clock in the content (detectors.content_lag): the usual day from the
+    # first windows, a trailing mean of a few windows against it, a lag growing
+    # steadily (a quartz off by 2-30 min a day; State Grid calls 5 min a fault)
+    # that the area meter's loss confirms with a coefficient near 1.
+    lag_ref_windows: int = 7
+    lag_span_windows: int = 3
+    lag_min_windows_after: int = 4
+    lag_rate_min_per_window: tuple[float, float] = (2.0, 30.0)
+    lag_min_t: float = 3.0
+    lag_max_ramp_over_step: float = 1.5
+    # Before its start the lag is about 0 (the usual day is from the first windows):
+    # a profile that first slid earlier and then later is a household's.
+    lag_max_level_min: float = 60.0
+    lag_min_final_min: float = 45.0
+    lag_max_candidates: int = 25
+    lag_loss_min_t: float = 3.5
+    lag_loss_coef: tuple[float, float] = (0.6, 1.6)
     name: str = "meter_fault"
 
     def _finding(
@@ -128,6 +154,72 @@ class MeterFaultDetector(HistoryOnly):
                 )
         out += self._wrong_multiplier(x, energy)
         out += self._clock_drift(x)
+        named = {f.target_id for f in out if f.detector.endswith(":clock_drift")}
+        out += [f for f in self._content_lag(x) if f.target_id not in named]
+        return out
+
+    def _content_lag(self, x: AreaHistory) -> list[Finding]:
+        """A recorded profile lagging more every window, the lag confirmed by the area
+        meter's loss (module ``detectors.content_lag``). Needs profiles and an area
+        meter: a lag the balance does not confirm is a household's habit."""
+        today = x.windows[-1]
+        profiles = x.profiles()
+        supply = x.supply_profiles()
+        n = len(x)
+        if (
+            profiles is None
+            or supply is None
+            or today.virtual
+            or today.dedicated
+            or n < self.lag_ref_windows + self.lag_min_windows_after
+        ):
+            return []
+        parts = profiles.shape[2]
+        part_min = (today.window_end - today.window_start) / parts / 60.0
+        fits = fit_growing_lags(
+            daily_lags_parts(
+                profiles, self.lag_ref_windows, self.lag_span_windows, max(1, parts // 3)
+            ),
+            self.lag_span_windows,
+            self.lag_ref_windows - 1,
+            self.lag_min_windows_after,
+            (
+                self.lag_rate_min_per_window[0] / part_min,
+                self.lag_rate_min_per_window[1] / part_min,
+            ),
+            self.lag_max_ramp_over_step,
+        )
+        fits = [
+            f
+            for f in fits
+            if f.t >= self.lag_min_t
+            and f.final_lag_parts * part_min >= self.lag_min_final_min
+            and abs(f.level_parts) * part_min <= self.lag_max_level_min
+        ]
+        if not fits:
+            return []
+        fits = sorted(fits, key=lambda f: -f.t)[: self.lag_max_candidates]
+        p = profiles.astype(np.float64)
+        supply_flat = supply.astype(np.float64).ravel()
+        loss = supply_flat - p.sum(axis=1).ravel()  # NaN where any part is unknown
+        out = []
+        for f in fits:
+            own = p[:, f.customer]
+            coef, t = loss_coefficient(loss, supply_flat, own.ravel(), true_minus_recorded(own, f))
+            lo, hi = self.lag_loss_coef
+            if t < self.lag_loss_min_t or not lo <= coef <= hi:
+                continue
+            out.append(
+                self._finding(
+                    today,
+                    f.customer,
+                    "clock_drift",
+                    0.8,
+                    f"recorded profile lags {f.rate_parts * part_min:+.0f} min more every "
+                    f"window ({f.final_lag_parts * part_min:.0f} min now); the area meter "
+                    f"sees the true profile (loss x{coef:.2f}, t={t:.1f}): a fast clock",
+                )
+            )
         return out
 
     def _clock_drift(self, x: AreaHistory) -> list[Finding]:

@@ -1,0 +1,171 @@
+"""A fast meter clock read from the recorded profile and confirmed by the area meter."""
+
+from __future__ import annotations
+
+import numpy as np
+from factories import area_day
+
+from detectors.content_lag import (
+    GrowingLag,
+    daily_lags_parts,
+    fit_growing_lags,
+    loss_coefficient,
+    true_minus_recorded,
+)
+from detectors.meter_faults import MeterFaultDetector
+from detectors.observations import AreaHistory
+
+PARTS = 24
+N_DAYS = 24
+N_CUSTOMERS = 30
+DRIFT_START_DAY = 8
+DRIFT_H_PER_DAY = 0.2  # 12 minutes a day
+
+
+def _usual(rng: np.random.Generator) -> np.ndarray:
+    """Days x customers x hours: households with their own evening and morning
+    hours, day-to-day noise."""
+    hours = np.arange(PARTS)
+    evening = rng.uniform(18.0, 21.0, N_CUSTOMERS)[:, None]
+    morning = rng.uniform(6.5, 8.5, N_CUSTOMERS)[:, None]
+    shape = (
+        0.25
+        + np.exp(-((hours[None, :] - evening) ** 2) / 4)
+        + 0.5 * np.exp(-((hours[None, :] - morning) ** 2) / 2)
+    )
+    level = rng.uniform(0.3, 0.9, N_CUSTOMERS)[:, None]
+    noise = rng.lognormal(0.0, 0.35, (N_DAYS, N_CUSTOMERS, PARTS))
+    return (level * shape)[None] * noise
+
+
+def _lagged(series: np.ndarray, start_day: float, rate_h_per_day: float) -> np.ndarray:
+    """Days x hours: what a meter records of ``series`` (days x hours) when its
+    readings are taken ``rate * (day - start)`` hours early, stamped on time: the
+    register at each hour mark is the true register of that much earlier."""
+    flat = series.ravel()
+    bounds = np.arange(len(flat) + 1, dtype=np.float64)
+    cum = np.concatenate([[0.0], np.cumsum(flat)])
+    lag = rate_h_per_day * np.maximum(0.0, bounds / PARTS - start_day)
+    return np.diff(np.interp(bounds - lag, bounds, cum)).reshape(series.shape)
+
+
+def _area(
+    true: np.ndarray, recorded: np.ndarray, seed: int = 3, metered: bool = True
+) -> AreaHistory:
+    """Daily windows of one area: the area meter sees the true loads (plus a
+    technical loss of a fixed and a load-squared part, and meter noise)."""
+    rng = np.random.default_rng(seed)
+    load = true.sum(axis=1)
+    supply = load + 0.3 + 0.002 * load**2 + rng.normal(0.0, 0.02, load.shape)
+    ids = tuple(f"C{i:02d}" for i in range(true.shape[1]))
+    h = AreaHistory()
+    for d in range(len(true)):
+        h.push(
+            area_day(
+                d,
+                ids,
+                recorded[d].sum(axis=1),
+                supply_kwh=float(supply[d].sum()) if metered else float("nan"),
+                profile_kwh=recorded[d].astype(np.float32),
+                supply_profile_kwh=supply[d].astype(np.float32) if metered else None,
+            )
+        )
+    return h
+
+
+def _drifting(h: AreaHistory) -> set[str]:
+    return {
+        f.target_id
+        for f in MeterFaultDetector().score_one(h)
+        if f.detector == "meter_fault:clock_drift"
+    }
+
+
+def _grid(seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """True and recorded profiles: customer 3's clock runs fast from day 8; customer 5
+    shifts its habits later at the same pace (its true use moves, its meter is
+    right)."""
+    usual = _usual(np.random.default_rng(seed))
+    true = usual.copy()
+    true[:, 5] = _lagged(usual[:, 5], DRIFT_START_DAY, DRIFT_H_PER_DAY)
+    recorded = true.copy()
+    recorded[:, 3] = _lagged(true[:, 3], DRIFT_START_DAY, DRIFT_H_PER_DAY)
+    return true, recorded
+
+
+def test_the_daily_lag_follows_a_drifting_clock_and_stays_near_zero_otherwise() -> None:
+    _, recorded = _grid()
+    lags = daily_lags_parts(recorded, ref_windows=7, span=3, max_lag_parts=8)
+    # Day 22's trailing 3-day mean is centred on day 21.5: 13.5 days of drift.
+    assert abs(lags[-1, 3] - DRIFT_H_PER_DAY * (N_DAYS - 0.5 - 1 - DRIFT_START_DAY)) < 0.6
+    honest = np.delete(lags[-6:], [3, 5], axis=1)
+    assert np.nanmax(np.abs(honest)) < 1.0
+
+
+def test_the_hinge_finds_the_start_and_the_rate() -> None:
+    _, recorded = _grid()
+    lags = daily_lags_parts(recorded, ref_windows=7, span=3, max_lag_parts=8)
+    fits = {f.customer: f for f in fit_growing_lags(lags, 3, 6, 4, (2 / 60, 30 / 60), 1.5)}
+    f = fits[3]
+    assert abs(f.rate_parts - DRIFT_H_PER_DAY) < 0.06
+    assert abs(f.start - DRIFT_START_DAY) <= 2.5
+    assert f.t > 5
+    assert abs(f.level_parts) < 0.3  # no lag before the start
+    # The household that changed its hours slides as steadily: only the area meter
+    # tells them apart.
+    assert fits[5].t > 5
+    others = [g.t for c, g in fits.items() if c not in (3, 5)]
+    assert max(others, default=0.0) < f.t
+
+
+def test_true_minus_recorded_undoes_the_lag() -> None:
+    """Up to what hourly parts cannot hold: the true register between two hour
+    marks is taken as linear, so the estimate is off by a part of an hour's change."""
+    true, recorded = _grid()
+    fit = GrowingLag(3, float(DRIFT_START_DAY), DRIFT_H_PER_DAY, 10.0, 0.0)
+    z = true_minus_recorded(recorded[:, 3], fit)
+    want = (true[:, 3] - recorded[:, 3]).ravel()
+    known = np.isfinite(z)
+    assert known[:-PARTS].all()  # only the last hours lean beyond the end
+    before = DRIFT_START_DAY * PARTS
+    np.testing.assert_allclose(z[:before], 0.0, atol=1e-12)
+    assert np.corrcoef(z[known], want[known])[0, 1] > 0.95
+    assert np.abs(z[known] - want[known]).mean() < 0.3 * np.abs(want[known]).mean()
+
+
+def test_the_loss_carries_the_lag_with_a_coefficient_near_one() -> None:
+    true, recorded = _grid()
+    load = true.sum(axis=1).ravel()
+    supply = load + 0.002 * load**2
+    loss = supply - recorded.sum(axis=1).ravel()
+    own = recorded[:, 3]
+    coef, t = loss_coefficient(
+        loss, supply, own.ravel(), true_minus_recorded(own, GrowingLag(3, 8.0, 0.2, 9.0, 0.0))
+    )
+    assert abs(coef - 1.0) < 0.25 and t > 10
+    # The honest customer who shifted its habits: its lag is not in the loss.
+    own5 = recorded[:, 5]
+    _, t5 = loss_coefficient(
+        loss, supply, own5.ravel(), true_minus_recorded(own5, GrowingLag(5, 8.0, 0.2, 9.0, 0.0))
+    )
+    assert abs(t5) < 3
+
+
+def test_a_fast_clock_is_named_and_a_household_that_changed_its_hours_is_not() -> None:
+    true, recorded = _grid()
+    assert _drifting(_area(true, recorded)) == {"C03"}
+
+
+def test_without_an_area_meter_a_lag_is_nobodys_fault() -> None:
+    true, recorded = _grid()
+    assert _drifting(_area(true, recorded, metered=False)) == set()
+
+
+def test_a_customer_wired_elsewhere_who_shifts_its_hours_is_not_a_fast_clock() -> None:
+    """Its consumption is absent from this area's supply (loss -1 x its recording),
+    which a lag regressor alone would take for a lag's true-less-recorded energy."""
+    true, recorded = _grid()
+    elsewhere = true.copy()
+    elsewhere[:, 5] = 0.0
+    recorded[:, 3] = true[:, 3]  # no fast clock in this area
+    assert _drifting(_area(elsewhere, recorded)) == set()
