@@ -114,16 +114,27 @@ def fit_growing_lags(
     best_t = np.full(c, -np.inf)
     best = np.zeros((c, 4))  # start, rate, level, sse
     step_sse = np.full(c, np.inf)
-    for s in range(first_start, n - min_windows_after + 1):
+    for s in range(first_start, n):
+        # A jump can come in the last windows too: a step may start anywhere.
+        _, _, sse_step, sxx_step = _line_fits((centre > s).astype(np.float64), y0, ok)
+        step_sse = np.where(sxx_step > 0, np.minimum(step_sse, sse_step), step_sse)
+        if s > n - min_windows_after:
+            continue
         b, a, sse, sxx = _line_fits(np.maximum(0.0, centre - s), y0, ok)
         with np.errstate(all="ignore"):
             t = b / np.sqrt(sse / (m - 2) * m / sxx)
-        valid = (m >= 6) & (sxx > 0) & (b >= rate_bounds_parts[0]) & (b <= rate_bounds_parts[1])
+        # The ramp must be seen, not extrapolated: lags known in enough windows
+        # after its start, and in most of them (a lagging clock's days still match
+        # its usual day, shifted; a home whose days stopped matching any is not one).
+        after = centre > s
+        known_after = (after[:, None] & ok).sum(axis=0)
+        seen = (known_after >= min_windows_after) & (known_after >= 0.5 * after.sum())
+        valid = (
+            (m >= 6) & seen & (sxx > 0) & (b >= rate_bounds_parts[0]) & (b <= rate_bounds_parts[1])
+        )
         better = valid & np.isfinite(t) & (t > best_t)
         best_t = np.where(better, t, best_t)
         best[better] = np.column_stack([np.full(c, float(s)), b, a, sse])[better]
-        _, _, sse_step, sxx_step = _line_fits((centre > s).astype(np.float64), y0, ok)
-        step_sse = np.where(sxx_step > 0, np.minimum(step_sse, sse_step), step_sse)
     ramp = np.isfinite(best_t) & (best[:, 3] < max_ramp_over_step * step_sse)
     return [
         GrowingLag(

@@ -169,3 +169,27 @@ def test_a_customer_wired_elsewhere_who_shifts_its_hours_is_not_a_fast_clock() -
     elsewhere[:, 5] = 0.0
     recorded[:, 3] = true[:, 3]  # no fast clock in this area
     assert _drifting(_area(elsewhere, recorded)) == set()
+
+
+def _fit_one(series: list[float]) -> list[GrowingLag]:
+    lags = np.array(series, dtype=np.float64)[:, None]
+    return fit_growing_lags(lags, 3, 6, 4, (2 / 60, 30 / 60), 1.5)
+
+
+def test_a_lag_that_jumps_is_not_a_ramp_even_in_the_last_windows() -> None:
+    """A day played backwards (h6) from the last windows: the lag leaps once."""
+    flat = [np.nan, np.nan] + [0.1, -0.1] * 12
+    assert _fit_one([*flat[:-2], 0.4, 5.1]) == []
+    assert _fit_one(flat[:-8] + [7.3] * 8) == []
+    ramp = flat[:14] + [0.25 * k for k in range(1, 13)]
+    assert [f.customer for f in _fit_one(ramp)] == [0]
+
+
+def test_a_ramp_must_be_seen_not_extrapolated() -> None:
+    """A lag rising for five windows, then unknown for twelve (the home's days
+    stopped matching its usual one): not a drifting clock. Known throughout, the
+    same rise is one."""
+    rise = [np.nan, np.nan, 0.0, 0.1, -0.1, 0.0, 0.1, -0.1, 0.0, 0.05, 0.0]
+    rise += [0.3, 0.55, 0.8, 1.05, 1.3]
+    assert _fit_one(rise + [np.nan] * 12) == []
+    assert [f.customer for f in _fit_one(rise + [1.3 + 0.25 * k for k in range(1, 13)])] == [0]
