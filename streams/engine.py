@@ -551,15 +551,19 @@ class BalanceEngine:
             multiplier = self._version(s)[0].multiplier
             if w.final and self.config.profile_s:
                 rows = slot.all_rows() if slot is not None else Run.empty()
-                edges = _profile_edges(w.start_s, w.end_s, self.config.profile_s)
+                edges = _profile_edges(
+                    w.start_s, w.end_s, self.config.profile_s, self.grid.window_s, self.config.tz
+                )
+                energy = profile_energy(
+                    rows=rows,
+                    carry=carries[s],
+                    following=followings[s],
+                    edges_s=edges,
+                    multiplier=multiplier,
+                )
+                energy[:, np.diff(edges) == 0] = np.nan  # an hour the clock skipped
                 profiles[s] = (
-                    profile_energy(
-                        rows=rows,
-                        carry=carries[s],
-                        following=followings[s],
-                        edges_s=edges,
-                        multiplier=multiplier,
-                    ),
+                    energy,
                     profile_voltage(rows=rows, n_meters=len(meters), edges_s=edges),
                     reading_phase(rows=rows, n_meters=len(meters)),
                 )
@@ -635,11 +639,30 @@ def clock_jumps(
     return out
 
 
-def _profile_edges(start_s: int, end_s: int, step_s: int) -> npt.NDArray[np.int64]:
-    """Sub-window edges from start to end every ``step_s`` (the last part may be
-    shorter on a daylight-saving day)."""
-    edges = np.arange(start_s, end_s, min(step_s, end_s - start_s), dtype=np.int64)
-    return np.append(edges, end_s)
+def _profile_edges(
+    start_s: int, end_s: int, step_s: int, window_s: int, tz: str
+) -> npt.NDArray[np.int64]:
+    """Sub-window edges from start to end every ``step_s`` of the local clock.
+
+    Every window of a length gets the same parts, so a history of profiles stacks
+    whatever daylight saving does: on the day the clock springs forward, the hour it
+    skips is a part of no length (its energy is unknown, not zero); on the day it
+    falls back, the hour it repeats lies in one part twice as long. Without this, a
+    23- or 25-hour day left every profile detector without a history for as long as
+    that day stayed in it."""
+    n = end_s - start_s
+    if n == window_s or window_s % step_s or n <= 0:
+        edges = np.arange(start_s, end_s, min(step_s, n), dtype=np.int64)
+        return np.append(edges, end_s)
+    wall = pd.date_range(
+        pd.Timestamp(start_s, unit="s", tz="UTC").tz_convert(tz).tz_localize(None),
+        periods=window_s // step_s + 1,
+        freq=pd.Timedelta(seconds=step_s),
+    )
+    utc = wall.tz_localize(tz, ambiguous=True, nonexistent="shift_forward").as_unit("s")
+    edges = np.clip(utc.asi8.astype(np.int64), start_s, end_s)
+    edges[0], edges[-1] = start_s, end_s
+    return np.maximum.accumulate(edges)
 
 
 def _mask(n: int, idx: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:

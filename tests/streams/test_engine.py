@@ -392,6 +392,41 @@ def test_final_windows_carry_hourly_profiles_that_add_up_to_the_window():
     assert day0.profile_kwh[1, 0] == pytest.approx(c1[4] - c1[0], abs=1e-6)
 
 
+@pytest.mark.parametrize(
+    ("first_day", "skipped"),
+    [("2026-03-27", True), ("2026-10-23", False)],  # spring forward, fall back
+)
+def test_profiles_keep_24_local_hours_across_daylight_saving(first_day: str, skipped: bool):
+    """A 23- or 25-hour day still has the 24 parts of the local clock: the skipped
+    hour is unknown (not zero), the repeated one lies in one part of two hours."""
+    import pandas as pd
+
+    topo = make_topology(AREA)
+    tz = "Europe/Berlin"
+    start = int(pd.Timestamp(first_day, tz=tz).timestamp())
+    end = int((pd.Timestamp(first_day, tz=tz) + pd.Timedelta(days=5)).timestamp())
+    readings = []
+    for k, t in enumerate(range(start, end + 1, 900)):
+        # 1 kWh per 15 minutes for C1, wherever the wall clock stands.
+        readings += [("T1", t, 2.0 * k), ("C1", t, 1.0 * k), ("C2", t, 0.5 * k)]
+    _, _, mw = run(topo, [make_batch(topo, readings)], EngineConfig(tz=tz))
+    final = sorted((r for r in mw if r.profile_kwh is not None), key=lambda r: r.window_start)
+    odd = [r for r in final if r.window_end - r.window_start != DAY]
+    assert len(odd) == 1
+    day = odd[0]
+    assert {r.profile_kwh.shape for r in final} == {(3, 24)}
+    hour2 = day.profile_kwh[1, 2]
+    if skipped:
+        assert np.isnan(hour2)
+        assert np.nansum(day.profile_kwh[1]) == pytest.approx(23 * 4.0)
+    else:
+        assert hour2 == pytest.approx(8.0)
+        assert day.profile_kwh[1].sum() == pytest.approx(25 * 4.0)
+    others = np.delete(day.profile_kwh[1], 2)
+    np.testing.assert_allclose(others, 4.0)
+    np.testing.assert_allclose(np.nansum(day.profile_kwh, axis=1), day.energy_kwh, atol=1e-4)
+
+
 def test_profile_prorates_a_daily_reading_evenly():
     topo = make_topology([("T1", "area", "A1", None, 1.0), ("C1", "customer", "A1", None, 1.0)])
     readings = [*daily("T1", 0, 48, 3), *daily("C1", 0, 24, 3)]
