@@ -111,6 +111,10 @@ def fit_growing_lags(
     ok = np.isfinite(y)
     y0 = np.where(ok, y, 0.0)
     m = ok.sum(axis=0).astype(np.float64)
+    # A lag is read only off windows that match the usual day (shifted): a clock's
+    # windows keep matching, an irregular household's mostly do not, and a ramp
+    # through its few readable windows is no evidence.
+    regular = (m >= 6) & (m >= 0.75 * (n - (span - 1)))
     best_t = np.full(c, -np.inf)
     best = np.zeros((c, 4))  # start, rate, level, sse
     step_sse = np.full(c, np.inf)
@@ -130,7 +134,7 @@ def fit_growing_lags(
         known_after = (after[:, None] & ok).sum(axis=0)
         seen = (known_after >= min_windows_after) & (known_after >= 0.5 * after.sum())
         valid = (
-            (m >= 6) & seen & (sxx > 0) & (b >= rate_bounds_parts[0]) & (b <= rate_bounds_parts[1])
+            regular & seen & (sxx > 0) & (b >= rate_bounds_parts[0]) & (b <= rate_bounds_parts[1])
         )
         better = valid & np.isfinite(t) & (t > best_t)
         best_t = np.where(better, t, best_t)

@@ -193,3 +193,13 @@ def test_a_ramp_must_be_seen_not_extrapolated() -> None:
     rise += [0.3, 0.55, 0.8, 1.05, 1.3]
     assert _fit_one(rise + [np.nan] * 12) == []
     assert [f.customer for f in _fit_one(rise + [1.3 + 0.25 * k for k in range(1, 13)])] == [0]
+
+
+def test_a_lag_read_off_half_the_windows_is_no_evidence() -> None:
+    """An irregular household: its windows match its usual day one in two; a rise
+    through those is not a clock's."""
+    rise = [0.0, 0.1, -0.1, 0.0, 0.1, -0.1, 0.0, 0.05, 0.0]
+    rise += [0.25 * k for k in range(1, 18)]
+    sparse = [np.nan, np.nan] + [v if k % 2 == 0 else np.nan for k, v in enumerate(rise)]
+    assert _fit_one(sparse) == []
+    assert [f.customer for f in _fit_one([np.nan, np.nan, *rise])] == [0]
