@@ -97,14 +97,16 @@ def fit_growing_lags(
     max_ramp_over_step: float,
 ) -> list[GrowingLag]:
     """The best hinge per customer (largest rate t within the bounds), over starts
-        from ``first_start`` to ``min_windows_after`` windows before the end, kept only
-        where its residual is under ``max_ramp_over_step`` times the best step's (a
-    level that jumps once): a day
-        played backwards (h6) or a household that moved its hours overnight jumps, a
-        clock drifts.
+    from ``first_start`` to ``min_windows_after`` windows before the end. Only
+    customers whose lag could be read in three quarters of the windows; only a
+    ramp seen in at least ``min_windows_after`` windows after its start, and in at
+    least half of them; and only where the ramp's residual is under
+    ``max_ramp_over_step`` times the best step's (a level that jumps once, at any
+    window): a day played backwards (h6) or a household that moved its hours
+    overnight jumps, a clock drifts.
 
-        A window's lag is that of its trailing ``span``-window mean, so it is placed at
-        the centre of those windows."""
+    A window's lag is that of its trailing ``span``-window mean, so it is placed at
+    the centre of those windows."""
     n, c = lags_parts.shape
     centre = np.arange(n) + 0.5 - (span - 1) / 2.0
     y = lags_parts

@@ -651,7 +651,7 @@ def _profile_edges(
     23- or 25-hour day left every profile detector without a history for as long as
     that day stayed in it."""
     n = end_s - start_s
-    if n == window_s or window_s % step_s or n <= 0:
+    if n == window_s or window_s % step_s:
         edges = np.arange(start_s, end_s, min(step_s, n), dtype=np.int64)
         return np.append(edges, end_s)
     wall = pd.date_range(
