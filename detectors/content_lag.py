@@ -15,8 +15,9 @@ pieces of evidence, both needed:
 2. **The area meter sees the true profile.** The area meter's clock is right, so the
    area's loss per part carries the candidate's true-minus-recorded energy: with the
    fitted lag, ``z = recorded(t + lag) - recorded(t)``; the loss regressed on ``z``
-   (besides a technical-loss base of supply and supply squared) has a coefficient
-   near 1. A household that merely changed its habits leaves the loss untouched.
+   (besides a technical-loss base of supply and supply squared, and the customer's
+   own recording) has a coefficient near 1 at a Newey-West t. A household that
+   merely changed its habits leaves the loss untouched.
 
 Pure functions over arrays: windows x customers x parts profiles, as
 ``AreaHistory.profiles`` returns them.
