@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from changing_grid import ALL, CONFIG, TIMELINE, TOPO, batch, readings
-from factories import DAY, DAY0, area_day
+from factories import DAY, DAY0, area_day, make_batch, make_topology
 
 from detectors.observations import AreaHistory
 from lineloss.domain import Meter, MeterRole, Topology
@@ -55,3 +55,49 @@ def test_grid_detectors_look_across_the_feeders_of_a_substation() -> None:
         histories[area] = h
     got = {r: sorted(areas) for r, areas in regions(histories, topo).items()}
     assert got == {"substation:SS1": ["A1", "A2"], "F3": ["A3"], "area:A4": ["A4"]}
+
+
+def test_a_meter_clock_running_fast_is_named_from_its_readings() -> None:
+    """End to end, from 15-minute registers: a meter that freezes its readings at
+    its own fast clock's marks and stamps them with those marks (every stamp on the
+    grid, the content lagging 12 minutes more each day from day 8) is named a clock
+    drift, through the engine's hourly profiles and the area meter's balance."""
+    from lineloss.config import EngineConfig
+
+    n_days, n_cust, step_s = 24, 20, 900
+    rng = np.random.default_rng(5)
+    quarter = np.arange(96) / 4.0  # hour of each 15-minute step
+    evening = rng.uniform(18.0, 21.0, n_cust)[:, None]
+    morning = rng.uniform(6.5, 8.5, n_cust)[:, None]
+    shape = (
+        0.25
+        + np.exp(-((quarter[None, :] - evening) ** 2) / 4)
+        + 0.5 * np.exp(-((quarter[None, :] - morning) ** 2) / 2)
+    ) * rng.uniform(0.08, 0.22, n_cust)[:, None]  # kWh per 15 minutes
+    steps = shape[:, None, :] * rng.lognormal(0.0, 0.3, (n_cust, n_days, 96))
+    true = steps.reshape(n_cust, -1)  # customers x steps
+    load = true.sum(axis=0)
+    supply = load + 0.01 + 0.02 * load**2
+    marks = np.arange(true.shape[1] + 1, dtype=np.float64)
+    cum = np.column_stack([np.zeros(n_cust), np.cumsum(true, axis=1)])
+    lag_steps = np.maximum(0.0, marks / 96 - 8) * 12 / 15  # 12 min a day
+    recorded = cum.copy()
+    recorded[3] = np.interp(marks - lag_steps, marks, cum[3])
+    ids = [f"C{i:02d}" for i in range(n_cust)]
+    topo = make_topology(
+        [("T1", "area", "A1", "F1", 1.0), *((m, "customer", "A1", "F1", 1.0) for m in ids)]
+    )
+    rows: list[tuple[str, int, float]] = []
+    area_cum = np.concatenate([[0.0], np.cumsum(supply)])
+    for k in range(len(marks)):
+        t = DAY0 + k * step_s
+        rows.append(("T1", t, float(np.floor(area_cum[k] * 100) / 100)))
+        rows += [(m, t, float(np.floor(recorded[i, k] * 100) / 100)) for i, m in enumerate(ids)]
+    pipeline = Pipeline(topo, EngineConfig())
+    for lo in range(0, len(rows), 20_000):
+        pipeline.step(make_batch(topo, rows[lo : lo + 20_000], first_pos=lo))
+    pipeline.flush()
+    drifting = {
+        s.target_id for s in pipeline.suspicions() if "meter_fault:clock_drift" in s.detector
+    }
+    assert drifting == {"C03"}
