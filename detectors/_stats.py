@@ -50,6 +50,14 @@ def fill_by_part(values: FloatArray, reference: FloatArray) -> FloatArray:
     return np.nan_to_num(out, nan=0.0)
 
 
+def long_run_var(u: FloatArray, lag: int) -> float:
+    """Newey-West variance of ``sum(u)`` with Bartlett weights up to ``lag``."""
+    v = float(u @ u)
+    for k in range(1, min(lag, len(u) - 1) + 1):
+        v += 2.0 * (1.0 - k / (lag + 1)) * float(u[k:] @ u[:-k])
+    return max(v, 0.0)
+
+
 def quiet_nanmedian(a: npt.NDArray[np.floating], axis: int = 0) -> FloatArray:
     """``np.nanmedian`` without the warning for all-NaN slices (they give NaN, which
     the detectors treat as 'no history')."""

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from detectors._stats import long_run_var, quiet_nanmean
+
 FloatArray = npt.NDArray[np.float64]
 
 
@@ -65,14 +67,14 @@ def daily_lags_parts(
     if n < max(ref_windows, span) or parts < 4:
         return out
     known = np.isfinite(p)
-    ref = _centred(_nanmean(p[:ref_windows], known[:ref_windows]))  # c x parts
+    ref = _centred(np.nan_to_num(quiet_nanmean(p[:ref_windows], axis=0)))  # c x parts
     rhythm = np.sqrt((ref**2).mean(axis=1))
     lags = np.arange(-max_lag_parts, max_lag_parts + 1)
     rolled = np.stack([np.roll(ref, int(k), axis=1) for k in lags])  # lags x c x parts
     for d in range(span - 1, n):
         sl = slice(d - span + 1, d + 1)
         enough = known[sl].mean(axis=(0, 2)) >= 0.75
-        w = _centred(_nanmean(p[sl], known[sl]))
+        w = _centred(np.nan_to_num(quiet_nanmean(p[sl], axis=0)))
         cc = np.einsum("lcp,cp->lc", rolled, w)  # lags x c
         k = np.argmax(cc, axis=0)
         best = cc[k, np.arange(c)]
@@ -222,19 +224,10 @@ def loss_coefficient(
     if szz <= 0:
         return 0.0, 0.0
     coef = float(zt @ yt) / szz
-    u = zt * (yt - coef * zt)
-    s_hac = float(u @ u)
-    for k in range(1, hac_lags + 1):
-        s_hac += 2 * (1 - k / (hac_lags + 1)) * float(u[k:] @ u[:-k])
+    s_hac = long_run_var(zt * (yt - coef * zt), hac_lags)
     if s_hac <= 0:
         return coef, 0.0
     return coef, coef / (np.sqrt(s_hac) / szz)
-
-
-def _nanmean(a: FloatArray, known: npt.NDArray[np.bool_]) -> FloatArray:
-    """Mean over the first axis, of the known values (0 where none is known)."""
-    cnt = known.sum(axis=0)
-    return np.where(cnt > 0, np.where(known, a, 0.0).sum(axis=0) / np.maximum(cnt, 1), 0.0)
 
 
 def _centred(a: FloatArray) -> FloatArray:

@@ -161,17 +161,16 @@ class MeterFaultDetector(HistoryOnly):
     def _content_lag(self, x: AreaHistory) -> list[Finding]:
         """A recorded profile lagging more every window, the lag confirmed by the area
         meter's loss (module ``detectors.content_lag``). Needs profiles and an area
-        meter: a lag the balance does not confirm is a household's habit."""
+        meter: a lag the balance does not confirm is a household's habit (a
+        feeder's dedicated customers have no supply profile; its unmetered part
+        never gets here)."""
         today = x.windows[-1]
         profiles = x.profiles()
         supply = x.supply_profiles()
-        n = len(x)
         if (
             profiles is None
             or supply is None
-            or today.virtual
-            or today.dedicated
-            or n < self.lag_ref_windows + self.lag_min_windows_after
+            or len(x) < self.lag_ref_windows + self.lag_min_windows_after
         ):
             return []
         parts = profiles.shape[2]

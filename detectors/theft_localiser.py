@@ -52,7 +52,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import numpy.typing as npt
 
-from detectors._stats import quiet_nanmedian
+from detectors._stats import long_run_var, quiet_nanmedian
 from detectors.base import Finding, HistoryOnly
 from detectors.observations import AreaHistory
 from lineloss.domain import SuspicionCategory, TargetKind
@@ -276,7 +276,7 @@ class TheftLocaliser(HistoryOnly):
             pinv = np.linalg.pinv(a)
             resid = m.loss[part] - a @ (pinv @ m.loss[part])
             coef = float(pinv[-1] @ m.loss[part])
-            se = math.sqrt(max(_long_run_var(pinv[-1] * resid, self.hac_lag_parts), 1e-12))
+            se = math.sqrt(max(long_run_var(pinv[-1] * resid, self.hac_lag_parts), 1e-12))
             if coef > self.unseen_max_coef or coef / se > -self.unseen_min_t:
                 return False
         return True
@@ -356,7 +356,7 @@ class TheftLocaliser(HistoryOnly):
         total = float(col.sum())
         g = total * np.linalg.pinv(a)[-1]
         acov = _autocov(resid, self.hac_lag_parts)
-        var = max(_long_run_var(g * resid, self.hac_lag_parts), _quad_form(g, acov))
+        var = max(long_run_var(g * resid, self.hac_lag_parts), _quad_form(g, acov))
         return float(theta[-1]) * total / math.sqrt(max(var, 1e-12))
 
     def _add_mismatched(self, m: AreaModel) -> None:
@@ -588,7 +588,7 @@ class TheftLocaliser(HistoryOnly):
             total = float(col.sum())
             stolen = float(theta[p0 + j]) * total
             g = total * pinv[p0 + j]  # stolen - truth = g . noise
-            var = max(_long_run_var(g * resid, self.hac_lag_parts), _quad_form(g, acov))
+            var = max(long_run_var(g * resid, self.hac_lag_parts), _quad_form(g, acov))
             own = float(m.drop[s:, i].sum())
             own_var = (m.n_windows - s) * float(m.drop_sd[i]) ** 2 + 1.0
             out.append(
@@ -684,14 +684,6 @@ def _usual(x3: FloatArray, n_ref: int, weekend: npt.NDArray[np.bool_]) -> FloatA
                 prof = np.nanmean(clean[sel], axis=0) if sel.sum() >= 2 else overall
                 out[weekend == kind] = np.where(np.isnan(prof), overall, prof)
     return out
-
-
-def _long_run_var(u: FloatArray, lag: int) -> float:
-    """Newey-West variance of ``sum(u)`` with Bartlett weights up to ``lag``."""
-    v = float(u @ u)
-    for k in range(1, min(lag, len(u) - 1) + 1):
-        v += 2.0 * (1.0 - k / (lag + 1)) * float(u[k:] @ u[:-k])
-    return max(v, 0.0)
 
 
 def _probability(z: float, drop_z: float, deficit: bool, w: tuple[float, ...]) -> float:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from factories import area_day
+from factories import area_day, household_days
 
 from detectors.content_lag import (
     GrowingLag,
@@ -25,14 +25,7 @@ DRIFT_H_PER_DAY = 0.2  # 12 minutes a day
 def _usual(rng: np.random.Generator) -> np.ndarray:
     """Days x customers x hours: households with their own evening and morning
     hours, day-to-day noise."""
-    hours = np.arange(PARTS)
-    evening = rng.uniform(18.0, 21.0, N_CUSTOMERS)[:, None]
-    morning = rng.uniform(6.5, 8.5, N_CUSTOMERS)[:, None]
-    shape = (
-        0.25
-        + np.exp(-((hours[None, :] - evening) ** 2) / 4)
-        + 0.5 * np.exp(-((hours[None, :] - morning) ** 2) / 2)
-    )
+    shape = household_days(rng, N_CUSTOMERS, np.arange(PARTS, dtype=np.float64))
     level = rng.uniform(0.3, 0.9, N_CUSTOMERS)[:, None]
     noise = rng.lognormal(0.0, 0.35, (N_DAYS, N_CUSTOMERS, PARTS))
     return (level * shape)[None] * noise

@@ -13,7 +13,6 @@ from detectors.theft_localiser import (
     DEFICIT,
     AreaModel,
     TheftLocaliser,
-    _long_run_var,
     _peer_drop,
     _probability,
 )
@@ -113,15 +112,6 @@ def test_a_theft_too_small_for_the_noise_is_not_claimed() -> None:
     small = int(np.argmin(true.sum(axis=(0, 2))))
     rec[15:, small] *= 0.9
     assert TheftLocaliser().score_one(_history(true, rec, rng)) == []
-
-
-def test_long_run_variance_of_white_and_differenced_noise() -> None:
-    rng = np.random.default_rng(7)
-    white = rng.normal(0, 1, 20_000)
-    assert _long_run_var(white, 24) / len(white) == pytest.approx(1.0, abs=0.1)
-    # Differences of rounding errors telescope: their sum barely grows.
-    diffed = np.diff(white)
-    assert _long_run_var(diffed, 24) / len(diffed) < 0.15
 
 
 def test_calibrated_score_weighs_the_suspects_own_drop() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from changing_grid import ALL, CONFIG, TIMELINE, TOPO, batch, readings
-from factories import DAY, DAY0, area_day, make_batch, make_topology
+from factories import DAY, DAY0, area_day, household_days, make_batch, make_topology
 
 from detectors.observations import AreaHistory
 from lineloss.domain import Meter, MeterRole, Topology
@@ -67,13 +67,9 @@ def test_a_meter_clock_running_fast_is_named_from_its_readings() -> None:
     n_days, n_cust, step_s = 24, 20, 900
     rng = np.random.default_rng(5)
     quarter = np.arange(96) / 4.0  # hour of each 15-minute step
-    evening = rng.uniform(18.0, 21.0, n_cust)[:, None]
-    morning = rng.uniform(6.5, 8.5, n_cust)[:, None]
     shape = (
-        0.25
-        + np.exp(-((quarter[None, :] - evening) ** 2) / 4)
-        + 0.5 * np.exp(-((quarter[None, :] - morning) ** 2) / 2)
-    ) * rng.uniform(0.08, 0.22, n_cust)[:, None]  # kWh per 15 minutes
+        household_days(rng, n_cust, quarter) * rng.uniform(0.08, 0.22, n_cust)[:, None]
+    )  # kWh per 15 minutes
     steps = shape[:, None, :] * rng.lognormal(0.0, 0.3, (n_cust, n_days, 96))
     true = steps.reshape(n_cust, -1)  # customers x steps
     load = true.sum(axis=0)

@@ -64,3 +64,16 @@ def area_day(
         events=np.zeros(n, np.int32),
         **{"profile_kwh": None, "supply_profile_kwh": None, **fields},
     )
+
+
+def household_days(rng: np.random.Generator, n: int, hours: np.ndarray) -> np.ndarray:
+    """Customers x len(hours): households' usual day (relative), each with its own
+    evening (18-21 h) and morning (6.5-8.5 h) peak over a base load; ``hours`` are
+    the hour of the day of each part."""
+    evening = rng.uniform(18.0, 21.0, n)[:, None]
+    morning = rng.uniform(6.5, 8.5, n)[:, None]
+    return (
+        0.25
+        + np.exp(-((hours[None, :] - evening) ** 2) / 4)
+        + 0.5 * np.exp(-((hours[None, :] - morning) ** 2) / 2)
+    )
