@@ -98,6 +98,20 @@ def _slopes(rl: np.ndarray, rx: np.ndarray, n_base: int) -> tuple[np.ndarray, np
     return c, t
 
 
+@dataclass(frozen=True)
+class _Lack:
+    """An area's lacking customers (column indices, chosen one at a time), their
+    coefficients and t each with the others known, whether each lack is clearly
+    theirs, and every customer's coefficient and t with the chosen ones known."""
+
+    chosen: list[int]
+    c: np.ndarray
+    t: np.ndarray
+    clear: np.ndarray
+    c_all: np.ndarray
+    t_all: np.ndarray
+
+
 @dataclass
 class TopologyDetector(HistoryOnly):
     """A customer whose consumption enters its recorded area's loss with a
@@ -140,6 +154,20 @@ class TopologyDetector(HistoryOnly):
     # which one it was.
     lack_margin_t: float = 2.0
     level_per_window: bool = True  # judge hour-by-hour moves within windows only
+    # Where voltages exist, a pair may rest on weaker energy evidence when the
+    # customer's voltage agrees: its lack at t <= -``backed_lack_t`` (below the
+    # chosen lacks' ``min_t``), a taker at ``pair_min_t``, and the taker among the
+    # areas whose customers its voltage follows at least as well as its own area's
+    # and within ``backed_voltage_gap`` of the best (``voltage_neighbours`` nearest).
+    # Independent grids (CREST households, AC power flow, seeds 11-18): 6 of the 13
+    # mapping errors the energy rules missed, lacks of t -3.7 to -11.5 and takers of
+    # t 6.6-17 whose voltages say little (0.0-0.25 closer to the true area); no honest
+    # customer there met even the energy part. Our own grids: honest customers met
+    # the energy part by the dozen (one daily rhythm in every household), and none
+    # had a voltage closer to any other area than to its own.
+    backed_lack_t: float = 3.0
+    backed_voltage_gap: float = 0.05
+    voltage_neighbours: int = 3
     name: str = "topology"
 
     def score_many(self, histories: dict[str, AreaHistory]) -> list[Finding]:
@@ -153,11 +181,13 @@ class TopologyDetector(HistoryOnly):
                 continue
             series[a] = (loss, x, _technical(supply, len(h), self.level_per_window))
         lacking = {a: self._lacking(*series[a]) for a in series}
+        voltage = voltage_affinity(histories, self.min_windows, self.voltage_neighbours)
         lo, hi = self.coef_range
         out = []
         for area, (loss, x, base) in series.items():
             ok = np.isfinite(loss)
-            single, c, t, clear = lacking[area]
+            lack_of = lacking[area]
+            single, c, t, clear = lack_of.chosen, lack_of.c, lack_of.t, lack_of.clear
             h = histories[area]
             today = h.windows[-1]
             # The first windows: a registry error holds from the start, a thief's lack
@@ -194,6 +224,11 @@ class TopologyDetector(HistoryOnly):
                     and 0.0 < seen <= self.multiplier_max_share
                     and seen * abs(t[k] / c[k]) >= self.multiplier_min_z
                 )
+                backing = ""
+                if best is None and not multiplier:
+                    best, best_t, backing = self._voltage_backed_area(
+                        histories, series, lacking, voltage, area, i, ok
+                    )
                 if multiplier:
                     detector, category, score = (
                         f"{self.name}:wrong_multiplier",
@@ -212,7 +247,8 @@ class TopologyDetector(HistoryOnly):
                     score = 0.9 if best else 0.45
                     kwh = float(np.nansum(xi)) / len(h)
                     reason = f"recorded in {area}, but {lack}: the area meter does not see it" + (
-                        f"; it shows up in the loss of {best} (t={best_t:.1f}) [true_area={best}]"
+                        f"; it shows up in the loss of {best} (t={best_t:.1f}){backing} "
+                        f"[true_area={best}]"
                         if best
                         else ""
                     )
@@ -230,11 +266,102 @@ class TopologyDetector(HistoryOnly):
                         window_start=today.window_start,
                     )
                 )
+            out.extend(self._backed_pairs(histories, series, lacking, voltage, area))
         return out
 
-    def _lacking(
-        self, loss: np.ndarray, x: np.ndarray, base: np.ndarray
-    ) -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray]:
+    def _backed_pairs(
+        self,
+        histories: dict[str, AreaHistory],
+        series: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+        lacking: dict[str, _Lack],
+        voltage: tuple[list[str], dict[str, np.ndarray]] | None,
+        area: str,
+    ) -> list[Finding]:
+        """Customers ``area`` lacks less clearly than its chosen ones (t between
+        -``min_t`` and -``backed_lack_t``), paired where an area their voltage
+        follows takes them; nothing for the others (a weak lack alone is no lead)."""
+        if voltage is None or area not in voltage[1]:
+            return []
+        loss, x, _ = series[area]
+        lack_of = lacking[area]
+        lo, hi = self.coef_range
+        weak = (-lack_of.c_all >= lo) & (-lack_of.c_all <= hi)
+        weak &= lack_of.t_all <= -self.backed_lack_t
+        weak[lack_of.chosen] = False
+        today = histories[area].windows[-1]
+        ok = np.isfinite(loss)
+        out = []
+        for i in np.flatnonzero(weak):
+            best, best_t, backing = self._voltage_backed_area(
+                histories, series, lacking, voltage, area, int(i), ok
+            )
+            if best is None:
+                continue
+            out.append(
+                Finding(
+                    detector=self.name,
+                    target_id=today.meter_ids[i],
+                    target_kind=TargetKind.METER,
+                    category=SuspicionCategory.TOPOLOGY_ERROR,
+                    score=0.9,
+                    ts=today.window_end,
+                    estimated_kwh=float(np.nansum(x[:, i])) / len(histories[area]),
+                    reason=(
+                        f"recorded in {area}, but its consumption enters {area}'s loss with "
+                        f"coefficient {lack_of.c_all[i]:.2f} (t={lack_of.t_all[i]:.1f}): the area "
+                        f"meter does not see it; it shows up in the loss of {best} "
+                        f"(t={best_t:.1f}){backing} [true_area={best}]"
+                    ),
+                    area_id=area,
+                    window_start=today.window_start,
+                )
+            )
+        return out
+
+    def _voltage_backed_area(
+        self,
+        histories: dict[str, AreaHistory],
+        series: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+        lacking: dict[str, _Lack],
+        voltage: tuple[list[str], dict[str, np.ndarray]] | None,
+        area: str,
+        i: int,
+        ok: np.ndarray,
+    ) -> tuple[str | None, float, str]:
+        """The area that takes customer ``i`` of ``area`` at t >= ``pair_min_t``
+        among those whose customers its voltage follows at least as well as its own
+        area's and within ``backed_voltage_gap`` of the closest; with its t and the
+        voltage evidence for the reason. (None, 0, "") without voltages or such an
+        area."""
+        if voltage is None or area not in voltage[1]:
+            return None, 0.0, ""
+        areas, near_of = voltage
+        row = near_of[area][i]
+        own = float(row[areas.index(area)])
+        others = {
+            b: float(row[j]) for j, b in enumerate(areas) if b != area and np.isfinite(row[j])
+        }
+        if not others:
+            return None, 0.0, ""
+        closest = max(others.values())
+        floor = max(own, closest - self.backed_voltage_gap)
+        allowed = {b for b, r in others.items() if r >= floor}
+        if not allowed:
+            return None, 0.0, ""
+        xi = series[area][1][:, i]
+        best, best_t = self._true_area(
+            histories, series, lacking, area, xi, ok, self.pair_min_t, allowed=allowed
+        )
+        if best is None:
+            return None, 0.0, ""
+        backing = (
+            f", and its voltage follows {best}'s customers (nearest "
+            f"{self.voltage_neighbours}: r={others[best]:.2f}) as well as its own area's "
+            f"(r={own:.2f})"
+        )
+        return best, best_t, backing
+
+    def _lacking(self, loss: np.ndarray, x: np.ndarray, base: np.ndarray) -> _Lack:
         """The customers whose consumption the area's loss lacks (coefficient in
         ``-coef_range`` at t <= -``min_t``), with their coefficients and t, each
         judged with the others known, and whether each lack is clearly theirs: no
@@ -283,19 +410,21 @@ class TopologyDetector(HistoryOnly):
                 clear[k] = not (rivals.any() and tk[rivals].min() <= t[k] + self.lack_margin_t)
             holds = (-c >= lo) & (-c <= hi) & (t <= -self.min_t)
             if holds.all():
-                return chosen, c, t, clear
+                c_all, t_all = fit(everyone, chosen)
+                return _Lack(chosen, c, t, clear, c_all, t_all)
             del chosen[int(np.argmax(np.where(holds, -np.inf, t)))]
 
     def _true_area(
         self,
         histories: dict[str, AreaHistory],
         series: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
-        lacking: dict[str, tuple[list[int], np.ndarray, np.ndarray, np.ndarray]],
+        lacking: dict[str, _Lack],
         area: str,
         xi: np.ndarray,
         ok: np.ndarray,
         min_t: float,
         other_feeders: bool = True,
+        allowed: set[str] | None = None,
     ) -> tuple[str | None, float]:
         """The area whose loss takes ``xi`` with a coefficient near +1 and t of at
         least ``min_t``, and its t; or None. Each area is judged with its own lacking
@@ -306,7 +435,8 @@ class TopologyDetector(HistoryOnly):
         ``other_feeders``: the caller allows them for a lack present from the first
         windows, as a registry error's is; a thief's lack begins at its theft, and in
         theft-heavy areas of other feeders two thieves found takers at t 11-12 (our
-        development grids), which then hid their thefts."""
+        development grids), which then hid their thefts. Only areas in ``allowed``
+        when given (those the customer's voltage points to)."""
         lo, hi = self.coef_range
         feeder = histories[area].windows[-1].feeder_id
         fits: list[tuple[bool, float, str]] = []
@@ -316,7 +446,9 @@ class TopologyDetector(HistoryOnly):
                 continue
             if not other_feeders and histories[other].windows[-1].feeder_id != feeder:
                 continue
-            known = x_b[both][:, lacking[other][0]]
+            if allowed is not None and other not in allowed:
+                continue
+            known = x_b[both][:, lacking[other].chosen]
             cb, tb = _partial_fit(loss_b[both], base_b[both], xi[both][:, None], known)
             if lo <= cb[0] <= hi and tb[0] >= min_t:
                 same = histories[other].windows[-1].feeder_id == feeder
@@ -358,46 +490,13 @@ class VoltageTopologyDetector(HistoryOnly):
     name: str = "voltage_topology"
 
     def score_many(self, histories: dict[str, AreaHistory]) -> list[Finding]:
-        volts: dict[str, np.ndarray] = {}
-        for area, h in histories.items():
-            today = h.windows[-1]
-            if len(h) < self.min_windows or today.n_customers == 0:
-                continue
-            if today.virtual or today.dedicated:
-                continue  # not a transformer area: nobody is wired to it
-            v = h.voltages()
-            if v is None or np.isfinite(v).sum() < 24:
-                continue
-            volts[area] = v.astype(np.float64)
-        if len(volts) < 2:
+        affinity = voltage_affinity(histories, self.min_windows, self.neighbours)
+        if affinity is None:
             return []
-        t = next(iter(volts.values())).shape[1]
-        volts = {a: v for a, v in volts.items() if v.shape[1] == t}
-        areas = sorted(volts)
-        centred = {a: volts[a] - _nanmean_rows(volts[a]) for a in areas}
-        # The median house of each feeder, not the mean of the areas' medians: a
-        # workshop on one cable moves its area's median by volts, and put into the
-        # common part it would move every other customer's residual with it. Per
-        # feeder, when the scope holds several (a substation's: streams.pipeline.
-        # regions): each feeder's voltage has its own component (its load's drop
-        # along the 10 kV line), which a median over all feeders leaves in every
-        # residual, so that a feeder's customers correlate across its areas.
-        feeder = {a: histories[a].windows[-1].feeder_id or "" for a in areas}
-        common = {
-            f: quiet_nanmedian(
-                np.concatenate([centred[a] for a in areas if feeder[a] == f]), axis=0
-            )
-            for f in set(feeder.values())
-        }
-        z = np.concatenate([_standardised(centred[a] - common[feeder[a]]) for a in areas])
-        sizes = np.array([len(centred[a]) for a in areas])
-        first = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        areas, near_of = affinity
         out = []
         for ai, area in enumerate(areas):
-            rows = slice(first[ai], first[ai] + sizes[ai])
-            corr = z[rows] @ z.T / z.shape[1]  # customers of the area x all customers
-            corr[np.arange(sizes[ai]), np.arange(first[ai], first[ai] + sizes[ai])] = -2.0
-            near = _nearest_means(corr, sizes, self.neighbours)  # customers x areas
+            near = near_of[area]
             own = near[:, ai]
             others = near.copy()
             others[:, ai] = -np.inf
@@ -429,6 +528,55 @@ class VoltageTopologyDetector(HistoryOnly):
                     )
                 )
         return out
+
+
+def voltage_affinity(
+    histories: dict[str, AreaHistory], min_windows: int, neighbours: int
+) -> tuple[list[str], dict[str, np.ndarray]] | None:
+    """How closely each customer's voltage follows each area's customers: the areas
+    with voltages (sorted) and, per area, its customers x those areas, the mean of
+    each customer's ``neighbours`` highest correlations with the area's customers
+    (-inf for an area with fewer; its own area without itself). None with fewer than
+    two such areas. Why neighbours and a common part per feeder: VoltageTopologyDetector."""
+    volts: dict[str, np.ndarray] = {}
+    for area, h in histories.items():
+        today = h.windows[-1]
+        if len(h) < min_windows or today.n_customers == 0:
+            continue
+        if today.virtual or today.dedicated:
+            continue  # not a transformer area: nobody is wired to it
+        v = h.voltages()
+        if v is None or np.isfinite(v).sum() < 24:
+            continue
+        volts[area] = v.astype(np.float64)
+    if len(volts) < 2:
+        return None
+    t = next(iter(volts.values())).shape[1]
+    volts = {a: v for a, v in volts.items() if v.shape[1] == t}
+    areas = sorted(volts)
+    centred = {a: volts[a] - _nanmean_rows(volts[a]) for a in areas}
+    # The median house of each feeder, not the mean of the areas' medians: a
+    # workshop on one cable moves its area's median by volts, and put into the
+    # common part it would move every other customer's residual with it. Per
+    # feeder, when the scope holds several (a substation's: streams.pipeline.
+    # regions): each feeder's voltage has its own component (its load's drop
+    # along the 10 kV line), which a median over all feeders leaves in every
+    # residual, so that a feeder's customers correlate across its areas.
+    feeder = {a: histories[a].windows[-1].feeder_id or "" for a in areas}
+    common = {
+        f: quiet_nanmedian(np.concatenate([centred[a] for a in areas if feeder[a] == f]), axis=0)
+        for f in set(feeder.values())
+    }
+    z = np.concatenate([_standardised(centred[a] - common[feeder[a]]) for a in areas])
+    sizes = np.array([len(centred[a]) for a in areas])
+    first = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    near_of = {}
+    for ai, area in enumerate(areas):
+        rows = slice(first[ai], first[ai] + sizes[ai])
+        corr = z[rows] @ z.T / z.shape[1]  # customers of the area x all customers
+        corr[np.arange(sizes[ai]), np.arange(first[ai], first[ai] + sizes[ai])] = -2.0
+        near_of[area] = _nearest_means(corr, sizes, neighbours)
+    return areas, near_of
 
 
 def _standardised(x: np.ndarray) -> np.ndarray:
