@@ -137,6 +137,7 @@ def _energy_feeder(
     share_in_a: float = 0.0,
     b_first_billed_factor: float = 1.0,
     feeder_of: dict[str, str] | None = None,
+    a_noise_kwh: float = 0.0,
 ) -> dict[str, AreaHistory]:
     """Areas A, B, C of 20 households each (hourly profiles) on one feeder. A's X is
     billed in A (``billed_factor`` x its use) but supplied by ``supplied_by``. B's and
@@ -144,7 +145,7 @@ def _energy_feeder(
     shop's spikes): B takes X with a weak t, while A, quiet, clearly lacks it.
     ``share_in_a`` of X's use enters A's meter all the same (B gets the rest). B's
     first customer is billed ``b_first_billed_factor`` x its use (a wrong multiplier).
-    ``feeder_of`` puts areas on other feeders than F1."""
+    ``feeder_of`` puts areas on other feeders than F1; ``a_noise_kwh`` makes A busy too."""
     hours = np.arange(N_DAYS * PARTS) % PARTS
     shape = 0.4 + np.exp(-((hours - 19.5) ** 2) / 6) + 0.4 * np.exp(-((hours - 8) ** 2) / 3)
 
@@ -158,7 +159,7 @@ def _energy_feeder(
     in_a = np.where((supplied_by == "A") | ~lacking, 1.0, share_in_a)
     in_b = (supplied_by == "B") * (1.0 - share_in_a)
     supply = {
-        "A": a.sum(axis=1) * 1.01 + 0.3 + in_a * x[:, 0],
+        "A": a.sum(axis=1) * 1.01 + 0.3 + in_a * x[:, 0] + rng.gamma(1.0, a_noise_kwh, len(shape)),
         "B": (b.sum(axis=1) + in_b * x[:, 0]) * 1.01 + 0.3 + rng.gamma(1.0, noise_kwh, len(shape)),
         "C": c.sum(axis=1) * 1.01 + 0.3 + rng.gamma(1.0, noise_kwh, len(shape)),
     }
@@ -335,3 +336,64 @@ def test_a_theft_stepping_up_the_loss_does_not_make_a_falling_customer_look_miss
     assert TopologyDetector().score_many({"A": h}) == []
     one_level = TopologyDetector(level_per_window=False).score_many({"A": h})
     assert [f.target_id for f in one_level] == ["A-00"]
+
+
+def _with_voltages(
+    histories: dict[str, AreaHistory], rng: np.random.Generator, x_wired_to: str
+) -> dict[str, AreaHistory]:
+    """The same areas with house voltages: each area's drop along its network, which
+    its houses share, plus each house's own; A-X's follows ``x_wired_to``'s."""
+    t = N_DAYS * PARTS
+    upstream = 2.0 * rng.standard_normal(t).cumsum() / np.sqrt(t)
+    drop = {area: rng.gamma(2.0, 0.5, t) for area in histories}
+    out = {}
+    for area, h in histories.items():
+        ids = h.windows[-1].meter_ids
+        wired = [x_wired_to if m == "A-X" else area for m in ids]
+        v = np.stack(
+            [
+                232.0 + upstream - drop[w] - rng.gamma(1.0, 0.3, t) + rng.normal(0, 0.3, t)
+                for w in wired
+            ]
+        ).astype(np.float32)
+        windows = deque(
+            replace(w, voltage_v=v[:, d * PARTS : (d + 1) * PARTS]) for d, w in enumerate(h.windows)
+        )
+        out[area] = AreaHistory(windows=windows)
+    return out
+
+
+def test_a_weaker_lack_is_paired_where_the_voltage_points() -> None:
+    """A is busy too: its loss lacks X at t -8.8 only, not a clear lack (t <= -10),
+    and B takes X at t 6.7; from the energy alone, no finding. X's voltage following
+    B's houses makes it a pair; following A's own, or C's (which does not take it),
+    it stays unnamed."""
+    histories = _energy_feeder(np.random.default_rng(0), noise_kwh=0.5, a_noise_kwh=0.5)
+    assert TopologyDetector().score_many(histories) == []
+    wired_b = _with_voltages(histories, np.random.default_rng(1), x_wired_to="B")
+    found = TopologyDetector().score_many(wired_b)
+    assert [(f.target_id, f.score) for f in found] == [("A-X", 0.9)]
+    assert "[true_area=B]" in found[0].reason and "its voltage follows B's" in found[0].reason
+    assert found[0].estimated_kwh > 0
+    for wired_to in ("A", "C"):
+        honest = _with_voltages(histories, np.random.default_rng(1), x_wired_to=wired_to)
+        assert TopologyDetector().score_many(honest) == []
+    # The weak lack must reach backed_lack_t.
+    assert TopologyDetector(backed_lack_t=9.0).score_many(wired_b) == []
+
+
+def test_a_lead_becomes_a_pair_when_the_voltage_agrees_with_the_taker() -> None:
+    """A lack from day 3 on with its taker on another feeder is only a lead from the
+    energy (a thief's shortfall looks the same); X's voltage following the taker's
+    houses says it is wired there (a customer moved in mid-history is one too)."""
+    histories = _energy_feeder(
+        np.random.default_rng(7), noise_kwh=0.2, billed_from_day=3, feeder_of={"B": "F2"}
+    )
+    lead = [f for f in TopologyDetector().score_many(histories) if f.target_id == "A-X"]
+    assert [f.score for f in lead] == [0.45]
+    wired_b = _with_voltages(histories, np.random.default_rng(1), x_wired_to="B")
+    found = [f for f in TopologyDetector().score_many(wired_b) if f.target_id == "A-X"]
+    assert [f.score for f in found] == [0.9] and "[true_area=B]" in found[0].reason
+    honest = _with_voltages(histories, np.random.default_rng(1), x_wired_to="A")
+    kept = [f for f in TopologyDetector().score_many(honest) if f.target_id == "A-X"]
+    assert [f.score for f in kept] == [0.45]
