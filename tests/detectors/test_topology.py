@@ -378,8 +378,10 @@ def test_a_weaker_lack_is_paired_where_the_voltage_points() -> None:
     for wired_to in ("A", "C"):
         honest = _with_voltages(histories, np.random.default_rng(1), x_wired_to=wired_to)
         assert TopologyDetector().score_many(honest) == []
-    # The weak lack must reach backed_lack_t.
+    # The weak lack must reach backed_lack_t, and lack and taker together
+    # backed_min_t_sum (8.8 + 6.7 here).
     assert TopologyDetector(backed_lack_t=9.0).score_many(wired_b) == []
+    assert TopologyDetector(backed_min_t_sum=16.0).score_many(wired_b) == []
 
 
 def test_a_lead_becomes_a_pair_when_the_voltage_agrees_with_the_taker() -> None:
