@@ -139,6 +139,26 @@ def test_a_meter_recording_a_fraction_drops_its_base_load_too() -> None:
     assert f.score >= 0.5 and "base load" in f.reason
 
 
+def test_an_empty_home_using_the_same_every_day_is_not_a_scaled_drop() -> None:
+    """A home whose nights were heated (its usual base load, 0.3 kWh an hour) left
+    empty: only its fridge runs, 0.1 kWh an hour, the same every day. Its total and
+    base load fall together, as a slowed meter's would (an away household of unseen
+    independent seed 19), but its days became far more alike than its lived-in days
+    ever were; a slowed meter keeps the home's day-to-day swings."""
+    rng = np.random.default_rng(4)
+    p = _households(rng) * rng.lognormal(0.0, 0.3, (N_DAYS, N_CUSTOMERS, 1))  # days differ
+    p[:, 5] += 0.3  # night heating: a high base load
+    p[-5:, 5] = 0.1 * rng.lognormal(0.0, 0.05, (5, PARTS))  # the fridge alone
+    p[-5:, 1] *= 0.3  # a slowed meter
+    h = _history(p)
+    assert _scaled(h) == {"C01"}
+    det = ConsumptionShapeDetector(steady_ratio=0.0)
+    assert {f.target_id for f in det.score_one(h) if f.detector.endswith("scaled_drop")} == {
+        "C01",
+        "C05",
+    }
+
+
 def test_a_dead_meter_is_not_a_scaled_drop() -> None:
     """Nothing recorded at all is a dead meter or a home switched off at the main
     breaker as often as a full bypass: the fault detector and the area's balance
