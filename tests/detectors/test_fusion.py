@@ -124,6 +124,25 @@ def test_a_topology_pair_needs_two_windows_whatever_its_score() -> None:
     assert _reported(book) == {"TWICE": DAY0 + 13 * DAY}
 
 
+def test_a_wrong_multiplier_fitted_on_daily_totals_needs_two_windows() -> None:
+    """A registry's wrong multiplier holds in every window; a fit of one window's daily
+    totals that does not recur named honest customers. A register stepping back
+    needs no second look."""
+    book = SuspicionBook()
+
+    def fault(day: int, target: str, kind: str) -> Finding:
+        return replace(
+            _finding(day, target, score=0.9, detector=f"meter_fault:{kind}"),
+            category=SuspicionCategory.METER_FAULT,
+        )
+
+    book.add(fault(7, "ONCE", "wrong_multiplier"))
+    for day in (7, 8):
+        book.add(fault(day, "STANDING", "wrong_multiplier"))
+    book.add(fault(9, "STEPPED", "step_back"))
+    assert _reported(book) == {"STANDING": DAY0 + 9 * DAY, "STEPPED": DAY0 + 10 * DAY}
+
+
 def test_one_story_per_meter_the_stronger_of_a_theft_and_a_pair_wins() -> None:
     """A fault named with confidence explains a theft suspicion away; a topology pair
     does so only when it is at least as strong as the theft: a thief's area lacks its
