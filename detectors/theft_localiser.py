@@ -147,11 +147,6 @@ class TheftLocaliser(HistoryOnly):
     # under this mostly used less (a home away) and was lent another loss's part:
     # kept in the model, not reported.
     min_deficit_share: float = 0.4
-    # A suspect whose load its area meter missed from the first windows on is a
-    # registry error, not a thief (``_unseen_from_start``). Our generators' mapping
-    # errors and the independent grids': the coefficient -0.6 to -1.6 in each half of
-    # the windows before the change point, t -3 to -28; thieves whose theft began
-    # before the change point the search found: the later half only, or t above -2.
     # A suspect whose short days since its start are far more alike than its days
     # ever were (their spread under ``steady_ratio`` of its usual) is a home left
     # empty, its fridge and standby using the same every day, unless the area's loss
@@ -163,6 +158,11 @@ class TheftLocaliser(HistoryOnly):
     steady_min_z: float = 8.0
     steady_low_share: float = 0.6  # a short day: recorded under this share of usual
     steady_min_days: int = 3
+    # A suspect whose load its area meter missed from the first windows on is a
+    # registry error, not a thief (``_unseen_from_start``). Our generators' mapping
+    # errors and the independent grids': the coefficient -0.6 to -1.6 in each half of
+    # the windows before the change point, t -3 to -28; thieves whose theft began
+    # before the change point the search found: the later half only, or t above -2.
     unseen_max_start_lag: int = 2
     unseen_max_coef: float = -0.5
     unseen_min_t: float = 2.5
