@@ -194,3 +194,36 @@ def test_one_story_per_meter_the_stronger_of_a_theft_and_a_pair_wins() -> None:
     thief = got["THIEF", SuspicionCategory.THEFT].evidence
     assert thief.startswith("area loss rose")
     assert "also looked like a wrong area (recorded in A1, shows up in A3)" in thief
+
+
+def test_a_pair_and_a_multiplier_fit_on_one_meter_leave_the_pair() -> None:
+    """A customer supplied by another area lacks nearly all of its billing in its
+    recorded area's first week, which the fault detector's daily-total fit reads as
+    a registry multiplier 11.5 x too high. The pair names where its energy goes; a
+    wrong multiplier would keep it at home. A register stepping back on a paired
+    meter is another story and stays."""
+    book = SuspicionBook()
+
+    def as_(day: int, target: str, category: SuspicionCategory, detector: str) -> Finding:
+        return replace(
+            _finding(day, target, score=0.9),
+            category=category,
+            detector=detector,
+            reason=f"{detector} says so",
+        )
+
+    for day in (10, 11):
+        for target in ("MAPPED", "STEPPED"):
+            book.add(as_(day, target, SuspicionCategory.TOPOLOGY_ERROR, "topology"))
+        book.add(as_(day, "MAPPED", SuspicionCategory.METER_FAULT, "meter_fault:wrong_multiplier"))
+        book.add(as_(day, "STEPPED", SuspicionCategory.METER_FAULT, "meter_fault:step_back"))
+        book.add(as_(day, "ALONE", SuspicionCategory.METER_FAULT, "meter_fault:wrong_multiplier"))
+    got = {(s.target_id, s.category.value): s for s in book.suspicions()}
+    assert sorted(got) == [
+        ("ALONE", "meter_fault"),
+        ("MAPPED", "topology_error"),
+        ("STEPPED", "meter_fault"),
+        ("STEPPED", "topology_error"),
+    ]
+    pair = got["MAPPED", "topology_error"].evidence
+    assert "also fitted as a wrong multiplier (meter_fault:wrong_multiplier says so)" in pair
