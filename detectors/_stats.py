@@ -70,6 +70,16 @@ def quiet_nanmean(a: npt.NDArray[np.floating], axis: int = 0) -> FloatArray:
     return _quiet(np.nanmean, a, axis)
 
 
+def quiet_nan_spread(a: npt.NDArray[np.floating], axis: int = 0) -> FloatArray:
+    """Coefficient of variation along ``axis`` over the finite values (standard
+    deviation over mean), quietly NaN for an all-NaN slice or a zero mean."""
+    return _quiet(_spread, a, axis)
+
+
+def _spread(a: npt.NDArray[np.floating], axis: int) -> Any:
+    return np.nanstd(a, axis=axis) / np.nanmean(a, axis=axis)
+
+
 def _quiet(reduce: Callable[..., Any], a: npt.NDArray[np.floating], axis: int) -> FloatArray:
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)

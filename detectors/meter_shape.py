@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from detectors._stats import quiet_nanmean, quiet_nanmedian
+from detectors._stats import quiet_nan_spread, quiet_nanmean, quiet_nanmedian
 from detectors.base import Finding, HistoryOnly
 from detectors.observations import AreaHistory
 from lineloss.domain import SuspicionCategory, TargetKind
@@ -176,11 +176,8 @@ class ConsumptionShapeDetector(HistoryOnly):
             & (day_base <= d_ratio + self.scaled_margin)
         )
         scaled_days = scaled_each.sum(0)
-        with np.errstate(all="ignore"):
-            recent_spread = np.nanstd(energy[n - d :], axis=0) / np.nanmean(energy[n - d :], axis=0)
-            before = energy[: n - d]  # the days before the drop's
-            usual_spread = np.nanstd(before, axis=0) / np.nanmean(before, axis=0)
-        steady = recent_spread < self.steady_ratio * usual_spread  # NaN: not steady
+        usual_spread = quiet_nan_spread(energy[: n - d])  # the days before the drop's
+        steady = quiet_nan_spread(energy[n - d :]) < self.steady_ratio * usual_spread
         # A theft that began three days ago: its five-day mean is not yet below half,
         # but each of its days is scaled.
         fast = self.scaled_fast_days > 0 and scaled_each[-self.scaled_fast_days :].all(0)

@@ -52,7 +52,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import numpy.typing as npt
 
-from detectors._stats import long_run_var, quiet_nanmedian
+from detectors._stats import long_run_var, quiet_nan_spread, quiet_nanmedian
 from detectors.base import Finding, HistoryOnly
 from detectors.observations import AreaHistory
 from lineloss.domain import SuspicionCategory, TargetKind
@@ -226,11 +226,10 @@ class TheftLocaliser(HistoryOnly):
         rec = m.totals[th.start :, th.index]
         usual = m.usual_totals[th.start :, th.index]
         low = rec[(rec < self.steady_low_share * usual) & (rec >= 0.2)]
-        ref = m.totals[: self.min_reference_windows, th.index]
-        if len(low) < self.steady_min_days or ref.mean() <= 0:
+        if len(low) < self.steady_min_days:
             return False
-        spread = low.std() / low.mean()
-        return bool(spread < self.steady_ratio * (ref.std() / ref.mean()))
+        ref_spread = quiet_nan_spread(m.totals[: self.min_reference_windows, th.index])
+        return bool(quiet_nan_spread(low) < self.steady_ratio * ref_spread)  # NaN: not steady
 
     # --- the model
 

@@ -34,12 +34,13 @@ supplied from outside its region is a lead ("not seen by its area"), never a pai
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
 from detectors._stats import quiet_nanmedian
 from detectors.base import Finding, HistoryOnly
-from detectors.observations import AreaHistory
+from detectors.observations import AreaHistory, AreaWindow
 from lineloss.domain import SuspicionCategory, TargetKind
 
 
@@ -117,6 +118,65 @@ class _Lack:
     t_all: np.ndarray
 
 
+Series = tuple[np.ndarray, np.ndarray, np.ndarray]  # loss, customers, technical columns
+Affinity = tuple[list[str], dict[str, np.ndarray]]  # voltage_affinity's areas and rows
+
+
+@dataclass
+class _Scope:
+    """The areas one call judges together: their histories, series and lacking
+    customers, and the customers' voltage affinity, computed on first use (an area
+    without a weaker lack or a failed pair never needs it)."""
+
+    histories: dict[str, AreaHistory]
+    series: dict[str, Series]
+    lacking: dict[str, _Lack]
+    min_windows: int
+    neighbours: int
+
+    @cached_property
+    def voltage(self) -> Affinity | None:
+        return voltage_affinity(self.histories, self.min_windows, self.neighbours)
+
+
+def _meter_finding(
+    detector: str,
+    category: SuspicionCategory,
+    score: float,
+    today: AreaWindow,
+    area: str,
+    i: int,
+    kwh: float,
+    reason: str,
+) -> Finding:
+    return Finding(
+        detector=detector,
+        target_id=today.meter_ids[i],
+        target_kind=TargetKind.METER,
+        category=category,
+        score=score,
+        ts=today.window_end,
+        estimated_kwh=kwh,
+        reason=reason,
+        area_id=area,
+        window_start=today.window_start,
+    )
+
+
+def _unseen_reason(area: str, lack: str, best: str | None, best_t: float, backing: str) -> str:
+    """Why a customer recorded in ``area`` is not supplied there (``lack``: how its
+    consumption enters the loss), and where it shows up when an area takes it."""
+    return f"recorded in {area}, but {lack}: the area meter does not see it" + (
+        f"; it shows up in the loss of {best} (t={best_t:.1f}){backing} [true_area={best}]"
+        if best
+        else ""
+    )
+
+
+def _lack_words(area: str, c: float, t: float) -> str:
+    return f"its consumption enters {area}'s loss with coefficient {c:.2f} (t={t:.1f})"
+
+
 @dataclass
 class TopologyDetector(HistoryOnly):
     """A customer whose consumption enters its recorded area's loss with a
@@ -192,7 +252,7 @@ class TopologyDetector(HistoryOnly):
                 continue
             series[a] = (loss, x, _technical(supply, len(h), self.level_per_window))
         lacking = {a: self._lacking(*series[a]) for a in series}
-        voltage = voltage_affinity(histories, self.min_windows, self.voltage_neighbours)
+        scope = _Scope(histories, series, lacking, self.min_windows, self.voltage_neighbours)
         lo, hi = self.coef_range
         out = []
         for area, (loss, x, base) in series.items():
@@ -215,19 +275,14 @@ class TopologyDetector(HistoryOnly):
                 whole = bool(abs(c[k] + 1.0) <= self.pair_max_dev and t[k] <= -self.pair_lack_t)
                 weak_ok = from_start and whole
                 best, best_t = self._true_area(
-                    histories,
-                    series,
-                    lacking,
+                    scope,
                     area,
                     xi,
                     ok,
                     self.pair_min_t if weak_ok else self.min_t,
                     other_feeders=from_start,
                 )
-                lack = (
-                    f"its consumption enters {area}'s loss with coefficient {c[k]:.2f} "
-                    f"(t={t[k]:.1f})"
-                )
+                lack = _lack_words(area, c[k], t[k])
                 seen = 1.0 + float(c[k])  # share of the billed energy the area meter sees
                 multiplier = (
                     best is None
@@ -238,7 +293,7 @@ class TopologyDetector(HistoryOnly):
                 backing = ""
                 if best is None and not multiplier:
                     best, best_t, backing = self._voltage_backed_area(
-                        histories, series, lacking, voltage, area, i, float(t[k]), ok
+                        scope, area, i, float(t[k]), ok
                     )
                 if multiplier:
                     detector, category, score = (
@@ -257,88 +312,49 @@ class TopologyDetector(HistoryOnly):
                     detector, category = self.name, SuspicionCategory.TOPOLOGY_ERROR
                     score = 0.9 if best else 0.45
                     kwh = float(np.nansum(xi)) / len(h)
-                    reason = f"recorded in {area}, but {lack}: the area meter does not see it" + (
-                        f"; it shows up in the loss of {best} (t={best_t:.1f}){backing} "
-                        f"[true_area={best}]"
-                        if best
-                        else ""
-                    )
-                out.append(
-                    Finding(
-                        detector=detector,
-                        target_id=today.meter_ids[i],
-                        target_kind=TargetKind.METER,
-                        category=category,
-                        score=score,
-                        ts=today.window_end,
-                        estimated_kwh=kwh,
-                        reason=reason,
-                        area_id=area,
-                        window_start=today.window_start,
-                    )
-                )
-            out.extend(self._backed_pairs(histories, series, lacking, voltage, area))
+                    reason = _unseen_reason(area, lack, best, best_t, backing)
+                out.append(_meter_finding(detector, category, score, today, area, i, kwh, reason))
+            out.extend(self._backed_pairs(scope, area))
         return out
 
-    def _backed_pairs(
-        self,
-        histories: dict[str, AreaHistory],
-        series: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
-        lacking: dict[str, _Lack],
-        voltage: tuple[list[str], dict[str, np.ndarray]] | None,
-        area: str,
-    ) -> list[Finding]:
+    def _backed_pairs(self, scope: _Scope, area: str) -> list[Finding]:
         """Customers ``area`` lacks less clearly than its chosen ones (t between
         -``min_t`` and -``backed_lack_t``), paired where an area their voltage
         follows takes them; nothing for the others (a weak lack alone is no lead)."""
-        if voltage is None or area not in voltage[1]:
-            return []
-        loss, x, _ = series[area]
-        lack_of = lacking[area]
+        loss, x, _ = scope.series[area]
+        lack_of = scope.lacking[area]
         lo, hi = self.coef_range
         weak = (-lack_of.c_all >= lo) & (-lack_of.c_all <= hi)
         weak &= lack_of.t_all <= -self.backed_lack_t
         weak[lack_of.chosen] = False
-        today = histories[area].windows[-1]
+        if not weak.any() or scope.voltage is None or area not in scope.voltage[1]:
+            return []
+        h = scope.histories[area]
         ok = np.isfinite(loss)
         out = []
         for i in np.flatnonzero(weak):
-            best, best_t, backing = self._voltage_backed_area(
-                histories, series, lacking, voltage, area, int(i), float(lack_of.t_all[i]), ok
-            )
+            c, t = float(lack_of.c_all[i]), float(lack_of.t_all[i])
+            best, best_t, backing = self._voltage_backed_area(scope, area, int(i), t, ok)
             if best is None:
                 continue
+            reason = _unseen_reason(area, _lack_words(area, c, t), best, best_t, backing)
+            kwh = float(np.nansum(x[:, i])) / len(h)
             out.append(
-                Finding(
-                    detector=self.name,
-                    target_id=today.meter_ids[i],
-                    target_kind=TargetKind.METER,
-                    category=SuspicionCategory.TOPOLOGY_ERROR,
-                    score=0.9,
-                    ts=today.window_end,
-                    estimated_kwh=float(np.nansum(x[:, i])) / len(histories[area]),
-                    reason=(
-                        f"recorded in {area}, but its consumption enters {area}'s loss with "
-                        f"coefficient {lack_of.c_all[i]:.2f} (t={lack_of.t_all[i]:.1f}): the area "
-                        f"meter does not see it; it shows up in the loss of {best} "
-                        f"(t={best_t:.1f}){backing} [true_area={best}]"
-                    ),
-                    area_id=area,
-                    window_start=today.window_start,
+                _meter_finding(
+                    self.name,
+                    SuspicionCategory.TOPOLOGY_ERROR,
+                    0.9,
+                    h.windows[-1],
+                    area,
+                    int(i),
+                    kwh,
+                    reason,
                 )
             )
         return out
 
     def _voltage_backed_area(
-        self,
-        histories: dict[str, AreaHistory],
-        series: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
-        lacking: dict[str, _Lack],
-        voltage: tuple[list[str], dict[str, np.ndarray]] | None,
-        area: str,
-        i: int,
-        lack_t: float,
-        ok: np.ndarray,
+        self, scope: _Scope, area: str, i: int, lack_t: float, ok: np.ndarray
     ) -> tuple[str | None, float, str]:
         """The area that takes customer ``i`` of ``area`` (lacked there at
         ``lack_t``) at t >= ``pair_min_t`` and ``backed_min_t_sum`` with the lack,
@@ -346,6 +362,7 @@ class TopologyDetector(HistoryOnly):
         area's and within ``backed_voltage_gap`` of the closest; with its t and the
         voltage evidence for the reason. (None, 0, "") without voltages or such an
         area."""
+        voltage = scope.voltage
         if voltage is None or area not in voltage[1]:
             return None, 0.0, ""
         areas, near_of = voltage
@@ -361,11 +378,9 @@ class TopologyDetector(HistoryOnly):
         allowed = {b for b, r in others.items() if r >= floor}
         if not allowed:
             return None, 0.0, ""
-        xi = series[area][1][:, i]
+        xi = scope.series[area][1][:, i]
         min_t = max(self.pair_min_t, self.backed_min_t_sum + lack_t)
-        best, best_t = self._true_area(
-            histories, series, lacking, area, xi, ok, min_t, allowed=allowed
-        )
+        best, best_t = self._true_area(scope, area, xi, ok, min_t, allowed=allowed)
         if best is None:
             return None, 0.0, ""
         backing = (
@@ -430,9 +445,7 @@ class TopologyDetector(HistoryOnly):
 
     def _true_area(
         self,
-        histories: dict[str, AreaHistory],
-        series: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
-        lacking: dict[str, _Lack],
+        scope: _Scope,
         area: str,
         xi: np.ndarray,
         ok: np.ndarray,
@@ -452,9 +465,10 @@ class TopologyDetector(HistoryOnly):
         development grids), which then hid their thefts. Only areas in ``allowed``
         when given (those the customer's voltage points to)."""
         lo, hi = self.coef_range
+        histories = scope.histories
         feeder = histories[area].windows[-1].feeder_id
         fits: list[tuple[bool, float, str]] = []
-        for other, (loss_b, x_b, base_b) in series.items():
+        for other, (loss_b, x_b, base_b) in scope.series.items():
             both = np.isfinite(loss_b) & ok if len(loss_b) == len(xi) else None
             if other == area or both is None or both.sum() < 24:
                 continue
@@ -462,7 +476,7 @@ class TopologyDetector(HistoryOnly):
                 continue
             if allowed is not None and other not in allowed:
                 continue
-            known = x_b[both][:, lacking[other].chosen]
+            known = x_b[both][:, scope.lacking[other].chosen]
             cb, tb = _partial_fit(loss_b[both], base_b[both], xi[both][:, None], known)
             if lo <= cb[0] <= hi and tb[0] >= min_t:
                 same = histories[other].windows[-1].feeder_id == feeder
@@ -546,7 +560,7 @@ class VoltageTopologyDetector(HistoryOnly):
 
 def voltage_affinity(
     histories: dict[str, AreaHistory], min_windows: int, neighbours: int
-) -> tuple[list[str], dict[str, np.ndarray]] | None:
+) -> Affinity | None:
     """How closely each customer's voltage follows each area's customers: the areas
     with voltages (sorted) and, per area, its customers x those areas, the mean of
     each customer's ``neighbours`` highest correlations with the area's customers

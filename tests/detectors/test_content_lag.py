@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from factories import area_day, household_days
+from factories import area_day, clock_drifting, household_days
 
 from detectors.content_lag import (
     GrowingLag,
@@ -12,7 +12,6 @@ from detectors.content_lag import (
     loss_coefficient,
     true_minus_recorded,
 )
-from detectors.meter_faults import MeterFaultDetector
 from detectors.observations import AreaHistory
 
 PARTS = 24
@@ -64,14 +63,6 @@ def _area(
             )
         )
     return h
-
-
-def _drifting(h: AreaHistory) -> set[str]:
-    return {
-        f.target_id
-        for f in MeterFaultDetector().score_one(h)
-        if f.detector == "meter_fault:clock_drift"
-    }
 
 
 def _grid(seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -146,12 +137,12 @@ def test_the_loss_carries_the_lag_with_a_coefficient_near_one() -> None:
 
 def test_a_fast_clock_is_named_and_a_household_that_changed_its_hours_is_not() -> None:
     true, recorded = _grid()
-    assert _drifting(_area(true, recorded)) == {"C03"}
+    assert clock_drifting(_area(true, recorded)) == {"C03"}
 
 
 def test_without_an_area_meter_a_lag_is_nobodys_fault() -> None:
     true, recorded = _grid()
-    assert _drifting(_area(true, recorded, metered=False)) == set()
+    assert clock_drifting(_area(true, recorded, metered=False)) == set()
 
 
 def test_a_customer_wired_elsewhere_who_shifts_its_hours_is_not_a_fast_clock() -> None:
@@ -161,7 +152,7 @@ def test_a_customer_wired_elsewhere_who_shifts_its_hours_is_not_a_fast_clock() -
     elsewhere = true.copy()
     elsewhere[:, 5] = 0.0
     recorded[:, 3] = true[:, 3]  # no fast clock in this area
-    assert _drifting(_area(elsewhere, recorded)) == set()
+    assert clock_drifting(_area(elsewhere, recorded)) == set()
 
 
 def _fit_one(series: list[float]) -> list[GrowingLag]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from factories import DAY, area_day
+from factories import DAY, area_day, clock_drifting
 
 from detectors.meter_faults import MeterFaultDetector
 from detectors.observations import AreaHistory
@@ -38,14 +38,6 @@ def _history(drift_s_per_day: list[float], n_days: int = 20, start_day: int = 8)
     return h
 
 
-def _drifting(h: AreaHistory) -> set[str]:
-    return {
-        f.target_id
-        for f in MeterFaultDetector().score_one(h)
-        if f.detector == "meter_fault:clock_drift"
-    }
-
-
 @pytest.mark.parametrize(
     "rate_s_per_day",
     [
@@ -61,13 +53,13 @@ def test_a_drifting_clock_is_named_and_healthy_meters_are_not(rate_s_per_day: fl
     grid, their circular mean is mostly jitter and the daily phase cannot show the
     drift: 14.8 minutes a day is not found here.)"""
     h = _history([0.0, rate_s_per_day, 0.0, 0.0])
-    assert _drifting(h) == {"C01"}
+    assert clock_drifting(h) == {"C01"}
 
 
 def test_no_drift_before_it_started_and_not_from_jitter_or_a_constant_offset() -> None:
-    assert _drifting(_history([0.0, 0.0, 0.0], n_days=20)) == set()
+    assert clock_drifting(_history([0.0, 0.0, 0.0], n_days=20)) == set()
     # A drift that started two windows ago is not a steady trend yet.
-    assert _drifting(_history([0.0, 120.0, 0.0], n_days=10, start_day=8)) == set()
+    assert clock_drifting(_history([0.0, 120.0, 0.0], n_days=10, start_day=8)) == set()
 
 
 def _area(recorded: np.ndarray, supply: np.ndarray, virtual: bool = False) -> AreaHistory:

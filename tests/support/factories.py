@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from detectors.observations import AreaWindow
+from detectors.meter_faults import MeterFaultDetector
+from detectors.observations import AreaHistory, AreaWindow
 from lineloss.domain import Meter, MeterRole, ReadingBatch, Topology
 
 # 2026-03-01T00:00:00+08:00, a local midnight in Asia/Shanghai [s since epoch]
@@ -77,3 +78,12 @@ def household_days(rng: np.random.Generator, n: int, hours: np.ndarray) -> np.nd
         + np.exp(-((hours[None, :] - evening) ** 2) / 4)
         + 0.5 * np.exp(-((hours[None, :] - morning) ** 2) / 2)
     )
+
+
+def clock_drifting(h: AreaHistory) -> set[str]:
+    """The meters the fault detector names with a drifting clock on ``h``."""
+    return {
+        f.target_id
+        for f in MeterFaultDetector().score_one(h)
+        if f.detector == "meter_fault:clock_drift"
+    }
