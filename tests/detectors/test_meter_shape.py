@@ -181,6 +181,38 @@ def test_a_home_empty_for_some_of_the_days_is_not_a_scaled_drop() -> None:
     assert "C09" not in _scaled(h)
 
 
+def _levelled(h: AreaHistory, **kw: float) -> set[str]:
+    det = ConsumptionShapeDetector(**kw)  # type: ignore[arg-type]
+    return {f.target_id for f in det.score_one(h) if f.detector.endswith("levelled_drop")}
+
+
+def test_a_meter_passing_on_a_fraction_of_the_days_mean_is_a_levelled_drop() -> None:
+    """h4 (``mean(x) * g``, g drawn per reading from 0.1-0.8): the day loses its shape
+    and about half its total but sits well above the home's lowest hours. Homes left
+    empty level out too, at their base load (C05: its heater on a thermostat follows
+    the weather, so its days differ), or the same every day (C06: a heater left on,
+    three times its usual base load, whose days are all alike)."""
+    rng = np.random.default_rng(7)
+    days = rng.lognormal(0.0, 0.3, (N_DAYS, N_CUSTOMERS, 1))  # days differ
+    p = _households(rng) * days
+    hours = np.arange(PARTS)
+    peaky = 0.03 + np.exp(-((hours - 19.5) ** 2) / 4) + 0.6 * np.exp(-((hours - 8) ** 2) / 2)
+    for c in (3, 5, 6):
+        p[:, c] = peaky[None, :] * days[:, c] * rng.lognormal(0.0, 0.2, (N_DAYS, PARTS))
+    base = np.sort(p[: N_DAYS - 5], axis=-1)[..., :4].mean(-1).mean(0)  # usual lowest hours
+    g = rng.uniform(0.1, 0.8, (3, PARTS, 4)).mean(-1)  # drawn per 15-min reading
+    p[-3:, 3] = p[-3:, 3].mean(axis=1, keepdims=True) * g
+    p[-5:, 5] = base[5] * days[-5:, 5] * rng.lognormal(0.0, 0.05, (5, PARTS))
+    p[-5:, 6] = 3 * base[6] * rng.lognormal(0.0, 0.02, (5, PARTS))
+    h = _history(p)
+    assert _levelled(h) == {"C03"}
+    findings = ConsumptionShapeDetector().score_one(h)
+    [f] = [f for f in findings if f.detector.endswith("levelled_drop")]
+    assert "base load" in f.reason and f.estimated_kwh > 0
+    assert "C05" in _levelled(h, levelled_min_base_ratio=0.0)
+    assert "C06" in _levelled(h, steady_ratio=0.0)
+
+
 def _zero_hours(h: AreaHistory) -> set[str]:
     det = ConsumptionShapeDetector()
     return {f.target_id for f in det.score_one(h) if f.detector.endswith("zero_hours")}
