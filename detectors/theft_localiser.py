@@ -127,6 +127,7 @@ class TheftLocaliser(HistoryOnly):
     # independent grid: unmodelled, its lack hid a thief next door).
     mismatch_max_share: float = 0.25
     mismatch_max_drop_z: float = 5.0
+    mismatch_whole_period: bool = True  # a second pass for columns lowering the loss
     # P(theft) per window by logistic calibration on ln z, the suspect's own drop
     # against its peers and its kind (see ``_probability``), fitted on the
     # localiser's findings on the development grids (seeds 1, 2, 3, 5, 7, 21; 5,100
@@ -393,21 +394,46 @@ class TheftLocaliser(HistoryOnly):
         unmodelled, a mapping error's weekday swings of hundreds of kWh drown any
         theft in its area. They are the fault and topology detectors' to report.
 
-        Judged on the reference windows only, before any change point: a thief whose
+        Judged on the reference windows first, before any change point: a thief whose
         theft dominates the loss afterwards (a dedicated customer's bypass) fits a
-        whole-period column too, and put in the base it would hide its own theft."""
+        whole-period column too, and put in the base it would hide its own theft.
+        Then on the whole history, for a column that *lowers* the loss of a customer
+        whose own use never fell short, which no theft does: a wrong multiplier on a
+        customer whose use grew eightfold after the reference windows (an independent
+        grid: 32 then 250 kWh a day recorded at twice its use) drove its area's loss
+        to -200 kWh a day, and the joint model hid the grid's largest theft (440 kWh)
+        behind a zeroed meter "stealing" -1,300 kWh."""
         ref = m.day < self.min_reference_windows
         if ref.sum() <= m.base.shape[1] + 1:
             return
         supply = m.loss[ref] + m.x[ref].sum(axis=1)
         share = m.x[ref].sum(axis=0) / max(float(supply.sum()), 1e-9)
-        dropping = (share >= self.mismatch_max_share) & (
-            _own_drop_z(m, self.min_reference_windows) >= self.mismatch_max_drop_z
-        )
-        for _ in range(self.max_mismatched):
-            q, _r = np.linalg.qr(m.base[ref])
-            resid = m.loss[ref] - q @ (q.T @ m.loss[ref])
-            xr = m.x[ref] - q @ (q.T @ m.x[ref])  # each customer's load off the base
+        short = _own_drop_z(m, self.min_reference_windows) >= self.mismatch_max_drop_z
+        dropping = (share >= self.mismatch_max_share) & short
+        added = self._mismatch_pass(m, ref, ~dropping, self.max_mismatched, lowers_only=False)
+        if self.mismatch_whole_period:
+            # Any customer whose own use fell short is left out here: a meter that
+            # stopped recording lowers the loss too, seen over the whole history (it
+            # recorded before and the loss rose after).
+            whole = np.ones_like(ref)
+            self._mismatch_pass(m, whole, ~short, self.max_mismatched - added, lowers_only=True)
+
+    def _mismatch_pass(
+        self,
+        m: AreaModel,
+        rows: npt.NDArray[np.bool_],
+        eligible: npt.NDArray[np.bool_],
+        at_most: int,
+        lowers_only: bool,
+    ) -> int:
+        """Adds up to ``at_most`` customer columns to the base, the most significant
+        first, each while it explains ``mismatch_min_r2`` of the residual variance over
+        ``rows``; returns how many it added."""
+        added = 0
+        for _ in range(at_most):
+            q, _r = np.linalg.qr(m.base[rows])
+            resid = m.loss[rows] - q @ (q.T @ m.loss[rows])
+            xr = m.x[rows] - q @ (q.T @ m.x[rows])  # each customer's load off the base
             norm = (xr * xr).sum(axis=0)
             with np.errstate(divide="ignore", invalid="ignore"):
                 coef = np.where(norm > 1e-9, (xr.T @ resid) / norm, 0.0)
@@ -415,15 +441,17 @@ class TheftLocaliser(HistoryOnly):
             rss = float(resid @ resid) - coef**2 * norm
             with np.errstate(divide="ignore", invalid="ignore"):
                 t = np.abs(coef) * np.sqrt(norm) / np.sqrt(np.maximum(rss, 1e-12) / dof)
-            eligible = np.isfinite(t) & ~dropping
-            if not eligible.any():
+            ok = np.isfinite(t) & eligible & ((coef < 0) if lowers_only else True)
+            if not ok.any():
                 break
-            best = int(np.argmax(np.where(eligible, t, 0.0)))
+            best = int(np.argmax(np.where(ok, t, 0.0)))
             # The share of the loss's variance it explains, not a t alone: with
             # hundreds of hours every small misfit is "significant".
             if rss[best] > (1.0 - self.mismatch_min_r2) * float(resid @ resid):
                 break
             m.base = np.column_stack([m.base, m.x[:, best]])
+            added += 1
+        return added
 
     def _silenced(self, m: AreaModel) -> list[tuple[int, int, int]]:
         """Meters that have recorded exactly nothing for whole windows (a stuck or

@@ -255,6 +255,27 @@ def test_a_customer_whose_own_use_later_falls_far_short_is_not_a_mismatched_colu
     assert mismatched(TheftLocaliser()) == []
 
 
+def test_a_wrong_multiplier_whose_use_grows_later_does_not_hide_a_thief() -> None:
+    """C05 is recorded at twice its use (a wrong multiplier), unremarkable while it uses
+    little; from day 10 it uses eight times more and its area's loss falls far below
+    zero. C09 records 30 % of its use from day 10. Judged on the reference windows
+    only, C05's column is noise; over the whole history it lowers the loss, which no
+    theft does, and joins the base model (an independent grid: 32 then 250 kWh a day,
+    the grid's largest theft hidden behind it)."""
+    rng = np.random.default_rng(43)
+    true = _loads(rng)
+    true[10:, 5] *= 8.0
+    rec = true.copy()
+    rec[:, 5] *= 2.0
+    rec[10:, 9] *= 0.3
+    h = _history(true, rec, rng)
+    found = {f.target_id for f in TheftLocaliser().score_one(h)}
+    assert found == {"C09"}
+    assert "C09" not in {
+        f.target_id for f in TheftLocaliser(mismatch_whole_period=False).score_one(h)
+    }
+
+
 def test_a_customer_using_more_than_its_peers_is_not_given_a_thiefs_loss() -> None:
     """C03 slows its meter to 40 % from day 9. C00, the largest customer, shifts its
     evening use three hours earlier from the same day and uses 30 % more, all of it
