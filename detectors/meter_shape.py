@@ -145,8 +145,11 @@ class ConsumptionShapeDetector(HistoryOnly):
         # detectors (the localiser confirms it where an area meter exists).
         drop_base = 0.45
         d = self.drop_of_days
+        # Against the larger of its usual and its first windows' level: after ten days
+        # of theft the median of all earlier days is the theft's level.
+        level = np.fmax(usual, quiet_nanmedian(energy[: self.reference_windows], axis=0))
         with np.errstate(all="ignore"):
-            d_ratio = energy[n - d :] / usual  # inf / NaN for a usual of 0: not "big"
+            d_ratio = energy[n - d :] / level  # inf / NaN for a level of 0: not "big"
         d_peers = quiet_nanmedian(d_ratio, axis=1)
         peers_kept = d_peers >= self.peer_ratio
         if self.drop_mean:
@@ -165,10 +168,10 @@ class ConsumptionShapeDetector(HistoryOnly):
             lambda i: drop_base + 0.04 * float(np.clip(1 - np.nanmean(d_ratio[:, i]), 0, 1)),
             lambda i: (
                 f"consumption at {np.nanmean(d_ratio[:, i]):.0%} of its usual "
-                f"{usual[i]:.1f} kWh per window while its area peers kept "
+                f"{level[i]:.1f} kWh per window while its area peers kept "
                 f"{quiet_nanmedian(d_peers):.0%}"
             ),
-            lambda i: max(float(usual[i] - np.nanmean(energy[n - d :, i])), 0.0),
+            lambda i: max(float(level[i] - np.nanmean(energy[n - d :, i])), 0.0),
         )
 
         profiles = x.profiles()
@@ -211,12 +214,12 @@ class ConsumptionShapeDetector(HistoryOnly):
             "scaled_drop",
             lambda i: self.scaled_score,
             lambda i: (
-                f"consumption at {total_ratio[i]:.0%} of its usual {usual[i]:.1f} kWh per "
+                f"consumption at {total_ratio[i]:.0%} of its usual {level[i]:.1f} kWh per "
                 f"window and its base load (lowest hours) at {base_ratio[i]:.0%} too, while "
                 f"its area peers kept {quiet_nanmedian(d_peers):.0%}: the meter records a "
                 f"fraction of the load (an empty home keeps its base load)"
             ),
-            lambda i: max(float(usual[i] - np.nanmean(energy[n - d :, i])), 0.0),
+            lambda i: max(float(level[i] - np.nanmean(energy[n - d :, i])), 0.0),
         )
         p_ref, p_rec = p[: n - recent], p[n - recent :]
         # The usual day is what the customer's days at home look like (a total of at
@@ -278,12 +281,12 @@ class ConsumptionShapeDetector(HistoryOnly):
             lambda i: (
                 f"load profile levelled (variation {np.nanmean(_cv(p_rec)[:, i]):.2f} against "
                 f"a usual {usual_cv[i]:.2f}) at {np.nanmean(rec_ratio[:, i]):.0%} of its usual "
-                f"{usual[i]:.1f} kWh per window, "
+                f"{level[i]:.1f} kWh per window, "
                 f"{np.nanmean(p_rec.mean(-1)[:, i]) / usual_base[i]:.1f} x its base load: "
                 f"a meter recording a fraction of the day's mean (an empty home levels out at "
                 f"its base load)"
             ),
-            lambda i: max(float(usual[i] - np.nanmean(energy[n - recent :, i])), 0.0),
+            lambda i: max(float(level[i] - np.nanmean(energy[n - recent :, i])), 0.0),
         )
 
         fwd = _row_corr(p_rec, typical[None])

@@ -118,6 +118,20 @@ def test_a_meter_slowed_by_a_factor_drawn_each_day_is_a_drop() -> None:
     assert _drops(h) == {"C02"}
 
 
+def test_a_theft_older_than_half_the_history_is_still_a_drop() -> None:
+    """Slowed to 30 % from day 8 of 20: by the last window most of its earlier days are
+    theft days, and their median is the theft's level. The drop is measured against
+    its first windows' level too (an independent grid's clip thief, 34 % of its use,
+    stopped being a drop after nine days while the area meter still saw it)."""
+    rng = np.random.default_rng(8)
+    p = _households(rng)
+    p[8:, 2] *= 0.3
+    energy = p.sum(axis=2)
+    # the median of all its days before the last three is already a theft day's
+    assert energy[-5:, 2].mean() / np.median(energy[:-3, 2]) > 0.5
+    assert "C02" in _drops(_history(p))
+
+
 def _scaled(h: AreaHistory) -> set[str]:
     det = ConsumptionShapeDetector()
     return {f.target_id for f in det.score_one(h) if f.detector.endswith("scaled_drop")}
