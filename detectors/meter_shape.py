@@ -242,8 +242,9 @@ class ConsumptionShapeDetector(HistoryOnly):
         # the base for the independent grids' households, but only 1.2-1.5 x for the
         # flatter households of our own generator (1.5 lost 4 of their h5 thefts).
         kept = p_rec.sum(-1) >= 0.5 * usual[None, :]
-        above_base = p_rec.mean(-1) > self.flat_min_base_ratio * usual_base[None, :]
-        flat_days = ((_cv(p_rec) < self.flat_ratio * usual_cv) & kept & above_base).sum(0)
+        rec_cv, rec_mean = _cv(p_rec), p_rec.mean(-1)  # the recent days' variation and level
+        above_base = rec_mean > self.flat_min_base_ratio * usual_base[None, :]
+        flat_days = ((rec_cv < self.flat_ratio * usual_cv) & kept & above_base).sum(0)
         # Flat days must be rare in the customer's own history (its first
         # ``reference_windows``, before any recent case): an irrigation pump or a
         # workshop runs on some days and idles at a flat base load on the others, so
@@ -258,7 +259,7 @@ class ConsumptionShapeDetector(HistoryOnly):
             "flat_profile",
             lambda i: 0.8,
             lambda i: (
-                f"load profile flattened (variation {np.nanmean(_cv(p_rec)[:, i]):.2f}"
+                f"load profile flattened (variation {np.nanmean(rec_cv[:, i]):.2f}"
                 f" against a usual {usual_cv[i]:.2f}) with the daily total kept"
             ),
             lambda i: 0.0,
@@ -269,8 +270,8 @@ class ConsumptionShapeDetector(HistoryOnly):
             peers_kept[-recent:, None]
             & (rec_ratio >= self.scaled_min_ratio)
             & (rec_ratio <= self.scaled_max_ratio)
-            & (_cv(p_rec) < self.levelled_cv_ratio * usual_cv)
-            & (p_rec.mean(-1) > self.levelled_min_base_ratio * usual_base[None, :])
+            & (rec_cv < self.levelled_cv_ratio * usual_cv)
+            & (rec_mean > self.levelled_min_base_ratio * usual_base[None, :])
         ).sum(0)
         self._emit(
             findings,
@@ -279,10 +280,10 @@ class ConsumptionShapeDetector(HistoryOnly):
             "levelled_drop",
             lambda i: self.levelled_score,
             lambda i: (
-                f"load profile levelled (variation {np.nanmean(_cv(p_rec)[:, i]):.2f} against "
+                f"load profile levelled (variation {np.nanmean(rec_cv[:, i]):.2f} against "
                 f"a usual {usual_cv[i]:.2f}) at {np.nanmean(rec_ratio[:, i]):.0%} of its usual "
                 f"{level[i]:.1f} kWh per window, "
-                f"{np.nanmean(p_rec.mean(-1)[:, i]) / usual_base[i]:.1f} x its base load: "
+                f"{np.nanmean(rec_mean[:, i]) / usual_base[i]:.1f} x its base load: "
                 f"a meter recording a fraction of the day's mean (an empty home levels out at "
                 f"its base load)"
             ),
