@@ -83,7 +83,8 @@ class ConsumptionShapeDetector(HistoryOnly):
     base_parts: int = 4  # the day's lowest parts (hours) make its base load
     scaled_base_ratio: float = 0.6  # base load at most this share of its usual ...
     scaled_margin: float = 0.25  # ... and at most this above the total's share
-    scaled_min_ratio: float = 0.08  # below this, a dead meter or a switched-off home
+    scaled_min_ratio: float = 0.08  # below this, a dead meter or a switched-off home ...
+    residual_min_corr: float = 0.4  # ... unless its hours keep its usual day's shape
     scaled_max_ratio: float = 0.8  # a day's total at most this share of its usual
     scaled_score: float = 0.6
     scaled_fast_days: int = 3  # ... or the last this many days each scaled (0: off)
@@ -180,6 +181,18 @@ class ConsumptionShapeDetector(HistoryOnly):
         raw = profiles.astype(np.float64)  # NaN: no reading
         p = np.nan_to_num(raw, nan=0.0)
 
+        p_ref, p_rec = p[: n - recent], p[n - recent :]
+        # The usual day is what the customer's days at home look like (a total of at
+        # least half its usual): an empty home's day is its meter's noise around a
+        # few watt-hours, as varied as any shape. A home empty for its first week and
+        # flat ever since (our held-out grids) had a "usual" variation of 1.18 from
+        # those days and was called flattened.
+        home = np.where((p_ref.sum(-1) >= 0.5 * usual[None, :])[..., None], p_ref, np.nan)
+        with np.errstate(all="ignore"):
+            norm_ref = home / home.sum(-1, keepdims=True)
+            typical = quiet_nanmedian(norm_ref, axis=0)  # customers x parts
+            usual_cv = quiet_nanmedian(_cv(home), axis=0)
+
         base = np.sort(p, axis=-1)[..., : self.base_parts].mean(-1)  # windows x customers
         usual_base = quiet_nanmedian(base[: n - d], axis=0)
         with np.errstate(all="ignore"):
@@ -187,9 +200,16 @@ class ConsumptionShapeDetector(HistoryOnly):
         base_ratio = quiet_nanmean(np.where(peers_kept[:, None], day_base, np.nan), axis=0)
         # Day by day: a home empty for some of the days and full on the others averages
         # to a scaled-looking drop, but none of its days is scaled (near zero or whole).
+        # Under ``scaled_min_ratio`` a day is a dead meter or a home switched off at
+        # the breaker, unless what is left still has the shape of the customer's days
+        # at home: a shunt across the meter passes on a small, fixed share of every
+        # hour (an unseen independent grid's bypass recorded 5 %, its hours
+        # correlating 0.38-0.72 with its usual day, its night base gone); an empty
+        # home keeps its fridge's base, a switched-off one records nothing or noise.
+        lived_in = (d_ratio > 0) & (_row_corr(p[n - d :], typical[None]) >= self.residual_min_corr)
         scaled_each = (
             peers_kept[:, None]
-            & (d_ratio >= self.scaled_min_ratio)
+            & ((d_ratio >= self.scaled_min_ratio) | lived_in)
             & (d_ratio <= self.scaled_max_ratio)
             & (day_base <= self.scaled_base_ratio)
             & (day_base <= d_ratio + self.scaled_margin)
@@ -221,17 +241,6 @@ class ConsumptionShapeDetector(HistoryOnly):
             ),
             lambda i: max(float(level[i] - np.nanmean(energy[n - d :, i])), 0.0),
         )
-        p_ref, p_rec = p[: n - recent], p[n - recent :]
-        # The usual day is what the customer's days at home look like (a total of at
-        # least half its usual): an empty home's day is its meter's noise around a
-        # few watt-hours, as varied as any shape. A home empty for its first week and
-        # flat ever since (our held-out grids) had a "usual" variation of 1.18 from
-        # those days and was called flattened.
-        home = np.where((p_ref.sum(-1) >= 0.5 * usual[None, :])[..., None], p_ref, np.nan)
-        with np.errstate(all="ignore"):
-            norm_ref = home / home.sum(-1, keepdims=True)
-            typical = quiet_nanmedian(norm_ref, axis=0)  # customers x parts
-            usual_cv = quiet_nanmedian(_cv(home), axis=0)
         shaped = big & (usual_cv > 0.3)
 
         # h5 and h2 keep (most of) the day's total; a vacant home does not. A flat

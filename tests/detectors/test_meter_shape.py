@@ -183,16 +183,39 @@ def test_a_dead_meter_is_not_a_scaled_drop() -> None:
     assert "C03" not in _scaled(_history(p))
 
 
+def _switched_off(rng: np.random.Generator, days: int) -> np.ndarray:
+    """A home switched off at the breaker: its meter's noise, register steps of 10 Wh."""
+    return rng.choice([0.0, 0.01], size=(days, PARTS), p=[0.7, 0.3])
+
+
 def test_a_home_empty_for_some_of_the_days_is_not_a_scaled_drop() -> None:
     """Empty (switched off at the breaker) for three of the last five days and home
     on the other two: its mean ratio and mean base ratio fall together, like a
     slowed meter's, but no single day is scaled (each is near zero or whole)."""
     rng = np.random.default_rng(6)
     p = _households(rng)
-    p[-3:, 9] *= 0.02
+    p[-3:, 9] = _switched_off(rng, 3)
     h = _history(p)
     assert "C09" in _drops(h)
     assert "C09" not in _scaled(h)
+
+
+def test_a_shunt_passing_a_few_percent_of_every_hour_is_a_scaled_drop() -> None:
+    """A shunt across the meter leaves it 4 % of every hour: under the share a
+    scaled day must keep, like a dead meter or a switched-off home, but its hours
+    keep the shape of the customer's days at home (an unseen independent grid's
+    bypass, at 5 %). A home switched off but for a router, and one whose meter
+    records only noise, keep no shape."""
+    rng = np.random.default_rng(9)
+    p = _households(rng)
+    p[-5:, 2] *= 0.04  # the shunt
+    p[-5:, 4] = 0.01 * rng.lognormal(0.0, 0.3, (5, PARTS))  # a router, nothing else
+    p[-5:, 6] = _switched_off(rng, 5)
+    h = _history(p)
+    assert {"C02", "C04", "C06"} <= _drops(h)
+    assert _scaled(h) == {"C02"}
+    off = ConsumptionShapeDetector(residual_min_corr=1.01)
+    assert "C02" not in {f.target_id for f in off.score_one(h) if "scaled" in f.detector}
 
 
 def _levelled(h: AreaHistory, **kw: float) -> set[str]:

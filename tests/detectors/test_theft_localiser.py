@@ -392,20 +392,15 @@ def test_a_suspect_whose_shortfall_the_loss_shows_only_a_quarter_of_is_not_repor
     assert "C11" in {f.target_id for f in QuarterShare(min_deficit_share=0.2).score_one(h)}
 
 
-def test_a_home_left_empty_is_not_a_thief_unless_the_loss_is_very_clear(
-    two_thieves,  # type: ignore[no-untyped-def]
-) -> None:
-    """C07 leaves home on day 12: only its fridge runs, the same every day. From the
-    same day the area loses about C07's shortfall to something no meter sees, and the
-    joint model hands it to C07. Its short days are far more alike than its days at
-    home were: an empty home, reported only at z >= steady_min_z (z 28 here, a clean
-    hand-built area; the independent grids' such homes reached 4.6-6.4). A meter
-    slowed to 40 % of a lived-in home's swinging use (the fixture's C03) is not such
-    a home."""
-    rng = np.random.default_rng(0)
+def _left_empty(rng: np.random.Generator, kept_kwh: float | None) -> AreaHistory:
+    """C07 leaves home on day 12, its days then the same every day at ``kept_kwh`` an
+    hour (None: at its usual base load, the mean of its four lowest hours). From the
+    same day the area loses about C07's shortfall to something no meter sees."""
     true = _loads(rng)
     usual = true[:12, 7].mean(axis=0)
-    true[12:, 7] = 0.03 * rng.lognormal(0.0, 0.02, (N_DAYS - 12, PARTS))  # the fridge alone
+    if kept_kwh is None:
+        kept_kwh = float(np.sort(true[:12, 7], axis=-1)[:, :4].mean())
+    true[12:, 7] = kept_kwh * rng.lognormal(0.0, 0.02, (N_DAYS - 12, PARTS))
     hidden = (usual - true[12:, 7]) * rng.lognormal(0.0, 0.3, (N_DAYS - 12, PARTS))
     seen = _history(true, true.copy(), rng)
     h = AreaHistory()
@@ -413,6 +408,20 @@ def test_a_home_left_empty_is_not_a_thief_unless_the_loss_is_very_clear(
         extra = hidden[d - 12] if d >= 12 else np.zeros(PARTS)
         supply = (w.supply_profile_kwh + extra).astype(np.float32)
         h.push(replace(w, supply_profile_kwh=supply, supply_kwh=float(supply.sum())))
+    return h
+
+
+def test_a_home_left_empty_is_not_a_thief_unless_the_loss_is_very_clear(
+    two_thieves,  # type: ignore[no-untyped-def]
+) -> None:
+    """C07's short days are far more alike than its days at home were, and the joint
+    model hands it the area's new loss: an empty home, reported only at z >=
+    steady_min_z (z 28 here, a clean hand-built area; the independent grids' such
+    homes reached 4.6-6.4) when its night base went down too (0.03 kWh an hour, well
+    under its usual lowest hours: a bypass leaving one steady circuit metered). A
+    meter slowed to 40 % of a lived-in home's swinging use (the fixture's C03) is
+    not such a home."""
+    h = _left_empty(np.random.default_rng(0), 0.03)
     model = TheftLocaliser().fit(h)
     assert model is not None
     [c07] = [th for th in model.thieves if th.index == 7]
@@ -423,3 +432,17 @@ def test_a_home_left_empty_is_not_a_thief_unless_the_loss_is_very_clear(
     assert "C07" in {f.target_id for f in replace(strict, steady_ratio=0.0).score_one(h)}
     slowed, _ = two_thieves
     assert "C03" in {f.target_id for f in strict.score_one(slowed)}
+
+
+def test_a_home_left_empty_with_its_fridge_running_is_never_a_thief() -> None:
+    """The same home keeping its usual base load (its fridge runs on with nobody in):
+    not reported at any z (an unseen independent grid's away household reached z 8.5
+    where seven thefts began within the same ten days)."""
+    h = _left_empty(np.random.default_rng(0), None)
+    clear = TheftLocaliser(steady_min_z=5.0)  # the loss is "very clear" from z 5
+    model = clear.fit(h)
+    assert model is not None
+    [c07] = [th for th in model.thieves if th.index == 7]
+    assert c07.z > clear.steady_min_z
+    assert "C07" not in {f.target_id for f in clear.score_one(h)}
+    assert "C07" in {f.target_id for f in replace(clear, empty_base_ratio=1e9).score_one(h)}
