@@ -317,3 +317,18 @@ def test_a_fairly_symmetric_day_played_backwards_is_found() -> None:
         h = _history(p)
         assert _reversed_days(h) == {"C03"}
         assert _reversed_days(h, max_symmetry=0.3) == set()  # the gate before
+
+
+def test_a_reversed_home_whose_single_days_are_noisy_is_found_on_their_mean() -> None:
+    """A household whose appliances switch on at different hours every day: one day
+    correlates weakly with its own usual day, so its reversed days do not reach the
+    0.5 a single day must on two of three days; the mean of its last three days,
+    reversed, does. Its honest neighbours, as noisy, are not reversed, nor is a home away
+    whose fridge-only days carry no shape."""
+    rng = np.random.default_rng(11)
+    p = _households(rng) * rng.lognormal(0.0, 0.8, (N_DAYS, N_CUSTOMERS, PARTS))
+    p[-3:, 3] = p[-3:, 3, ::-1]  # h6
+    p[-3:, 8] = 0.05 * rng.lognormal(0.0, 0.3, (3, PARTS))  # away
+    h = _history(p)
+    assert _reversed_days(h) == {"C03"}
+    assert _reversed_days(h, reversed_mean_min_corr=1.01) == set()
