@@ -10,15 +10,18 @@ Works without an area meter. Per customer, from its load profile:
   rest falls (CREST households of ``loaders.independent``: base kept at 0.6-1.0 of
   its usual on all 47 absences of one grid that were not also thefts, down to
   0.0-0.4 with every h1, h2, bypass and night theft). That scaled drop, on at least
-  ``drop_min_days`` days each, is evidence on its own;
+  ``drop_min_days`` days each, is evidence on its own; so is a day under 8 % of the
+  usual whose hours still have the shape of the customer's days at home (a shunt
+  passing a few percent of every hour; a switched-off home records noise);
 * flat day (h5): the profile lost its shape (coefficient of variation far below
   the customer's usual) though the total is kept;
 * levelled drop (h4): the profile lost its shape *and* most of its total, yet sits
   well above the customer's usual base load: a meter passing on a fraction of the
   day's mean, reading by reading. An empty home levels out too, but at its base
   load (fridge, standby), and the same every day;
-* reversed day (h6): today's profile matches the usual one played backwards much
-  better than forwards, for a customer whose usual day is not symmetric;
+* reversed day (h6): the recent days' profiles (each, or their mean) match the
+  usual one played backwards much better than forwards, for a customer whose usual
+  day is not symmetric;
 * zero hours (h2): hours recorded as exactly zero where the customer usually
   consumes, which its own history rarely shows.
 

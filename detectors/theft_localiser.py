@@ -96,7 +96,7 @@ class AreaModel:
     drop_sd: FloatArray  # N, its spread per window in the reference [kWh]
     totals: FloatArray  # W x N recorded per window (gaps at the usual use) [kWh]
     usual_totals: FloatArray  # W x N usual use per window [kWh]
-    base_load: FloatArray  # W x N mean of each window's lowest parts (NaN: totals only) [kWh]
+    base_load: FloatArray  # W x N its lowest parts' mean x parts (NaN: totals only) [kWh]
     thieves: list[ThiefFit] = field(default_factory=list)
     unseen: list[int] = field(default_factory=list)  # customers the area meter never saw
 
@@ -169,6 +169,14 @@ class TheftLocaliser(HistoryOnly):
     # the rest.
     empty_base_ratio: float = 0.6
     base_parts: int = 4
+    # ... or, their spread whatever it is, when they sit at the home's base load (a
+    # day at its usual lowest parts' level, kept, times this at most: fridge and
+    # standby with nobody in; an empty home levels out at 1.1-2.0 x, the levelled
+    # h4 thieves at 2-9 x, see ``ConsumptionShapeDetector.levelled_min_base_ratio``).
+    # Unseen independent seed 22's away household spread 0.26 of its usual over
+    # eleven days at 1.6 x its base and was named at z 5.1 when it came home.
+    empty_max_base_ratio: float = 2.0
+    empty_max_spread_ratio: float = 0.4  # ... and still fairly alike (h4 swings as the home)
     # A suspect whose load its area meter missed from the first windows on is a
     # registry error, not a thief (``_unseen_from_start``). Our generators' mapping
     # errors and the independent grids': the coefficient -0.6 to -1.6 in each half of
@@ -232,23 +240,30 @@ class TheftLocaliser(HistoryOnly):
     def _empty_home(self, m: AreaModel, th: ThiefFit) -> bool:
         """Whether the suspect's short days since its start (at least
         ``steady_min_days``, recorded under ``steady_low_share`` of its usual use,
-        0.2 kWh or more: a dead meter is no home) spread far less than its reference
-        days did, and either kept its base load or the area's loss is not very clear
-        (z under ``steady_min_z``)."""
+        0.2 kWh or more: a dead meter is no home) are those of a home nobody uses:
+        far more alike than its days ever were (unless the area's loss is very clear,
+        z of ``steady_min_z`` or more, and the home's base load went down too), or
+        at its base load (kept, and no more than ``empty_max_base_ratio`` x a day at
+        that level) and fairly alike (under ``empty_max_spread_ratio``) with the loss
+        not very clear."""
         i = th.index
         rec = m.totals[th.start :, i]
         usual = m.usual_totals[th.start :, i]
         short = (rec < self.steady_low_share * usual) & (rec >= 0.2)
         if short.sum() < self.steady_min_days:
             return False
-        ref_spread = quiet_nan_spread(m.totals[: self.min_reference_windows, i])
-        if not quiet_nan_spread(rec[short]) < self.steady_ratio * ref_spread:  # NaN: not steady
-            return False
-        if th.z < self.steady_min_z:
-            return True
         usual_base = np.median(m.base_load[: self.min_reference_windows, i])
         short_base = np.median(m.base_load[th.start :, i][short])
-        return bool(short_base >= self.empty_base_ratio * usual_base)  # NaN: unknown
+        base_kept = bool(short_base >= self.empty_base_ratio * usual_base)  # NaN: unknown
+        clear = th.z >= self.steady_min_z
+        spread = float(
+            quiet_nan_spread(rec[short])
+            / quiet_nan_spread(m.totals[: self.min_reference_windows, i])
+        )
+        if spread < self.steady_ratio:  # NaN: not steady
+            return not clear or base_kept
+        at_base = bool(np.mean(rec[short]) <= self.empty_max_base_ratio * usual_base)
+        return at_base and base_kept and spread < self.empty_max_spread_ratio and not clear
 
     # --- the model
 
@@ -529,7 +544,8 @@ class TheftLocaliser(HistoryOnly):
         scale = max(float(np.abs(s).max()), 1e-9)
         base = np.column_stack([np.ones_like(s), s / scale, (s / scale) ** 2])
         day = np.repeat(np.arange(n), k)[ok]
-        lowest = np.sort(filled, axis=2)[:, :, : self.base_parts].mean(axis=2)
+        # A window's use were every part at its lowest level [kWh per window].
+        lowest = np.sort(filled, axis=2)[:, :, : self.base_parts].mean(axis=2) * k
         return AreaModel(
             loss.ravel()[ok],
             base,
