@@ -589,3 +589,34 @@ def test_clean_twin_has_nothing_injected(clean: SyntheticGrid) -> None:
     assert s["missing_rows"] == s["duplicates"] == s["events"] == 0
     assert len(clean.bad_rows) == 0
     assert len(clean.readings) == s["expected_readings"]
+
+
+def test_a_vacant_home_keeps_its_fridge_and_loses_its_shape() -> None:
+    """With nobody in, a home runs on at about its usual lowest level (fridge,
+    standby), every hour alike: its empty days keep their lowest hours, lose their
+    evening peak. (Until session 16 a vacancy scaled the lived-in day to 0.5-5 %,
+    the signature of a shunt bypass, not of an empty house.)"""
+    g = generate_grid(dataclasses.replace(BASE.clean(), vacancy_fraction=0.5, days=28))
+    topo = g.topology.set_index("meter_id")
+    truth = g.meter_truth.set_index("meter_id")
+    homes = topo.index[topo["customer_class"] == "residential"]
+    vacant = [m for m in homes if bool(truth.loc[m, "vacant"])]
+    w = wide(g)
+    inc = w.diff().iloc[1:].clip(lower=0) * topo["multiplier"].loc[w.columns]
+    hourly = inc.resample("1h").sum()
+    checked = 0
+    for m in vacant:
+        days = hourly[m].groupby(hourly.index.date)
+        whole = days.size() == 24
+        total, peak = days.sum()[whole], days.max()[whole]
+        lowest = days.apply(lambda d: d.nsmallest(4).mean())[whole]
+        usual = total.median()
+        empty = total < 0.5 * usual
+        if empty.sum() < 2 or (~empty).sum() < 5:
+            continue
+        checked += 1
+        # its lowest hours kept (about), its peak gone to near its own mean
+        assert lowest[empty].median() >= 0.6 * lowest[~empty].median()
+        assert (peak[empty] / (total[empty] / 24)).median() < 2.0
+        assert (peak[~empty] / (total[~empty] / 24)).median() > 2.0
+    assert checked >= 3
