@@ -332,3 +332,29 @@ def test_a_reversed_home_whose_single_days_are_noisy_is_found_on_their_mean() ->
     h = _history(p)
     assert _reversed_days(h) == {"C03"}
     assert _reversed_days(h, reversed_mean_min_corr=1.01) == set()
+
+
+def _clipped(h: AreaHistory) -> dict[str, float]:
+    det = ConsumptionShapeDetector()
+    return {f.target_id: f.score for f in det.score_one(h) if f.detector.endswith("clipped_peak")}
+
+
+def test_a_meter_missing_what_runs_above_a_cap_shows_a_clipped_peak() -> None:
+    """C02's meter misses every hour's use above 0.6 of its usual evening peak for
+    its last six days: its highest hour sits at that ceiling every day, which its
+    earlier days went well above, its night base and lived-in shape kept: a case
+    on its own, just. A household using less on some evenings reaches no common
+    ceiling, and a home left with its fridge sits at its base, not well above it."""
+    rng = np.random.default_rng(12)
+    p = _households(rng)
+    p[:, :, :6] *= 0.3  # quiet nights: a base well under the evening peak
+    cap = 0.6 * np.median(p[:-6, 2].max(axis=-1))
+    p[-6:, 2] = np.minimum(p[-6:, 2], cap)
+    p[-6:, 5] *= rng.uniform(0.4, 1.0, (6, 1))  # just using less, day by day
+    base = np.sort(p[:-6, 9], axis=-1)[:, :4].mean()
+    p[-6:, 9] = base * rng.lognormal(0.0, 0.1, (6, PARTS))  # away: the fridge alone
+    found = _clipped(_history(p))
+    assert set(found) == {"C02"}
+    assert 0.5 <= found["C02"] < 0.6
+    low = ConsumptionShapeDetector(ceiling_min_base_ratio=1e3)  # a ceiling near the base
+    assert not [f for f in low.score_one(_history(p)) if f.detector.endswith("clipped_peak")]
