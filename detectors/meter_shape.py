@@ -53,6 +53,18 @@ def _cv(p: Matrix) -> Matrix:
         return np.where(mean > 0, p.std(axis=-1) / mean, np.nan)
 
 
+def _mean_day(days: Matrix, keep: npt.NDArray[np.bool_] | None = None) -> Matrix:
+    """Per customer, the mean of its days (days x customers x parts) each taken as
+    shares of its own total, over the days in ``keep`` (all when None); a day of
+    nothing counts as no day. One day of a household is noisy; its mean day is
+    what it keeps doing."""
+    with np.errstate(all="ignore"):
+        shares = days / days.sum(-1, keepdims=True)
+    if keep is not None:
+        shares = np.where(keep[..., None], shares, np.nan)
+    return quiet_nanmean(shares, axis=0)
+
+
 def _row_corr(a: Matrix, b: Matrix) -> Matrix:
     ac = a - a.mean(axis=-1, keepdims=True)
     bc = b - b.mean(axis=-1, keepdims=True)
@@ -329,9 +341,7 @@ class ConsumptionShapeDetector(HistoryOnly):
         # reversed; no lived-in household met the margin at all, and the days that
         # did without a shape (homes away, levelled h4, stuck meters: 0.48 at most)
         # do not keep half the total.
-        with np.errstate(all="ignore"):
-            kept_share = np.where(kept[..., None], p_rec / p_rec.sum(-1, keepdims=True), np.nan)
-        mean_day = quiet_nanmean(kept_share, axis=0)  # customers x parts
+        mean_day = _mean_day(p_rec, kept)  # customers x parts
         fwd_mean = _row_corr(mean_day, typical)
         bwd_mean = _row_corr(mean_day[:, ::-1], typical)
         rev_mean = (
@@ -415,8 +425,7 @@ class ConsumptionShapeDetector(HistoryOnly):
             at_ceiling = (rec.max(-1) >= 0.95 * ceiling[None, :]).sum(0)
             above = (ref.max(-1) > self.ceiling_ref_margin * ceiling[None, :]).mean(0)
             ratio = energy[n - r :].mean(0) / usual
-            mean_day = quiet_nanmean(rec / rec.sum(-1, keepdims=True), axis=0)
-        lived_in = _row_corr(mean_day, typical) >= self.ceiling_min_corr
+        lived_in = _row_corr(_mean_day(rec), typical) >= self.ceiling_min_corr
         hit = (
             big
             & (at_ceiling >= self.ceiling_min_days)
