@@ -32,7 +32,7 @@ day is a holiday, not a case.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -41,6 +41,7 @@ import numpy.typing as npt
 from detectors._stats import quiet_nan_spread, quiet_nanmean, quiet_nanmedian
 from detectors.base import Finding, HistoryOnly
 from detectors.observations import AreaHistory
+from detectors.quarter_ceiling import QuarterCeiling
 from lineloss.domain import SuspicionCategory, TargetKind
 
 Matrix = npt.NDArray[np.float64]
@@ -143,12 +144,21 @@ class ConsumptionShapeDetector(HistoryOnly):
     ceiling_min_base_ratio: float = 3.75
     ceiling_min_corr: float = 0.5
     ceiling_score: float = 0.55
+    # The same in the quarter hours' peaks, where a cap is exact (see
+    # ``detectors.quarter_ceiling``).
+    # ``dict`` from a settings file: its fields by name.
+    quarter_ceiling: QuarterCeiling | dict[str, Any] = field(default_factory=QuarterCeiling)
+    quarter_ceiling_score: float = 0.6
     zero_run_parts: int = 2
     zero_part_ref_share: float = 0.05  # a part zero on more reference days is not "used"
     # a pattern the customer's own reference shows on this share of days or more is
     # its normal behaviour, not a case (flat days, zero hours)
     max_ref_share: float = 0.1
     name: str = "consumption_shape"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.quarter_ceiling, dict):
+            self.quarter_ceiling = QuarterCeiling(**self.quarter_ceiling)
 
     def score_one(self, x: AreaHistory) -> list[Finding]:
         n = len(x)
@@ -388,7 +398,8 @@ class ConsumptionShapeDetector(HistoryOnly):
             ),
             lambda i: max(float(usual[i] - np.nanmean(energy[n - recent :, i])), 0.0),
         )
-        self._ceiling(findings, today, p, energy, usual, big, typical, usual_base)
+        hourly = self._ceiling(findings, today, p, energy, usual, big, typical, usual_base)
+        self._quarter_ceiling(findings, x, p, energy, usual, big & ~hourly, typical)
         return findings
 
     def _ceiling(
@@ -401,7 +412,7 @@ class ConsumptionShapeDetector(HistoryOnly):
         big: npt.NDArray[np.bool_],
         typical: Matrix,
         usual_base: Matrix,
-    ) -> None:
+    ) -> npt.NDArray[np.bool_]:
         """A clipped peak. Over the last ``ceiling_days``, the highest part c is
         reached (within 5 %) on ``ceiling_min_days`` days or more, while most earlier
         days went well above it, the total stays at a quarter of the usual or more,
@@ -418,7 +429,7 @@ class ConsumptionShapeDetector(HistoryOnly):
         at all."""
         n, r = p.shape[0], self.ceiling_days
         if n - r < self.reference_windows:
-            return
+            return np.zeros(p.shape[1], np.bool_)
         ref, rec = p[: n - r], p[n - r :]
         ceiling = rec.max(axis=(0, 2))
         with np.errstate(all="ignore"):
@@ -444,6 +455,49 @@ class ConsumptionShapeDetector(HistoryOnly):
                 f"its highest hour held at {ceiling[i]:.2f} kWh on {at_ceiling[i]} of the last "
                 f"{r} days, which {above[i]:.0%} of its earlier days went well above, at "
                 f"{ratio[i]:.0%} of its usual use: a meter missing what runs above a cap"
+            ),
+            lambda i: max(float(usual[i] - np.nanmean(energy[n - r :, i])), 0.0),
+        )
+        return hit
+
+    def _quarter_ceiling(
+        self,
+        findings: list[Finding],
+        x: AreaHistory,
+        p: Matrix,
+        energy: Matrix,
+        usual: Matrix,
+        candidates: npt.NDArray[np.bool_],
+        typical: Matrix,
+    ) -> None:
+        """A ceiling in the quarter hours' peaks, on a day that keeps a quarter of
+        its usual total or more and the lived-in shape (an empty home's ceiling is
+        its fridge's cycle; the clips of nine independent grids correlated 0.64 or
+        more with their usual day over the ceiling's days, the away households under
+        0.4)."""
+        peaks = x.peaks()
+        qc = self.quarter_ceiling
+        assert isinstance(qc, QuarterCeiling)  # see __post_init__
+        n, r = p.shape[0], qc.days
+        if peaks is None or n - r < self.reference_windows or not candidates.any():
+            return
+        found = qc.find(peaks, self.reference_windows)
+        with np.errstate(all="ignore"):
+            ratio = energy[n - r :].mean(0) / usual
+        lived_in = _row_corr(_mean_day(p[n - r :]), typical) >= self.ceiling_min_corr
+        hit = candidates & found.hit & (ratio >= 0.25) & lived_in
+        self._emit(
+            findings,
+            x.windows[-1],
+            hit,
+            "clipped_peak",
+            lambda i: self.quarter_ceiling_score,
+            lambda i: (
+                f"its quarter hours capped at {found.kwh[i]:.2f} kWh ({found.kwh[i] * 4:.1f} kW)"
+                f": {found.parts[i]} quarters of the last {r} days reach it, at most one "
+                f"goes above, where {found.above_share[i]:.0%} of its earlier days went well "
+                f"above, at {ratio[i]:.0%} of its usual use: a meter missing what runs "
+                f"above a cap"
             ),
             lambda i: max(float(usual[i] - np.nanmean(energy[n - r :, i])), 0.0),
         )

@@ -42,6 +42,9 @@ class AreaWindow:
     # transformer: grouped only for their own checks (consumption shape, registers).
     # No supply, and not an area anyone is wired to (no topology pairing).
     dedicated: bool = False
+    # Each customer's largest quarter-hour energies [kWh], largest first, NaN-padded
+    # (``EngineConfig.peak_parts``); None when the engine keeps none.
+    peak_kwh: npt.NDArray[np.float32] | None = None
 
     def reindexed(self, meter_ids: tuple[str, ...]) -> AreaWindow:
         """This window over other customers: theirs where known, else unknown (NaN
@@ -68,6 +71,7 @@ class AreaWindow:
             events=cut(self.events, 0),
             voltage_v=cut(self.voltage_v, np.nan),
             phase_s=cut(self.phase_s, np.nan),
+            peak_kwh=cut(self.peak_kwh, np.nan),
         )
 
     @property
@@ -137,6 +141,14 @@ class AreaHistory:
         if not ps or any(p is None for p in ps):
             return None
         return np.stack([p for p in ps if p is not None]).astype(np.float64)
+
+    def peaks(self) -> npt.NDArray[np.float32] | None:
+        """Windows x customers x peak parts [kWh], largest first, or None when any
+        window lacks them (recorded before peaks existed, or peaks off)."""
+        ps = [w.peak_kwh for w in self.windows]
+        if not ps or any(p is None for p in ps) or len({p.shape for p in ps if p is not None}) != 1:
+            return None
+        return np.stack([p for p in ps if p is not None])
 
     def state_dict(self) -> dict[str, Any]:
         return {"max_windows": self.max_windows, "windows": list(self.windows)}

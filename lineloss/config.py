@@ -97,6 +97,11 @@ class EngineConfig:
     # Final windows also carry each meter's energy per sub-window of this length
     # (hourly load profiles for the shape detectors); 0 turns profiles off.
     profile_s: int = 3600
+    # With profiles, each meter's ``peak_parts`` largest energies over sub-windows of
+    # ``peak_part_s`` (a day's top quarter hours): a meter missing what runs above a
+    # cap shows a ceiling there that an hourly profile blurs. 0 turns them off.
+    peak_part_s: int = 900
+    peak_parts: int = 16
     balance: BalanceConfig = field(default_factory=BalanceConfig)
 
     def __post_init__(self) -> None:
@@ -145,6 +150,8 @@ def load_engine_config(path: Path | None, **overrides: Any) -> EngineConfig:
         "max_bracket_gap_s",
         "revision_interval_s",
         "profile_s",
+        "peak_part_s",
+        "peak_parts",
     ):
         if key in data:
             fields[key] = data[key]

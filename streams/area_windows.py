@@ -119,6 +119,7 @@ class AreaWindowBuilder:
                     virtual=g.virtual,
                     dedicated=g.dedicated,
                     phase_s=r.phase_s[c] if r.phase_s is not None else None,
+                    peak_kwh=r.peak_kwh[c] if r.peak_kwh is not None else None,
                 )
             )
         return out

@@ -44,7 +44,7 @@ from lineloss.domain import (
 from lineloss.timeline import TopologyTimeline, state_at
 from streams.balance import BalanceMembers, compute_balances
 from streams.energy import MeterWindowEnergy, ReadingRef, window_energy
-from streams.profile import profile_energy, profile_voltage, reading_phase
+from streams.profile import profile_energies, profile_voltage, reading_phase, top_parts
 from streams.slots import TS_BASE, TS_LIMIT, Run, Slot, make_keys
 from streams.windows import WindowGrid
 
@@ -69,6 +69,18 @@ class MeterWindowResult:
     # Circular mean offset of the readings from the 15-minute clock grid [s]
     # (clock-drift evidence); NaN without readings.
     phase_s: npt.NDArray[np.float32] | None = None
+    # Each meter's ``config.peak_parts`` largest energies over ``config.peak_part_s``
+    # [kWh], largest first, NaN-padded; None when off.
+    peak_kwh: npt.NDArray[np.float32] | None = None
+
+
+# A final window's profile energies, mean voltages, reading phases and peak parts.
+_Profiles = tuple[
+    npt.NDArray[np.float32],
+    npt.NDArray[np.float32],
+    npt.NDArray[np.float32],
+    npt.NDArray[np.float32] | None,
+]
 
 
 @dataclass(frozen=True)
@@ -496,6 +508,7 @@ class BalanceEngine:
                         profile_kwh=profiles[w.start_s][0] if w.start_s in profiles else None,
                         voltage_v=profiles[w.start_s][1] if w.start_s in profiles else None,
                         phase_s=profiles[w.start_s][2] if w.start_s in profiles else None,
+                        peak_kwh=profiles[w.start_s][3] if w.start_s in profiles else None,
                     )
                 )
         self._evict()
@@ -505,10 +518,7 @@ class BalanceEngine:
         self, windows: list[_WindowState]
     ) -> tuple[
         dict[int, MeterWindowEnergy],
-        dict[
-            int,
-            tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32]],
-        ],
+        dict[int, _Profiles],
     ]:
         """Per-meter energies of the given windows (and profiles of the final ones),
         one forward and one backward pass over the live slots to find each window's
@@ -551,21 +561,27 @@ class BalanceEngine:
             multiplier = self._version(s)[0].multiplier
             if w.final and self.config.profile_s:
                 rows = slot.all_rows() if slot is not None else Run.empty()
-                edges = _profile_edges(
-                    w.start_s, w.end_s, self.config.profile_s, self.grid.window_s, self.config.tz
-                )
-                energy = profile_energy(
+                edges = self._edges(w, self.config.profile_s)
+                fine = self._edges(w, self.config.peak_part_s) if self.config.peak_part_s else None
+                energies = profile_energies(
                     rows=rows,
                     carry=carries[s],
                     following=followings[s],
-                    edges_s=edges,
+                    edges=[edges] if fine is None else [edges, fine],
                     multiplier=multiplier,
                 )
+                peaks = None
+                if fine is not None:
+                    quarters = energies[1]
+                    quarters[:, np.diff(fine) == 0] = np.nan
+                    peaks = top_parts(quarters, self.config.peak_parts)
+                energy = energies[0]
                 energy[:, np.diff(edges) == 0] = np.nan  # an hour the clock skipped
                 profiles[s] = (
                     energy,
                     profile_voltage(rows=rows, n_meters=len(meters), edges_s=edges),
                     reading_phase(rows=rows, n_meters=len(meters)),
+                    peaks,
                 )
             out[s] = window_energy(
                 window_start_s=w.start_s,
@@ -578,6 +594,9 @@ class BalanceEngine:
                 max_bracket_gap_s=self.config.max_bracket_gap_s,
             )
         return out, profiles
+
+    def _edges(self, w: _WindowState, step_s: int) -> npt.NDArray[np.int64]:
+        return _profile_edges(w.start_s, w.end_s, step_s, self.grid.window_s, self.config.tz)
 
     def _cut(self, start_s: int, carry: ReadingRef, following: ReadingRef) -> None:
         """Forget brackets across a meter's membership changes: a window after the

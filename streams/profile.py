@@ -8,6 +8,8 @@ sub-window edges, so the parts of a profile add up exactly to the window's energ
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import numpy.typing as npt
 
@@ -66,7 +68,26 @@ def profile_energy(
     ``following`` the readings bracketing it, dense over all meters. Returns an
     array (meters x len(edges_s) - 1), NaN where a part is not determined.
     """
+    return profile_energies(
+        rows=rows, carry=carry, following=following, edges=[edges_s], multiplier=multiplier
+    )[0]
+
+
+def profile_energies(
+    *,
+    rows: Run,
+    carry: ReadingRef,
+    following: ReadingRef,
+    edges: Sequence[npt.NDArray[np.int64]],
+    multiplier: npt.NDArray[np.float64],
+) -> list[npt.NDArray[np.float32]]:
+    """``profile_energy`` at several sets of edges (hours and quarter hours) in one
+    pass. A meter's cumulative energy at an edge depends on that edge alone (the
+    readings bracketing it), so it is computed once at the union of the edges and
+    every set takes its differences from there: an hour is exactly the sum of its
+    quarters, in whole micro-kWh, and unknown exactly when one of them is."""
     n_meters = len(carry.has)
+    union = np.unique(np.concatenate(edges))
     keys, value, is_interval = _with_brackets(rows, carry, following)
     meters = key_meter(keys)
     ts = key_ts(keys)
@@ -83,8 +104,8 @@ def profile_energy(
     delta = np.where(same, delta, 0)
     cum = np.cumsum(delta)
 
-    m = np.repeat(np.arange(n_meters, dtype=np.int64), len(edges_s))
-    e = np.tile(edges_s, n_meters)
+    m = np.repeat(np.arange(n_meters, dtype=np.int64), len(union))
+    e = np.tile(union, n_meters)
     q = make_keys(m, e)
     left = np.searchsorted(keys, q, side="right") - 1
     left_c = np.maximum(left, 0)
@@ -95,14 +116,28 @@ def profile_energy(
     span = np.maximum(ts[right] - ts[left_c], 1)
     frac = np.clip((e - ts[left_c]) / span, 0.0, 1.0)
     part = np.rint(delta[right].astype(np.float64) * frac).astype(np.int64)
-    cum_e = np.where(exact, cum[left_c], cum[left_c] + part)
-    ok = has_left & (exact | has_right)
+    cum_e = np.where(exact, cum[left_c], cum[left_c] + part).reshape(n_meters, len(union))
+    ok = (has_left & (exact | has_right)).reshape(n_meters, len(union))
 
-    cum_e = cum_e.reshape(n_meters, len(edges_s))
-    ok = ok.reshape(n_meters, len(edges_s))
-    energy = (np.diff(cum_e, axis=1) / UKWH_PER_KWH).astype(np.float32)
-    energy[~(ok[:, 1:] & ok[:, :-1])] = np.nan
-    return energy
+    out = []
+    for edges_s in edges:
+        at = np.searchsorted(union, edges_s)
+        c, k = cum_e[:, at], ok[:, at]
+        energy = (np.diff(c, axis=1) / UKWH_PER_KWH).astype(np.float32)
+        energy[~(k[:, 1:] & k[:, :-1])] = np.nan
+        out.append(energy)
+    return out
+
+
+def top_parts(energy_kwh: npt.NDArray[np.float32], k: int) -> npt.NDArray[np.float32]:
+    """Each meter's ``k`` largest parts, largest first, NaN-padded when fewer are
+    known: what a ceiling needs of a day (how high its peaks go and how many reach
+    the top) in a sixth of the quarter-hour profile's room."""
+    filled = np.where(np.isnan(energy_kwh), -np.inf, energy_kwh)
+    top = -np.sort(-filled, axis=1)[:, :k]
+    if top.shape[1] < k:
+        top = np.pad(top, ((0, 0), (0, k - top.shape[1])), constant_values=-np.inf)
+    return np.where(np.isinf(top), np.nan, top).astype(np.float32)
 
 
 def profile_voltage(

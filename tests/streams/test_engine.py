@@ -392,6 +392,36 @@ def test_final_windows_carry_hourly_profiles_that_add_up_to_the_window():
     assert day0.profile_kwh[1, 0] == pytest.approx(c1[4] - c1[0], abs=1e-6)
 
 
+def test_final_windows_carry_each_meters_largest_quarter_hours():
+    """The peaks are the day's largest quarter-hour advances, largest first; a
+    missing reading leaves its two quarters prorated, the hours exactly as without
+    peaks (an hour is its quarters' sum in whole micro-kWh)."""
+    topo = make_topology(AREA)
+    rng = np.random.default_rng(5)
+    regs = {"T1": 0.0, "C1": 0.0, "C2": 0.0}
+    readings = []
+    for k in range(96 * 2 + 1):
+        t = DAY0 + k * 900
+        for mid in regs:
+            if not (mid == "C2" and k == 40):  # one lost reading
+                readings.append((mid, t, round(regs[mid], 2)))
+            regs[mid] += float(rng.integers(0, 60)) / 100
+    with_peaks = run(topo, [make_batch(topo, readings)])[2]
+    without = run(topo, [make_batch(topo, readings)], EngineConfig(peak_part_s=0))[2]
+    day0 = next(r for r in with_peaks if r.window_start == DAY0)
+    assert day0.peak_kwh is not None and day0.peak_kwh.shape == (3, 16)
+    c1 = np.array([v for (m, t, v) in readings if m == "C1" and DAY0 <= t <= DAY0 + DAY])
+    np.testing.assert_allclose(day0.peak_kwh[1], np.sort(np.diff(c1))[::-1][:16], atol=1e-6)
+    assert np.all(np.diff(day0.peak_kwh, axis=1) <= 0)
+    assert next(r for r in without if r.window_start == DAY0).peak_kwh is None
+    for a, b in zip(with_peaks, without, strict=True):
+        np.testing.assert_array_equal(a.profile_kwh, b.profile_kwh)
+    few = run(topo, [make_batch(topo, readings)], EngineConfig(peak_parts=200))[2]
+    day0 = next(r for r in few if r.window_start == DAY0)
+    assert day0.peak_kwh.shape == (3, 200)
+    assert np.isnan(day0.peak_kwh[:, 96:]).all() and not np.isnan(day0.peak_kwh[:, :96]).any()
+
+
 @pytest.mark.parametrize(
     ("first_day", "skipped"),
     [("2026-03-27", True), ("2026-10-23", False)],  # spring forward, fall back
