@@ -85,9 +85,9 @@ def build_inputs(meters: int, days: int, seed: int) -> tuple[Topology, ReadingBa
 
 
 def run_core(
-    topo: Topology, batch: ReadingBatch, batch_rows: int, profile_s: int = 0
+    topo: Topology, batch: ReadingBatch, batch_rows: int, profile_s: int = 0, peak_part_s: int = 0
 ) -> tuple[float, int]:
-    engine = BalanceEngine(topo, EngineConfig(profile_s=profile_s))
+    engine = BalanceEngine(topo, EngineConfig(profile_s=profile_s, peak_part_s=peak_part_s))
     n = len(batch)
     chunks = [batch.take(np.arange(lo, min(lo + batch_rows, n))) for lo in range(0, n, batch_rows)]
     emitted = 0
@@ -124,6 +124,12 @@ def main() -> None:
         default=0,
         help="also compute per-meter load profiles of final windows (detector input)",
     )
+    p.add_argument(
+        "--peak-part-s",
+        type=int,
+        default=0,
+        help="with profiles, also each meter's largest parts of this length (900: quarters)",
+    )
     p.add_argument("--json", type=Path)
     args = p.parse_args()
 
@@ -136,7 +142,7 @@ def main() -> None:
     )
     core, base = [], []
     for i in range(args.repeat):
-        dt, emitted = run_core(topo, batch, args.batch_rows, args.profile_s)
+        dt, emitted = run_core(topo, batch, args.batch_rows, args.profile_s, args.peak_part_s)
         core.append(dt)
         bt, rows = run_baseline(frame)
         base.append(bt)
@@ -161,6 +167,7 @@ def main() -> None:
         "readings": len(batch),
         "batch_rows": args.batch_rows,
         "profile_s": args.profile_s,
+        "peak_part_s": args.peak_part_s,
         "core_median_s": round(statistics.median(core), 3),
         "core_readings_per_s": round(len(batch) / statistics.median(core)),
         "baseline_median_s": round(statistics.median(base), 3),

@@ -66,6 +66,7 @@ class QuarterCeiling:
     # A step must recur between the peaks' distinct values this often to count as
     # the register's: one interpolated reading makes a half step once.
     step_repeats: int = 3
+    on_step_share: float = 0.8
 
     def find(self, peaks: npt.NDArray[np.float32], reference_windows: int) -> Ceiling:
         """``peaks``: windows x customers x parts, largest first, NaN-padded."""
@@ -96,15 +97,19 @@ class QuarterCeiling:
         return Ceiling(ceiling, parts, days, above, step, hit)
 
     def _step(self, values: Matrix) -> float:
-        """The smallest gap between distinct values that recurs ``step_repeats``
-        times: the register's resolution times the meter's multiplier. When none
-        recurs, the smallest gap (values finer than any step, or too few of them)."""
-        v = np.unique(np.round(values[np.isfinite(values) & (values > 0)], 6))
-        if len(v) < 2:
+        """The register's step (its resolution times the meter's multiplier): the
+        largest gap between distinct values, among those recurring
+        ``step_repeats`` times, that most values are whole multiples of. A lost
+        reading prorates its quarters to half steps, and a month of 1 % losses makes
+        half steps recur too; they stay a minority of the values. When no step fits
+        (values finer than any), the smallest gap."""
+        v = np.round(values[np.isfinite(values) & (values > 0)], 6)
+        distinct = np.unique(v)
+        if len(distinct) < 2:
             return float("inf")
-        gaps, counts = np.unique(np.round(np.diff(v), 5), return_counts=True)
-        gaps, counts = gaps[gaps > 0], counts[gaps > 0]
-        if not len(gaps):
-            return float("inf")
-        recurring = gaps[counts >= self.step_repeats]
-        return float(recurring[0] if len(recurring) else gaps[0])
+        gaps, counts = np.unique(np.round(np.diff(distinct), 5), return_counts=True)
+        for g in gaps[(counts >= self.step_repeats) & (gaps > 0)][::-1]:
+            k = v / g
+            if np.mean(np.abs(k - np.round(k)) < 1e-3) >= self.on_step_share:
+                return float(g)
+        return float(gaps[gaps > 0][0]) if (gaps > 0).any() else float("inf")
