@@ -149,6 +149,13 @@ class ConsumptionShapeDetector(HistoryOnly):
     # ``dict`` from a settings file: its fields by name.
     quarter_ceiling: QuarterCeiling | dict[str, Any] = field(default_factory=QuarterCeiling)
     quarter_ceiling_score: float = 0.6
+    # The ceiling must stand well above the same days' base load (their lowest
+    # hours; ``quarters_per_part``: the engine's profile_s / peak_part_s): a load
+    # running at one constant power all day (a closed shop's freezers in our
+    # generator, 1.0-1.5 x its base) is flat, not capped; a cap leaves the base
+    # alone, and the independent clips stood at 4.7 x their usual base or more.
+    quarter_ceiling_min_base_ratio: float = 3.0
+    quarters_per_part: int = 4
     zero_run_parts: int = 2
     zero_part_ref_share: float = 0.05  # a part zero on more reference days is not "used"
     # a pattern the customer's own reference shows on this share of days or more is
@@ -485,7 +492,11 @@ class ConsumptionShapeDetector(HistoryOnly):
         with np.errstate(all="ignore"):
             ratio = energy[n - r :].mean(0) / usual
         lived_in = _row_corr(_mean_day(p[n - r :]), typical) >= self.ceiling_min_corr
-        hit = candidates & found.hit & (ratio >= 0.25) & lived_in
+        recent_base = np.median(np.sort(p[n - r :], axis=-1)[..., : self.base_parts].mean(-1), 0)
+        above_base = (
+            found.kwh * self.quarters_per_part >= self.quarter_ceiling_min_base_ratio * recent_base
+        )
+        hit = candidates & found.hit & (ratio >= 0.25) & lived_in & above_base
         self._emit(
             findings,
             x.windows[-1],

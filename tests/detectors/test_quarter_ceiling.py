@@ -115,3 +115,22 @@ def test_the_shape_detector_names_a_quarter_hour_ceiling_on_a_lived_in_day() -> 
     assert found[0].estimated_kwh > 0
     off = ConsumptionShapeDetector(quarter_ceiling={"min_parts": 10_000})
     assert not [f for f in off.score_one(h) if "clipped_peak" in f.detector]
+
+
+def test_a_load_running_at_one_power_all_day_is_flat_not_capped() -> None:
+    """C08 stops living in for its last five days and runs one machine at 1.2 kW
+    all day (a closed shop's freezers in our generator): its quarters pinned at
+    0.3 kWh with a trace of its old rhythm, but the pin is its base load, not a cap
+    well above it."""
+    rng = np.random.default_rng(6)
+    p = _quarters(rng)
+    q = np.arange(QUARTERS) / 4
+    trace = np.exp(-((q - 19.5) ** 2) / 4)
+    p[-5:, 8] = np.minimum(0.3, 0.27 + 0.05 * trace)[None, :]
+    h = _history(_register(p))
+
+    def clipped(det: ConsumptionShapeDetector) -> set[str]:
+        return {f.target_id for f in det.score_one(h) if "clipped_peak" in f.detector}
+
+    assert "C08" in clipped(ConsumptionShapeDetector(quarter_ceiling_min_base_ratio=0.0))
+    assert "C08" not in clipped(ConsumptionShapeDetector())
