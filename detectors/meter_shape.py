@@ -145,8 +145,7 @@ class ConsumptionShapeDetector(HistoryOnly):
     ceiling_min_corr: float = 0.5
     ceiling_score: float = 0.55
     # The same in the quarter hours' peaks, where a cap is exact (see
-    # ``detectors.quarter_ceiling``).
-    # ``dict`` from a settings file: its fields by name.
+    # ``detectors.quarter_ceiling``; a ``dict`` from a settings file: its fields).
     quarter_ceiling: QuarterCeiling | dict[str, Any] = field(default_factory=QuarterCeiling)
     quarter_ceiling_score: float = 0.6
     # The ceiling must stand well above the same days' base load (their lowest
@@ -504,7 +503,8 @@ class ConsumptionShapeDetector(HistoryOnly):
             "clipped_peak",
             lambda i: self.quarter_ceiling_score,
             lambda i: (
-                f"its quarter hours capped at {found.kwh[i]:.2f} kWh ({found.kwh[i] * 4:.1f} kW)"
+                f"its quarter hours capped at {found.kwh[i]:.2f} kWh "
+                f"({found.kwh[i] * self.quarters_per_part:.1f} kW)"
                 f": {found.parts[i]} quarters of the last {r} days reach it, at most one "
                 f"goes above, where {found.above_share[i]:.0%} of its earlier days went well "
                 f"above, at {ratio[i]:.0%} of its usual use: a meter missing what runs "
