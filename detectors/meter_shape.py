@@ -445,8 +445,7 @@ class ConsumptionShapeDetector(HistoryOnly):
         with np.errstate(all="ignore"):
             at_ceiling = (rec.max(-1) >= 0.95 * ceiling[None, :]).sum(0)
             above = (ref.max(-1) > self.ceiling_ref_margin * ceiling[None, :]).mean(0)
-            ratio = energy[n - r :].mean(0) / usual
-        lived_in = _row_corr(_mean_day(rec), typical) >= self.ceiling_min_corr
+        ratio, lived_in = self._lived_in_days(p[n - r :], energy[n - r :], usual, typical)
         hit = (
             big
             & (at_ceiling >= self.ceiling_min_days)
@@ -492,9 +491,7 @@ class ConsumptionShapeDetector(HistoryOnly):
         if peaks is None or n - r < self.reference_windows or not candidates.any():
             return
         found = qc.find(peaks, self.reference_windows)
-        with np.errstate(all="ignore"):
-            ratio = energy[n - r :].mean(0) / usual
-        lived_in = _row_corr(_mean_day(p[n - r :]), typical) >= self.ceiling_min_corr
+        ratio, lived_in = self._lived_in_days(p[n - r :], energy[n - r :], usual, typical)
         recent_base = np.median(np.sort(p[n - r :], axis=-1)[..., : self.base_parts].mean(-1), 0)
         above_base = (
             found.kwh * self.quarters_per_part >= self.quarter_ceiling_min_base_ratio * recent_base
@@ -516,6 +513,16 @@ class ConsumptionShapeDetector(HistoryOnly):
             ),
             lambda i: max(float(usual[i] - np.nanmean(energy[n - r :, i])), 0.0),
         )
+
+    def _lived_in_days(
+        self, days: Matrix, energy: Matrix, usual: Matrix, typical: Matrix
+    ) -> tuple[Matrix, npt.NDArray[np.bool_]]:
+        """What a capped meter keeps of these days: their mean total as a share of
+        the usual, and whether their mean day has the customer's lived-in shape (an
+        empty home's ceiling is its fridge)."""
+        with np.errstate(all="ignore"):
+            ratio = energy.mean(0) / usual
+        return ratio, _row_corr(_mean_day(days), typical) >= self.ceiling_min_corr
 
     def _emit(
         self,

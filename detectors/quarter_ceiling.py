@@ -82,29 +82,49 @@ class QuarterCeiling:
         flat = np.sort(np.nan_to_num(rec.transpose(1, 0, 2).reshape(rec.shape[1], -1), nan=-1.0))
         ceiling = flat[:, -2] if flat.shape[1] > 1 else np.full(len(flat), np.nan)
         ceiling = np.where(ceiling > 0, ceiling, np.nan)
+        # The register's step (a Python loop per customer) only where some step
+        # allowed could still make a ceiling: "at the ceiling" is widest with the
+        # largest step, "well above" easiest with none.
+        loose = self._support(ref, rec, ceiling, self.max_step_share * ceiling, 0.0)
         step = np.full(len(ceiling), np.inf)
-        candidates = np.flatnonzero(ceiling >= self.min_kwh)
         both = np.concatenate([ref, rec], axis=0)
-        for i in candidates:
+        for i in np.flatnonzero((ceiling >= self.min_kwh) & self._enough(*loose)):
             step[i] = self._step(both[:, i].ravel())
+        fine = np.where(np.isfinite(step), step, 0.0)
+        parts, days, above = self._support(ref, rec, ceiling, fine, fine)
         with np.errstate(invalid="ignore"):
-            fine = np.where(np.isfinite(step), step, 0.0)
-            below = np.maximum(self.near_steps * fine, (1 - self.near_share) * ceiling)
-            threshold = ceiling - below
-            near = rec >= threshold[None, :, None]
-            parts = near.sum(axis=(0, 2))
-            days = (near.sum(-1) >= self.parts_per_day).sum(0)
-            known = np.isfinite(ref[..., 0])  # a window without readings is no evidence
-            went_above = ref[..., 0] > (self.ref_margin * ceiling + fine)[None, :]
-            above = (went_above & known).sum(0) / np.maximum(known.sum(0), 1)
             hit = (
                 (ceiling >= self.min_kwh)
                 & (step <= self.max_step_share * ceiling)
-                & (parts >= self.min_parts)
-                & (days >= self.min_days)
-                & (above >= self.ref_share)
+                & self._enough(parts, days, above)
             )
         return Ceiling(ceiling, parts, days, above, step, hit)
+
+    def _support(
+        self,
+        ref: Matrix,
+        rec: Matrix,
+        ceiling: Matrix,
+        near_step: Matrix | float,
+        step: Matrix | float,
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], Matrix]:
+        """Recent quarters and windows at the ceiling (within ``near_step``), and the
+        share of reference windows (with readings) that peaked well above it (by
+        ``step`` more)."""
+        with np.errstate(invalid="ignore"):
+            below = np.maximum(self.near_steps * near_step, (1 - self.near_share) * ceiling)
+            near = rec >= (ceiling - below)[None, :, None]
+            parts = near.sum(axis=(0, 2))
+            days = (near.sum(-1) >= self.parts_per_day).sum(0)
+            known = np.isfinite(ref[..., 0])  # a window without readings is no evidence
+            went_above = ref[..., 0] > (self.ref_margin * ceiling + step)[None, :]
+        above = (went_above & known).sum(0) / np.maximum(known.sum(0), 1)
+        return parts, days, above
+
+    def _enough(
+        self, parts: npt.NDArray[np.int64], days: npt.NDArray[np.int64], above: Matrix
+    ) -> npt.NDArray[np.bool_]:
+        return (parts >= self.min_parts) & (days >= self.min_days) & (above >= self.ref_share)
 
     def _step(self, values: Matrix) -> float:
         """The register's step (its resolution times the meter's multiplier): the

@@ -54,25 +54,6 @@ def _with_brackets(
     return keys, value, is_interval
 
 
-def profile_energy(
-    *,
-    rows: Run,
-    carry: ReadingRef,
-    following: ReadingRef,
-    edges_s: npt.NDArray[np.int64],
-    multiplier: npt.NDArray[np.float64],
-) -> npt.NDArray[np.float32]:
-    """Energy [kWh] of every meter between consecutive ``edges_s``.
-
-    ``rows`` are all readings inside the window, sorted by key; ``carry`` and
-    ``following`` the readings bracketing it, dense over all meters. Returns an
-    array (meters x len(edges_s) - 1), NaN where a part is not determined.
-    """
-    return profile_energies(
-        rows=rows, carry=carry, following=following, edges=[edges_s], multiplier=multiplier
-    )[0]
-
-
 def profile_energies(
     *,
     rows: Run,
@@ -81,11 +62,16 @@ def profile_energies(
     edges: Sequence[npt.NDArray[np.int64]],
     multiplier: npt.NDArray[np.float64],
 ) -> list[npt.NDArray[np.float32]]:
-    """``profile_energy`` at several sets of edges (hours and quarter hours) in one
-    pass. A meter's cumulative energy at an edge depends on that edge alone (the
-    readings bracketing it), so it is computed once at the union of the edges and
-    every set takes its differences from there: an hour is exactly the sum of its
-    quarters, in whole micro-kWh, and unknown exactly when one of them is."""
+    """Energy [kWh] of every meter between consecutive edges, for each set of
+    ``edges`` (hours and quarter hours) in one pass: arrays of meters x
+    (len(edges_s) - 1), NaN where a part is not determined.
+
+    ``rows`` are all readings inside the window, sorted by key; ``carry`` and
+    ``following`` the readings bracketing it, dense over all meters. A meter's
+    cumulative energy at an edge depends on that edge alone (the readings
+    bracketing it), so it is computed once at the union of the edges and every set
+    takes its differences from there: an hour is exactly the sum of its quarters, in
+    whole micro-kWh, and unknown exactly when one of them is."""
     n_meters = len(carry.has)
     union = np.unique(np.concatenate(edges))
     keys, value, is_interval = _with_brackets(rows, carry, following)
