@@ -101,6 +101,8 @@ class ConsumptionShapeDetector(HistoryOnly):
     peer_ratio: float = 0.8  # the area's median customer kept at least this
     min_usual_kwh: float = 1.0  # per window; smaller customers carry too little signal
     base_parts: int = 4  # the day's lowest parts (hours) make its base load
+    scaled_base_mean: bool = True  # the base judged on the days' mean (see score_one)
+    scaled_low_ref_share: float = 0.2  # ... unless this share of its first days were low
     scaled_base_ratio: float = 0.6  # base load at most this share of its usual ...
     scaled_margin: float = 0.25  # ... and at most this above the total's share
     scaled_min_ratio: float = 0.08  # below this, a dead meter or a switched-off home ...
@@ -255,14 +257,28 @@ class ConsumptionShapeDetector(HistoryOnly):
         residual = (d_ratio > 0) & (d_ratio < self.scaled_min_ratio)
         residual_day = quiet_nanmean(np.where(residual[..., None], p[n - d :], np.nan), axis=0)
         lived_in = residual & (_row_corr(residual_day, typical) >= self.residual_min_corr)[None, :]
-        scaled_each = (
+        fraction_each = (
             peers_kept[:, None]
             & ((d_ratio >= self.scaled_min_ratio) | lived_in)
             & (d_ratio <= self.scaled_max_ratio)
-            & (day_base <= self.scaled_base_ratio)
             & (day_base <= d_ratio + self.scaled_margin)
         )
+        scaled_each = fraction_each & (day_base <= self.scaled_base_ratio)
         scaled_days = scaled_each.sum(0)
+        # A factor drawn per day (h1) leaves the base of a day at 0.51 of the usual
+        # at 0.67: judged on the days' mean base, each day's base only following its
+        # total. A home switched off at the breaker on some days and full on the
+        # others has no such days (near zero or whole). Nor may low days be part of
+        # the customer's week: a shop closed at weekends (two days at 0.12 of the
+        # usual, base and all) in a slow week (0.8) averages to a meter at half.
+        with np.errstate(all="ignore"):
+            low_ref = (energy[: self.reference_windows] < self.drop_ratio * level).mean(0)
+        mean_scaled = (
+            self.scaled_base_mean
+            & (low_ref < self.scaled_low_ref_share)
+            & (fraction_each.sum(0) >= self.drop_min_days)
+            & (base_ratio <= self.scaled_base_ratio)
+        )
         usual_spread = quiet_nan_spread(energy[: n - d])  # the days before the drop's
         steady = quiet_nan_spread(energy[n - d :]) < self.steady_ratio * usual_spread
         # A theft that began three days ago: its five-day mean is not yet below half,
@@ -271,7 +287,7 @@ class ConsumptionShapeDetector(HistoryOnly):
         scaled = (
             big
             & (usual_base > 0.02 * usual / p.shape[-1])  # a base load to speak of
-            & ((dropped & (scaled_days >= self.drop_min_days)) | fast)
+            & ((dropped & ((scaled_days >= self.drop_min_days) | mean_scaled)) | fast)
             & ~steady
         )
         total_ratio = quiet_nanmean(d_ratio, axis=0)

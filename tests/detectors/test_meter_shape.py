@@ -153,6 +153,36 @@ def test_a_meter_recording_a_fraction_drops_its_base_load_too() -> None:
     assert f.score >= 0.5 and "base load" in f.reason
 
 
+def test_a_factor_drawn_each_day_is_judged_on_the_days_mean_base() -> None:
+    """Recording 0.15, 0.65, 0.2, 0.7 and 0.45 of its use: two days keep more than
+    0.6 of the base load (each day's base following its own total), so only three
+    days are scaled one by one, but the five days' mean base is 43 % (independent
+    h1 thieves were named 4-8 days later without the mean)."""
+    rng = np.random.default_rng(11)
+    p = _households(rng)
+    p[-5:, 3] *= np.array([0.15, 0.65, 0.2, 0.7, 0.45])[:, None]
+    h = _history(p)
+    assert _scaled(h) == {"C03"}
+    per_day = ConsumptionShapeDetector(scaled_base_mean=False)
+    assert "C03" not in {f.target_id for f in per_day.score_one(h) if "scaled" in f.detector}
+
+
+def test_a_shop_closed_at_weekends_in_a_slow_week_is_not_a_scaled_drop() -> None:
+    """Weekdays at 0.7-0.8 of the usual and a weekend at 0.12, base load and all: the
+    five days average to a meter at half with its base down alike, but days that low
+    are a fifth of its first days (a development grid's shop, named falsely)."""
+    rng = np.random.default_rng(12)
+    p = _households(rng)
+    weekend = np.isin(np.arange(N_DAYS) % 7, (4, 5))  # days 4, 5, 11, 12, 18, 19
+    p[weekend, 10] *= 0.12
+    p[-5:, 10] *= 0.7  # a slow week
+    h = _history(p)
+    assert "C10" in _drops(h)
+    assert "C10" not in _scaled(h)
+    unguarded = ConsumptionShapeDetector(scaled_low_ref_share=1.01)
+    assert "C10" in {f.target_id for f in unguarded.score_one(h) if "scaled" in f.detector}
+
+
 def test_an_empty_home_using_the_same_every_day_is_not_a_scaled_drop() -> None:
     """A home whose nights were heated (its usual base load, 0.3 kWh an hour) left
     empty: only its fridge runs, 0.1 kWh an hour, the same every day. Its total and
