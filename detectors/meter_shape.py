@@ -32,7 +32,7 @@ day is a holiday, not a case.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -88,6 +88,11 @@ def _longest_zero_run(p: Matrix, consumes: npt.NDArray[np.bool_]) -> npt.NDArray
 @dataclass
 class ConsumptionShapeDetector(HistoryOnly):
     reference_windows: int = 10
+    # Scoring starts once this many windows precede the drop's days (the first
+    # windows then stand for the ``reference_windows``): a theft begun on day 8 of a
+    # history was otherwise first looked at on day 15, a week late whatever it was.
+    min_reference_windows: int = 7
+    short_reference_max_score: float = 0.8  # ... and scores at most this until then
     of_days: int = 3
     min_days: int = 2
     drop_of_days: int = 5  # longer for drops: a weekend is not a theft
@@ -173,12 +178,24 @@ class ConsumptionShapeDetector(HistoryOnly):
             self.quarter_ceiling = QuarterCeiling(**self.quarter_ceiling)
 
     def score_one(self, x: AreaHistory) -> list[Finding]:
-        n = len(x)
-        recent = self.of_days
         if x.windows[-1].virtual:
             return []  # its customers are scored in their own areas
-        if n < self.reference_windows + max(recent, self.drop_of_days):
+        # the customer's first windows, before any recent case
+        first = min(self.reference_windows, len(x) - max(self.of_days, self.drop_of_days))
+        if first < self.min_reference_windows:
             return []
+        findings = self._score(x, first)
+        if first == self.reference_windows:
+            return findings
+        # A usual day from a week of windows is a rougher yardstick: nothing found on
+        # it is certain on one window (an independent grid's household, home between
+        # two absences, read as a day played backwards on its seventh window).
+        cap = self.short_reference_max_score
+        return [f if f.score <= cap else replace(f, score=cap) for f in findings]
+
+    def _score(self, x: AreaHistory, first: int) -> list[Finding]:
+        n = len(x)
+        recent = self.of_days
         today = x.windows[-1]
         energy = x.energy()
         ref = energy[: n - recent]
@@ -194,7 +211,7 @@ class ConsumptionShapeDetector(HistoryOnly):
         d = self.drop_of_days
         # Against the larger of its usual and its first windows' level: after ten days
         # of theft the median of all earlier days is the theft's level.
-        level = np.fmax(usual, quiet_nanmedian(energy[: self.reference_windows], axis=0))
+        level = np.fmax(usual, quiet_nanmedian(energy[:first], axis=0))
         with np.errstate(all="ignore"):
             d_ratio = energy[n - d :] / level  # inf / NaN for a level of 0: not "big"
         d_peers = quiet_nanmedian(d_ratio, axis=1)
@@ -272,7 +289,7 @@ class ConsumptionShapeDetector(HistoryOnly):
         # the customer's week: a shop closed at weekends (two days at 0.12 of the
         # usual, base and all) in a slow week (0.8) averages to a meter at half.
         with np.errstate(all="ignore"):
-            low_ref = (energy[: self.reference_windows] < self.drop_ratio * level).mean(0)
+            low_ref = (energy[:first] < self.drop_ratio * level).mean(0)
         mean_scaled = (
             self.scaled_base_mean
             & (low_ref < self.scaled_low_ref_share)
@@ -322,7 +339,7 @@ class ConsumptionShapeDetector(HistoryOnly):
         # ``reference_windows``, before any recent case): an irrigation pump or a
         # workshop runs on some days and idles at a flat base load on the others, so
         # its median day is shaped and its idle days look "flattened".
-        p_first = p[: self.reference_windows]
+        p_first = p[:first]
         kept_ref = p_first.sum(-1) >= 0.5 * usual[None, :]
         flat_ref = ((_cv(p_first) < self.flat_ratio * usual_cv) & kept_ref).mean(0)
         self._emit(
@@ -404,11 +421,9 @@ class ConsumptionShapeDetector(HistoryOnly):
         # for a few hours at any time of day, h2) records exactly nothing there.
         # Judged on its first windows (as flat days are), before any recent case. A
         # part without a reading (NaN: lost, a concentrator outage) is not a zero.
-        zero_share = quiet_nanmean(
-            np.where(np.isnan(raw), np.nan, raw <= 0)[: self.reference_windows], axis=0
-        )
+        zero_share = quiet_nanmean(np.where(np.isnan(raw), np.nan, raw <= 0)[:first], axis=0)
         consumes = zero_share <= self.zero_part_ref_share  # NaN (never read): False
-        ref_runs = _longest_zero_run(raw[: self.reference_windows], consumes[None])
+        ref_runs = _longest_zero_run(raw[:first], consumes[None])
         rare = (ref_runs >= self.zero_run_parts).mean(0) < self.max_ref_share
         rec_runs = _longest_zero_run(raw[n - recent :], consumes[None])
         zero_days = ((rec_runs >= self.zero_run_parts) & kept).sum(0)

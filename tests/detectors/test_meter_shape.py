@@ -388,3 +388,23 @@ def test_a_meter_missing_what_runs_above_a_cap_shows_a_clipped_peak() -> None:
     assert 0.5 <= found["C02"] < 0.6
     low = ConsumptionShapeDetector(ceiling_min_base_ratio=1e3)  # a ceiling near the base
     assert not [f for f in low.score_one(_history(p)) if f.detector.endswith("clipped_peak")]
+
+
+def test_a_week_of_history_is_enough_to_start_but_not_to_be_certain() -> None:
+    """Reversed from its tenth day (h6): a week of windows before the five recent
+    ones stands for the customer's first windows, so the case is found on day 12,
+    not day 15, at a score short of certain (0.8: the book waits for a second
+    window; uncapped it scores 0.85). Six windows before the recent ones are not
+    scored at all."""
+    rng = np.random.default_rng(2)
+    p = _households(rng)
+    p[9:, 4] = p[9:, 4, ::-1]
+
+    def reversed_scores(days: int, **kw: float) -> list[float]:
+        found = ConsumptionShapeDetector(**kw).score_one(_history(p[:days]))  # type: ignore[arg-type]
+        return [f.score for f in found if f.target_id == "C04" and "reversed" in f.detector]
+
+    assert reversed_scores(11) == []  # six windows before the recent five
+    assert reversed_scores(12) == [0.8]
+    assert reversed_scores(12, short_reference_max_score=1.0) == [0.85]
+    assert reversed_scores(15) == [0.85]  # the full ten windows
