@@ -106,7 +106,7 @@ class ConsumptionShapeDetector(HistoryOnly):
     peer_ratio: float = 0.8  # the area's median customer kept at least this
     min_usual_kwh: float = 1.0  # per window; smaller customers carry too little signal
     base_parts: int = 4  # the day's lowest parts (hours) make its base load
-    scaled_base_mean: bool = True  # the base judged on the days' mean (see score_one)
+    scaled_base_mean: bool = True  # the base judged on the days' mean (see _score)
     scaled_low_ref_share: float = 0.2  # ... unless this share of its first days were low
     scaled_base_ratio: float = 0.6  # base load at most this share of its usual ...
     scaled_margin: float = 0.25  # ... and at most this above the total's share
@@ -189,7 +189,7 @@ class ConsumptionShapeDetector(HistoryOnly):
             return findings
         # A usual day from a week of windows is a rougher yardstick: nothing found on
         # it is certain on one window (an independent grid's household, home between
-        # two absences, read as a day played backwards on its seventh window).
+        # two absences, read as a day played backwards with seven windows behind it).
         cap = self.short_reference_max_score
         return [f if f.score <= cap else replace(f, score=cap) for f in findings]
 
