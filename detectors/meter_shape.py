@@ -440,7 +440,7 @@ class ConsumptionShapeDetector(HistoryOnly):
             lambda i: max(float(usual[i] - np.nanmean(energy[n - recent :, i])), 0.0),
         )
         hourly = self._ceiling(findings, today, p, energy, usual, big, typical, usual_base)
-        self._quarter_ceiling(findings, x, p, energy, usual, big & ~hourly, typical)
+        self._quarter_ceiling(findings, x, p, energy, usual, big & ~hourly, typical, base)
         return findings
 
     def _ceiling(
@@ -509,6 +509,7 @@ class ConsumptionShapeDetector(HistoryOnly):
         usual: Matrix,
         candidates: npt.NDArray[np.bool_],
         typical: Matrix,
+        base: Matrix,
     ) -> None:
         """A ceiling in the quarter hours' peaks, on a day that keeps a quarter of
         its usual total or more and the lived-in shape (an empty home's ceiling is
@@ -523,7 +524,7 @@ class ConsumptionShapeDetector(HistoryOnly):
             return
         found = qc.find(peaks, self.reference_windows)
         ratio, lived_in = self._lived_in_days(p[n - r :], energy[n - r :], usual, typical)
-        recent_base = np.median(np.sort(p[n - r :], axis=-1)[..., : self.base_parts].mean(-1), 0)
+        recent_base = np.median(base[n - r :], axis=0)  # the recent days' lowest hours
         above_base = (
             found.kwh * self.quarters_per_part >= self.quarter_ceiling_min_base_ratio * recent_base
         )
