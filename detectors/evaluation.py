@@ -26,8 +26,16 @@ import pandas as pd
 
 CATEGORIES = ("theft", "meter_fault", "topology_error")
 _TRUE_AREA = re.compile(r"\[true_area=([^\]]+)\]")
-# Detector kinds that name a labelled fault kind.
-_FAULT_KIND_ALIASES = {"zero": {"zero", "stuck", "register_reset"}, "stuck": {"stuck", "zero"}}
+# Detector kinds that name a labelled fault kind. A meter's voltage alone cannot
+# always tell a phase of three lost (断相) from its voltage element lost (失压): a
+# meter reporting one phase's voltage shows none with that phase gone.
+_VOLTAGE = {"voltage_loss", "phase_loss"}
+_FAULT_KIND_ALIASES = {
+    "zero": {"zero", "stuck", "register_reset"},
+    "stuck": {"stuck", "zero"},
+    "voltage_loss": _VOLTAGE,
+    "phase_loss": _VOLTAGE,
+}
 
 
 def roc_auc(y: np.ndarray, s: np.ndarray) -> float:

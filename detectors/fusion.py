@@ -51,6 +51,10 @@ def _day(ts: int, tz: str) -> str:
 
 
 MULTIPLIER_FIT = "meter_fault:wrong_multiplier"  # the fault detector's daily-total fit
+# A meter whose voltage circuit lost a phase records a share of its energy (a lack
+# in its area's balance) and its voltage steps down (unlike its area's): both what
+# the topology detectors read as a customer wired elsewhere.
+VOLTAGE_FAULTS = ("meter_fault:voltage_loss", "meter_fault:phase_loss")
 
 
 @dataclass
@@ -199,8 +203,10 @@ class SuspicionBook:
         customer's use, so its energy flows elsewhere, where a wrong multiplier keeps
         it in its own area. The pair stands (two mapping errors of our held-out
         grids, lacking 0.88-0.91 of their billing in the first week, were also named
-        multipliers of 1/8 and 1/11.5), with the fit as a note."""
+        multipliers of 1/8 and 1/11.5), with the fit as a note. A voltage or phase
+        loss explains a pair on its meter (``VOLTAGE_FAULTS``)."""
         suspicions = self._pairs_over_multipliers(suspicions)
+        suspicions = self._voltage_faults_over_pairs(suspicions)
         faults = (SuspicionCategory.METER_FAULT, SuspicionCategory.TOPOLOGY_ERROR)
         thefts = {s.target_id: s for s in suspicions if s.category == SuspicionCategory.THEFT}
         explains: dict[str, Suspicion] = {}  # target -> the fault that explains its theft
@@ -258,6 +264,34 @@ class SuspicionBook:
                 note = _lead(fitted[s.target_id])
                 s = replace(
                     s, evidence=s.evidence + f"; also fitted as a wrong multiplier ({note})"
+                )
+            out.append(s)
+        return out
+
+    def _voltage_faults_over_pairs(self, suspicions: list[Suspicion]) -> list[Suspicion]:
+        """A voltage or phase loss explains a topology pair on the same meter: the
+        pair stays a note in the fault's evidence."""
+        lost = {
+            s.target_id
+            for s in suspicions
+            if s.category == SuspicionCategory.METER_FAULT
+            and s.detector in VOLTAGE_FAULTS
+            and s.score >= self.explains_theft_score
+        }
+        pairs = {
+            s.target_id: s
+            for s in suspicions
+            if s.category == SuspicionCategory.TOPOLOGY_ERROR and s.target_id in lost
+        }
+        out = []
+        for s in suspicions:
+            if s.category == SuspicionCategory.TOPOLOGY_ERROR and s.target_id in pairs:
+                continue
+            if s.category == SuspicionCategory.METER_FAULT and s.target_id in pairs:
+                s = replace(
+                    s,
+                    evidence=s.evidence
+                    + f"; also looked like a wrong area ({_lead(pairs[s.target_id])})",
                 )
             out.append(s)
         return out

@@ -11,14 +11,20 @@
 * ``clock_drift``: reading times sliding along the clock grid, or (a meter that
   stamps its own marks) a recorded profile lagging more every day while the area
   meter sees the true one (``detectors.content_lag``);
+* ``voltage_loss`` / ``phase_loss``: a meter's voltage fallen well below its area
+  peers' from a normal past (``detectors.voltage_loss``), where voltages exist;
+* ``register_jump``: a register that leapt forward (a sudden constant offset on the
+  register: a corrupted reading, a replacement meter filed from a wrong start
+  value), billing in one window many times the customer's largest window while the
+  area's loss fell by that much: the area meter did not supply it;
 * meter events that signal a fault (voltage loss, phase loss, reverse energy, clock
-  error) raise a fault finding with that type.
+  error) raise a fault finding with that type (evidence below the decider alone).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -31,6 +37,7 @@ from detectors.content_lag import (
     true_minus_recorded,
 )
 from detectors.observations import AreaHistory, AreaWindow
+from detectors.voltage_loss import VoltageLossParams, voltage_losses
 from lineloss.domain import MeterEvent, SuspicionCategory, TargetKind
 from streams.registers import FLAG_RESET, FLAG_STEP_BACK
 
@@ -79,7 +86,27 @@ class MeterFaultDetector(HistoryOnly):
     lag_max_candidates: int = 25
     lag_loss_min_t: float = 3.5
     lag_loss_coef: tuple[float, float] = (0.6, 1.6)
+    # A register leaping forward: today's energy at least jump_ratio x the
+    # customer's largest earlier window (and jump_min_kwh over its usual), the
+    # area's loss below what its supply and its last jump_level_windows make
+    # expected by jump_loss_share of that excess, and by jump_min_sd of its spread
+    # from window to window; with five windows of history or more.
+    jump_min_windows: int = 6
+    jump_ratio: float = 5.0
+    jump_min_kwh: float = 10.0
+    jump_loss_share: tuple[float, float] = (0.6, 1.4)
+    jump_min_sd: float = 4.0
+    jump_level_windows: int = 7
+    # A meter's voltage against its area peers' (detectors.voltage_loss); named at
+    # voltage_loss_score, certain with a voltage- or phase-loss event of its own.
+    voltage: VoltageLossParams = field(default_factory=VoltageLossParams)
+    voltage_loss_score: float = 0.8
+    voltage_event_bonus: float = 0.1
     name: str = "meter_fault"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.voltage, dict):  # from a settings file (JSON)
+            self.voltage = VoltageLossParams(**self.voltage)
 
     def _finding(
         self, w: AreaWindow, i: int, kind: str, score: float, reason: str, kwh: float = 0.0
@@ -102,8 +129,10 @@ class MeterFaultDetector(HistoryOnly):
         if x.windows[-1].virtual:
             # Its customers' own checks run in their own areas, but a customer of an
             # area without an area meter (or a dedicated one) has no balance there:
-            # a wrong multiplier shows only in the feeder's unmetered part.
-            return self._wrong_multiplier(x, x.energy())
+            # a wrong multiplier or a register leaping forward shows only in the
+            # feeder's unmetered part.
+            energy = x.energy()
+            return self._wrong_multiplier(x, energy) + self._register_jump(x, energy)
         for i in np.flatnonzero(today.flags & FLAG_STEP_BACK):
             out.append(
                 self._finding(
@@ -153,9 +182,112 @@ class MeterFaultDetector(HistoryOnly):
                     )
                 )
         out += self._wrong_multiplier(x, energy)
+        out += self._register_jump(x, energy)
         out += self._clock_drift(x)
         named = {f.target_id for f in out if f.detector.endswith(":clock_drift")}
         out += [f for f in self._content_lag(x) if f.target_id not in named]
+        out += self._voltage_loss(x)
+        return out
+
+    def _register_jump(self, x: AreaHistory, energy: np.ndarray) -> list[Finding]:
+        """A register that leapt forward in the last window. Only against a supply
+        (an area meter, or for a customer of an area without one, the feeder's
+        unmetered part): without it, a customer's exceptional day (a harvest, a
+        building site) and a register error bill the same; the meter upstream tells
+        them apart, having supplied the one and not the other. A customer
+        over-billed (negative unbilled energy)."""
+        n = len(x)
+        supply = x.supply()
+        if n < self.jump_min_windows or not np.isfinite(supply[-1]):
+            return []
+        before, today = energy[:-1], energy[-1]
+        with np.errstate(all="ignore"):
+            usual = quiet_nanmedian(before, axis=0)
+            biggest = np.nanmax(np.where(np.isfinite(before), before, -np.inf), axis=0)
+        excess = today - usual
+        candidates = np.flatnonzero(
+            np.isfinite(excess)
+            & (biggest > 0)
+            & (today >= self.jump_ratio * biggest)
+            & (excess >= self.jump_min_kwh)
+        )
+        if not len(candidates):
+            return []
+        loss = supply - np.nansum(energy, axis=1)
+        known = np.isfinite(energy).all(axis=1) & np.isfinite(supply)
+        if not known[-1] or known[:-1].sum() < self.jump_min_windows - 1:
+            return []
+        # The loss expected today: its technical part follows the supply (a line
+        # fitted on the earlier windows), at the median level of the last week (a
+        # theft that began weeks ago moved it; one odd day of loss must not); its
+        # spread from window to window.
+        s_past, l_past = supply[:-1][known[:-1]], loss[:-1][known[:-1]]
+        design = np.column_stack([np.ones_like(s_past), s_past])
+        coef, *_ = np.linalg.lstsq(design, l_past, rcond=None)
+        resid = l_past - design @ coef
+        offset = float(np.median(resid[-self.jump_level_windows :]))
+        expected = float(coef[0] + coef[1] * supply[-1]) + offset
+        steps = np.diff(resid)
+        sd = 1.4826 * float(np.median(np.abs(steps - np.median(steps)))) / math.sqrt(2.0)
+        drop = expected - float(loss[-1])
+        # Two registers leaping in one window share the drop.
+        total = float(excess[candidates].sum())
+        lo, hi = self.jump_loss_share
+        if not lo * total <= drop <= hi * total or drop < self.jump_min_sd * sd:
+            return []
+        w = x.windows[-1]
+        return [
+            self._finding(
+                w,
+                int(i),
+                "register_jump",
+                0.9,
+                f"register leapt forward: {today[i]:.1f} kWh billed in this window "
+                f"against a usual {usual[i]:.1f} (at most {biggest[i]:.1f} before), "
+                f"while the area's loss came {drop:.1f} kWh below what its supply made "
+                "expected: the area meter did not supply it (a corrupted reading or a "
+                "wrong start value)",
+                -float(excess[i]),
+            )
+            for i in candidates
+        ]
+
+    def _voltage_loss(self, x: AreaHistory) -> list[Finding]:
+        """A meter whose voltage fell well below its area peers' (module
+        ``detectors.voltage_loss``). Not for a feeder's dedicated customers: each
+        sits behind its own transformer (and may be metered at 10 kV), so they are
+        nobody's peers."""
+        today = x.windows[-1]
+        if today.dedicated or today.voltage_v is None:
+            return []
+        events = np.zeros(today.n_customers, np.int64)
+        for w in x.windows:
+            events |= w.events
+        lost = (1 << int(MeterEvent.VOLTAGE_LOSS)) | (1 << int(MeterEvent.PHASE_LOSS))
+        out = []
+        for v in voltage_losses([w.voltage_v for w in x.windows], today.profile_kwh, self.voltage):
+            reported = bool(events[v.customer] & lost)
+            what = (
+                "one phase of three missing"
+                if v.kind == "phase_loss"
+                else "its voltage element lost"
+            )
+            out.append(
+                self._finding(
+                    today,
+                    v.customer,
+                    v.kind,
+                    min(
+                        1.0,
+                        self.voltage_loss_score + (self.voltage_event_bonus if reported else 0.0),
+                    ),
+                    f"meter voltage at {v.ratio:.2f} of its area peers' in {v.low_parts} of "
+                    f"{v.known_parts} parts (usually {v.usual_ratio:.2f}): {what}, a fault "
+                    "or a cut voltage link; it records that share of the energy"
+                    + (", and the meter reported it" if reported else ""),
+                    v.unbilled_kwh,
+                )
+            )
         return out
 
     def _content_lag(self, x: AreaHistory) -> list[Finding]:

@@ -9,6 +9,7 @@
 from loaders.synthetic._config import (
     CUSTOMER_CLASSES,
     FAULT_KINDS,
+    OPTIONAL_FAULT_KINDS,
     THEFT_KINDS,
     SyntheticGrid,
     SyntheticGridConfig,
@@ -19,6 +20,7 @@ from loaders.synthetic._write import write_grid
 __all__ = [
     "CUSTOMER_CLASSES",
     "FAULT_KINDS",
+    "OPTIONAL_FAULT_KINDS",
     "THEFT_KINDS",
     "SyntheticGrid",
     "SyntheticGridConfig",

@@ -29,6 +29,11 @@ LABELS: tuple[str, ...] = ("normal", "theft", "meter_fault", "topology_error")
 NORMAL, THEFT, FAULT, TOPOLOGY = range(len(LABELS))
 WRONG_MULTIPLIER_FACTORS = (2.0, 5.0, 10.0, 0.5)
 CLOCK_ERROR_AFTER_MIN = 5.0
+# The voltage a meter's element sees after the fault, as a share of the true one:
+# one phase of a three-phase meter's three gone (the mean of its phase voltages, and
+# the energy it records, at about 2/3), or the voltage link cut or loose (欠压法).
+PHASE_LOSS_FACTOR = (0.62, 0.70)
+VOLTAGE_LOSS_FACTOR = (0.05, 0.45)
 THEFT_WEIGHT_CAP_KW = 20.0
 
 
@@ -43,6 +48,10 @@ class Anomalies:
     drift_start_step: IntArray  # (C,) clock drift begins, -1 never
     drift_min_per_day: FloatArray  # (C,) clock drift rate [min/day]
     metered_kwh: FloatArray  # (C, T) energy the meter registers [kWh, primary side]
+    voltage_from_step: (
+        IntArray  # (C,) the meter sees voltage_factor of its voltage from here, -1 never
+    )
+    voltage_factor: FloatArray  # (C,) 1 for a sound voltage circuit
     stolen_kwh: FloatArray  # (C,) true minus billed over the period [kWh]
     event_row: IntArray  # customer rows of anomaly events
     event_step: IntArray
@@ -110,6 +119,8 @@ def inject(
     zero_from = np.full(n_c, -1, dtype=np.int64)
     drift_start = np.full(n_c, -1, dtype=np.int64)
     drift_rate = np.zeros(n_c)
+    volt_from = np.full(n_c, -1, dtype=np.int64)
+    volt_factor = np.ones(n_c)
     metered = energy_kwh.copy()
     ev_row: list[IntArray] = []
     ev_step: list[IntArray] = []
@@ -205,6 +216,18 @@ def inject(
             metered[rows, s] -= jump
             code = EVENT_CODE["power_down"]
             add_events(rows[fire], s[fire], np.full(int(fire.sum()), code, dtype=np.int64))
+        elif k == "register_jump":
+            # A sudden constant offset on the register (a corrupted reading, a
+            # replacement filed from a wrong start value): billed, never supplied.
+            jump = np.maximum(20.0, daily_kwh[rows] * rng.uniform(10.0, 100.0, len(rows)))
+            metered[rows, s] += jump
+        elif k in ("voltage_loss", "phase_loss"):
+            lo, hi = PHASE_LOSS_FACTOR if k == "phase_loss" else VOLTAGE_LOSS_FACTOR
+            factor = rng.uniform(lo, hi, len(rows))
+            volt_from[rows] = s
+            volt_factor[rows] = factor
+            metered[rows] = np.where(after, metered[rows] * factor[:, None], metered[rows])
+            add_events(rows[fire], s[fire], np.full(int(fire.sum()), EVENT_CODE[k], dtype=np.int64))
         elif k == "clock_drift":
             rate = rng.uniform(2.0, 15.0, len(rows)) * rng.choice([-1.0, 1.0], len(rows))
             drift_start[rows] = s
@@ -251,6 +274,8 @@ def inject(
         drift_start_step=drift_start,
         drift_min_per_day=drift_rate,
         metered_kwh=metered,
+        voltage_from_step=volt_from,
+        voltage_factor=volt_factor,
         stolen_kwh=stolen,
         event_row=cat(ev_row),
         event_step=cat(ev_step),

@@ -213,7 +213,7 @@ def assemble(
     voltage = None
     if volts is not None:
         vm = np.full((m, r), np.nan)
-        vm[is_c] = volts.customer_v[c_src]
+        vm[is_c] = volts.customer_v[c_src] * _voltage_seen(anomalies, grid)[c_src]
         vm[is_a] = volts.area_v[meters.source[is_a]]
         voltage = vm.reshape(-1)[idx]
         del vm
@@ -338,3 +338,12 @@ def _bad_rows(
         received_ns=np.array(received, dtype=np.int64)[by_arrival],
         raw=frame,
     )
+
+
+def _voltage_seen(anomalies: Anomalies, grid: TimeGrid) -> FloatArray:
+    """(C, R) share of its true voltage each customer's meter sees at each reading:
+    1 but after a voltage- or phase-loss fault (a reading covering the fault's first
+    step already sees it)."""
+    after = grid.reading_last_step[None, :] >= anomalies.voltage_from_step[:, None]
+    faulty = (anomalies.voltage_from_step >= 0)[:, None] & after
+    return np.where(faulty, anomalies.voltage_factor[:, None], 1.0)

@@ -54,6 +54,41 @@ def test_evaluate_counts_recall_false_alarms_delay_and_naming():
     assert ev.metrics["topology_error"]["named_right"] == 1
 
 
+@pytest.mark.parametrize(
+    ("labelled", "said", "right"),
+    [
+        ("phase_loss", "meter_fault:voltage_loss", 1),
+        ("voltage_loss", "meter_fault:phase_loss", 1),
+        ("stuck", "meter_fault:zero", 1),
+        ("stuck", "meter_fault:phase_loss", 0),
+    ],
+)
+def test_fault_types_named_right_allow_what_the_data_cannot_tell_apart(
+    labelled: str, said: str, right: int
+) -> None:
+    labels = pd.DataFrame(
+        {
+            "meter_id": ["M1", "M2"],
+            "label": ["meter_fault", "normal"],
+            "start": ["2026-03-01T00:00:00+08:00", ""],
+            "kind": [labelled, ""],
+        }
+    )
+    sus = pd.DataFrame(
+        {
+            "target_id": ["M1"],
+            "target_kind": ["meter"],
+            "category": ["meter_fault"],
+            "score": [0.8],
+            "first_detected": ["2026-03-02T00:00:00+08:00"],
+            "evidence": [""],
+            "area_id": ["A"],
+            "detector": [said],
+        }
+    )
+    assert evaluate(sus, labels, days=30).metrics["meter_fault"]["named_right"] == right
+
+
 def test_recall_within_7_days_counts_late_finds_as_missed_and_knows_the_data_end():
     """Four thefts: found after 2 days, after 9 days, not found, and one starting 3
     days before the data end (found after 1 day)."""

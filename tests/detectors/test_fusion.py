@@ -227,3 +227,30 @@ def test_a_pair_and_a_multiplier_fit_on_one_meter_leave_the_pair() -> None:
     ]
     pair = got["MAPPED", "topology_error"].evidence
     assert "also fitted as a wrong multiplier (meter_fault:wrong_multiplier says so)" in pair
+
+
+def test_a_voltage_or_phase_loss_explains_a_pair_on_its_meter() -> None:
+    """A meter that lost a phase records two thirds of its energy (a lack in its
+    area) and its voltage steps down (unlike its area's): the topology detectors'
+    evidence for a customer wired elsewhere. The fault is the story; a pair on
+    another meter stays."""
+    book = SuspicionBook()
+    for day in (10, 11):
+        for target, category, detector in (
+            ("LOST", SuspicionCategory.TOPOLOGY_ERROR, "voltage_topology"),
+            ("LOST", SuspicionCategory.METER_FAULT, "meter_fault:phase_loss"),
+            ("PAIRED", SuspicionCategory.TOPOLOGY_ERROR, "topology"),
+        ):
+            book.add(
+                replace(
+                    _finding(day, target, score=0.8),
+                    category=category,
+                    detector=detector,
+                    reason=f"{detector} says so",
+                )
+            )
+    got = {(s.target_id, s.category.value): s for s in book.suspicions()}
+    assert sorted(got) == [("LOST", "meter_fault"), ("PAIRED", "topology_error")]
+    assert "also looked like a wrong area (voltage_topology says so)" in (
+        got["LOST", "meter_fault"].evidence
+    )

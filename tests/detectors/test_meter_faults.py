@@ -1,6 +1,10 @@
-"""Meter faults named by type: clock drift from where readings fall on the grid."""
+"""Meter faults named by type: clock drift from where readings fall on the grid, wrong
+multipliers, voltage and phase loss."""
 
 from __future__ import annotations
+
+from collections import deque
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -8,6 +12,7 @@ from factories import DAY, area_day, clock_drifting
 
 from detectors.meter_faults import MeterFaultDetector
 from detectors.observations import AreaHistory
+from lineloss.domain import MeterEvent
 
 GRID_S = 900
 
@@ -168,3 +173,100 @@ def test_a_multiplier_near_one_is_not_a_registry_error() -> None:
     billed = true.copy()
     billed[:, 2] *= 1 / 1.1
     assert _multiplier_findings(_area(billed, supply)) == set()
+
+
+def _voltage_area(n_days: int, lost_from: int, factor: float, event: bool) -> AreaHistory:
+    """Daily windows of 12 customers with hourly voltages and profiles; customer C03
+    sees ``factor`` of its voltage, and records that share of its energy, from day
+    ``lost_from`` (its meter reporting the loss when ``event``)."""
+    rng = np.random.default_rng(3)
+    n, parts = 12, 24
+    ids = tuple(f"C{i:02d}" for i in range(n))
+    drop = rng.uniform(0.0, 0.05, n)[:, None]
+    h = AreaHistory()
+    for d in range(n_days):
+        volts = 230.0 * (1.0 - drop) + rng.normal(0.0, 0.5, (n, parts))
+        profile = rng.uniform(0.1, 0.8, (n, parts))
+        events = np.zeros(n, np.int32)
+        if d >= lost_from:
+            volts[3] *= factor
+            profile[3] *= factor
+            if event and d == lost_from:
+                events[3] = 1 << int(MeterEvent.PHASE_LOSS)
+        w = area_day(
+            d,
+            ids,
+            profile.sum(axis=1),
+            voltage_v=volts.astype(np.float32),
+            profile_kwh=profile.astype(np.float32),
+        )
+        h.push(replace(w, events=events))
+    return h
+
+
+@pytest.mark.parametrize("event", [False, True])
+def test_a_phase_lost_from_a_normal_past_is_named_certain_with_its_event(event: bool) -> None:
+    h = _voltage_area(10, lost_from=8, factor=0.66, event=event)
+    found = [f for f in MeterFaultDetector().score_one(h) if "loss" in f.detector]
+    assert [(f.target_id, f.detector) for f in found] == [("C03", "meter_fault:phase_loss")]
+    assert found[0].score == pytest.approx(0.9 if event else 0.8)
+    assert found[0].estimated_kwh > 0
+    assert ("the meter reported it" in found[0].reason) == event
+
+
+def test_voltages_are_not_compared_across_dedicated_customers() -> None:
+    """Each dedicated customer has its own transformer (and may be metered at
+    10 kV): they are nobody's peers."""
+    h = _voltage_area(10, lost_from=8, factor=0.3, event=False)
+    h.windows = deque(replace(w, dedicated=True, area_id="F1/dedicated") for w in h.windows)
+    assert not [f for f in MeterFaultDetector().score_one(h) if "loss" in f.detector]
+
+
+def test_voltage_settings_load_from_a_settings_file() -> None:
+    d = MeterFaultDetector(**{"voltage": {"low_ratio": 0.7}})  # type: ignore[arg-type]
+    assert d.voltage.low_ratio == 0.7
+    assert d.voltage.min_peers == 3
+
+
+def _jump_findings(h: AreaHistory) -> dict[str, float]:
+    return {
+        f.target_id: f.estimated_kwh
+        for f in MeterFaultDetector().score_one(h)
+        if f.detector == "meter_fault:register_jump"
+    }
+
+
+def _with_day(recorded: np.ndarray, supply: np.ndarray, i: int, extra_kwh: float, supplied: bool):
+    rec, sup = recorded.copy(), supply.copy()
+    rec[-1, i] += extra_kwh
+    if supplied:
+        sup[-1] += extra_kwh
+    return rec, sup
+
+
+def test_a_register_leaping_forward_is_named_only_when_the_area_meter_did_not_supply_it() -> None:
+    rng = np.random.default_rng(2)
+    recorded = _loads(12)
+    supply = recorded.sum(axis=1) * 1.04 + rng.normal(0.0, 1.0, 12)
+    # Billed, never supplied: a register that leapt by 300 kWh.
+    rec, sup = _with_day(recorded, supply, 4, 300.0, supplied=False)
+    found = _jump_findings(_area(rec, sup))
+    assert list(found) == ["C04"] and found["C04"] == pytest.approx(-300.0, rel=0.05)
+    # The same day used and supplied (a building site): the area meter saw it.
+    assert _jump_findings(_area(*_with_day(recorded, supply, 4, 300.0, supplied=True))) == {}
+    # No supply to judge against.
+    assert _jump_findings(_area(rec, np.full(12, np.nan))) == {}
+    # Too little history yet.
+    assert _jump_findings(_area(rec[-4:], sup[-4:])) == {}
+
+
+def test_a_leap_within_the_areas_loss_noise_is_not_named() -> None:
+    """Days differ by a third (weather), and the area's loss by ``sd_kwh`` beyond
+    its technical part (unmetered lighting, a thief's varying use)."""
+    rng = np.random.default_rng(4)
+    recorded = _loads(12) * rng.uniform(0.7, 1.3, 12)[:, None]
+    noise = rng.normal(0.0, 1.0, 12)
+    for sd_kwh, named in ((1.0, {"C04"}), (80.0, set())):
+        supply = recorded.sum(axis=1) * 1.04 + sd_kwh * noise
+        rec, sup = _with_day(recorded, supply, 4, 150.0, supplied=False)
+        assert set(_jump_findings(_area(rec, sup))) == named, sd_kwh

@@ -387,6 +387,30 @@ def test_meter_fault_signatures(grid: SyntheticGrid, clean: SyntheticGrid) -> No
     assert (truth.loc[normal, "true_multiplier"] == topo.loc[normal, "multiplier"]).all()
 
 
+def test_voltage_and_phase_loss_scale_the_voltage_and_the_energy_from_their_start() -> None:
+    """Optional fault kinds: from its start the meter sees a share of its voltage
+    (about 2/3 with a phase of three lost) and records that share of its energy;
+    its clean twin shows the truth."""
+    cfg = dataclasses.replace(
+        BASE, fault_fraction=0.06, fault_kinds=("voltage_loss", "phase_loss"), theft_fraction=0.0
+    )
+    g, gc = generate_grid(cfg), generate_grid(cfg.clean())
+    labels = g.labels.set_index("meter_id")
+    faults = labels[labels["label"] == "meter_fault"]
+    assert set(faults["kind"]) == {"voltage_loss", "phase_loss"}
+    v, vc = wide(g, "voltage_v"), wide(gc, "voltage_v")
+    inc, inc_c = increments(g, wide(g)), increments(gc, wide(gc))
+    for mid, row in faults.iterrows():
+        after = v.index > row.start + pd.Timedelta(minutes=15)
+        share = (v[mid] / vc[mid])[after]
+        lo, hi = (0.62, 0.70) if row.kind == "phase_loss" else (0.05, 0.45)
+        assert np.allclose(share, share.iloc[0]) and lo <= share.iloc[0] <= hi
+        assert np.allclose((v[mid] / vc[mid])[v.index <= row.start], 1.0)
+        recorded = inc[mid][after].sum() / inc_c[mid][after].sum()
+        assert recorded == pytest.approx(share.iloc[0], rel=0.02)
+        assert row.stolen_kwh > 0
+
+
 def test_topology_errors_point_to_a_different_true_area(grid: SyntheticGrid) -> None:
     labels = grid.labels
     mis = labels[labels["label"] == "topology_error"]
