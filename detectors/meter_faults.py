@@ -16,7 +16,9 @@
 * ``register_jump``: a register that leapt forward (a sudden constant offset on the
   register: a corrupted reading, a replacement meter filed from a wrong start
   value), billing in one window many times the customer's largest window while the
-  area's loss fell by that much: the area meter did not supply it;
+  area's loss fell by that much: the area meter did not supply it. When the
+  engine read that leap as a rollover, a ``register_reset``: a register that fell
+  to 0.00 just after a value near its last digit looks like a wrap;
 * meter events that signal a fault (voltage loss, phase loss, reverse energy, clock
   error) raise a fault finding with that type (evidence below the decider alone).
 """
@@ -39,7 +41,7 @@ from detectors.content_lag import (
 from detectors.observations import AreaHistory, AreaWindow
 from detectors.voltage_loss import VoltageLossParams, voltage_losses
 from lineloss.domain import MeterEvent, SuspicionCategory, TargetKind
-from streams.registers import FLAG_RESET, FLAG_STEP_BACK
+from streams.registers import FLAG_RESET, FLAG_ROLLOVER, FLAG_STEP_BACK
 
 _FAULT_EVENTS = {
     MeterEvent.VOLTAGE_LOSS: "voltage_loss",
@@ -90,13 +92,15 @@ class MeterFaultDetector(HistoryOnly):
     # customer's largest earlier window (and jump_min_kwh over its usual), the
     # area's loss below what its supply and its last jump_level_windows make
     # expected by jump_loss_share of that excess, and by jump_min_sd of its spread
-    # from window to window; with five windows of history or more.
+    # from window to window; with five windows of history or more. The loss
+    # follows the other customers' billing by at most jump_max_loss_per_billed.
     jump_min_windows: int = 6
     jump_ratio: float = 5.0
     jump_min_kwh: float = 10.0
     jump_loss_share: tuple[float, float] = (0.6, 1.4)
     jump_min_sd: float = 4.0
     jump_level_windows: int = 7
+    jump_max_loss_per_billed: float = 1.0
     # A meter's voltage against its area peers' (detectors.voltage_loss); named at
     # voltage_loss_score, certain with a voltage- or phase-loss event of its own.
     voltage: VoltageLossParams = field(default_factory=VoltageLossParams)
@@ -217,18 +221,27 @@ class MeterFaultDetector(HistoryOnly):
         known = np.isfinite(energy).all(axis=1) & np.isfinite(supply)
         if not known[-1] or known[:-1].sum() < self.jump_min_windows - 1:
             return []
-        # The loss expected today: its technical part follows the supply (a line
-        # fitted on the earlier windows), at the median level of the last week (a
-        # theft that began weeks ago moved it; one odd day of loss must not); its
-        # spread from window to window.
-        s_past, l_past = supply[:-1][known[:-1]], loss[:-1][known[:-1]]
-        design = np.column_stack([np.ones_like(s_past), s_past])
+        # The loss expected today, from what the other customers billed (a line
+        # fitted on the earlier windows: the technical loss follows the load, and
+        # so may a thief's, which the supply would carry into the fit; the other
+        # customers' billing knows nothing of the candidate's leap), at the median
+        # level of the last week (a theft that began weeks ago moved it; one odd
+        # day of loss must not).
+        others = np.nansum(energy, axis=1) - energy[:, candidates].sum(axis=1)
+        o_past, l_past = others[:-1][known[:-1]], loss[:-1][known[:-1]]
+        design = np.column_stack([np.ones_like(o_past), o_past])
         coef, *_ = np.linalg.lstsq(design, l_past, rcond=None)
-        resid = l_past - design @ coef
-        offset = float(np.median(resid[-self.jump_level_windows :]))
-        expected = float(coef[0] + coef[1] * supply[-1]) + offset
+        slope = min(max(float(coef[1]), 0.0), self.jump_max_loss_per_billed)
+        resid = l_past - slope * o_past
+        expected = float(np.median(resid[-self.jump_level_windows :])) + slope * others[-1]
+        # Spread: from window to window, and around the recent level, whichever is
+        # wider: a thief's loss wanders, and a few windows' differences can hide it.
         steps = np.diff(resid)
-        sd = 1.4826 * float(np.median(np.abs(steps - np.median(steps)))) / math.sqrt(2.0)
+        recent = resid[-2 * self.jump_level_windows :]
+        sd = 1.4826 * max(
+            float(np.median(np.abs(steps - np.median(steps)))) / math.sqrt(2.0),
+            float(np.median(np.abs(recent - np.median(recent)))),
+        )
         drop = expected - float(loss[-1])
         # Two registers leaping in one window share the drop.
         total = float(excess[candidates].sum())
@@ -236,21 +249,39 @@ class MeterFaultDetector(HistoryOnly):
         if not lo * total <= drop <= hi * total or drop < self.jump_min_sd * sd:
             return []
         w = x.windows[-1]
-        return [
-            self._finding(
-                w,
-                int(i),
-                "register_jump",
-                0.9,
-                f"register leapt forward: {today[i]:.1f} kWh billed in this window "
-                f"against a usual {usual[i]:.1f} (at most {biggest[i]:.1f} before), "
-                f"while the area's loss came {drop:.1f} kWh below what its supply made "
-                "expected: the area meter did not supply it (a corrupted reading or a "
-                "wrong start value)",
-                -float(excess[i]),
-            )
-            for i in candidates
-        ]
+        return [self._jump_finding(w, int(i), today, usual, biggest, drop) for i in candidates]
+
+    def _jump_finding(
+        self,
+        w: AreaWindow,
+        i: int,
+        today: np.ndarray,
+        usual: np.ndarray,
+        biggest: np.ndarray,
+        drop_kwh: float,
+    ) -> Finding:
+        """A register jump, or, when the engine read the leap as a rollover, a
+        register that fell to zero: a wrap bills the energy up to the last digit,
+        which the area meter would have supplied had it been consumed."""
+        wrapped = bool(w.flags[i] & FLAG_ROLLOVER)
+        why = (
+            "the register read as wrapping past its last digit, but the energy was "
+            "never supplied: it fell to zero (a reset or a replaced meter) rather "
+            "than wrapped"
+            if wrapped
+            else "a corrupted reading or a wrong start value"
+        )
+        return self._finding(
+            w,
+            i,
+            "register_reset" if wrapped else "register_jump",
+            0.9,
+            f"register leapt forward: {today[i]:.1f} kWh billed in this window "
+            f"against a usual {usual[i]:.1f} (at most {biggest[i]:.1f} before), "
+            f"while the area's loss came {drop_kwh:.1f} kWh below what its supply made "
+            f"expected: the area meter did not supply it ({why})",
+            -float(today[i] - usual[i]),
+        )
 
     def _voltage_loss(self, x: AreaHistory) -> list[Finding]:
         """A meter whose voltage fell well below its area peers' (module

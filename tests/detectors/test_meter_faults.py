@@ -13,6 +13,7 @@ from factories import DAY, area_day, clock_drifting
 from detectors.meter_faults import MeterFaultDetector
 from detectors.observations import AreaHistory
 from lineloss.domain import MeterEvent
+from streams.registers import FLAG_ROLLOVER
 
 GRID_S = 900
 
@@ -67,12 +68,19 @@ def test_no_drift_before_it_started_and_not_from_jitter_or_a_constant_offset() -
     assert clock_drifting(_history([0.0, 120.0, 0.0], n_days=10, start_day=8)) == set()
 
 
-def _area(recorded: np.ndarray, supply: np.ndarray, virtual: bool = False) -> AreaHistory:
-    """Daily windows of one area from recorded energy (days x customers) and supply."""
+def _area(
+    recorded: np.ndarray,
+    supply: np.ndarray,
+    virtual: bool = False,
+    last_flags: np.ndarray | None = None,
+) -> AreaHistory:
+    """Daily windows of one area from recorded energy (days x customers) and supply;
+    ``last_flags``: the register flags the engine raised in the last window."""
     n = recorded.shape[1]
     ids = tuple(f"C{i:02d}" for i in range(n))
     h = AreaHistory()
     for d in range(len(recorded)):
+        flags = last_flags if last_flags is not None and d == len(recorded) - 1 else None
         h.push(
             area_day(
                 d,
@@ -81,6 +89,7 @@ def _area(recorded: np.ndarray, supply: np.ndarray, virtual: bool = False) -> Ar
                 area_id="F1/unmetered" if virtual else "A1",
                 supply_kwh=float(supply[d]),
                 virtual=virtual,
+                **({"flags": flags} if flags is not None else {}),
             )
         )
     return h
@@ -228,11 +237,11 @@ def test_voltage_settings_load_from_a_settings_file() -> None:
     assert d.voltage.min_peers == 3
 
 
-def _jump_findings(h: AreaHistory) -> dict[str, float]:
+def _jump_findings(h: AreaHistory, kind: str = "register_jump") -> dict[str, float]:
     return {
         f.target_id: f.estimated_kwh
         for f in MeterFaultDetector().score_one(h)
-        if f.detector == "meter_fault:register_jump"
+        if f.detector == f"meter_fault:{kind}"
     }
 
 
@@ -270,3 +279,34 @@ def test_a_leap_within_the_areas_loss_noise_is_not_named() -> None:
         supply = recorded.sum(axis=1) * 1.04 + sd_kwh * noise
         rec, sup = _with_day(recorded, supply, 4, 150.0, supplied=False)
         assert set(_jump_findings(_area(rec, sup))) == named, sd_kwh
+
+
+def test_an_honest_big_day_in_an_area_with_a_varying_thief_is_not_a_leap() -> None:
+    """A thief's varying load moves the area's supply and its loss together, so the
+    loss seems to follow the supply kWh for kWh: an honest customer's big, supplied
+    day then looks like a leap the area meter did not supply, unless the loss is
+    judged against what the other customers billed. A real leap in the same area is
+    still named."""
+    rng = np.random.default_rng(6)
+    recorded = _loads(12) * rng.uniform(0.7, 1.3, 12)[:, None]
+    stolen = 100.0 * rng.lognormal(0.0, 0.5, 12)
+    supply = recorded.sum(axis=1) * 1.04 + stolen
+    assert _jump_findings(_area(*_with_day(recorded, supply, 4, 400.0, supplied=True))) == {}
+    leap = _jump_findings(_area(*_with_day(recorded, supply, 4, 400.0, supplied=False)))
+    assert list(leap) == ["C04"] and leap["C04"] == pytest.approx(-400.0, rel=0.05)
+
+
+def test_a_rollover_the_area_meter_did_not_supply_is_a_register_fallen_to_zero() -> None:
+    """A register at 9,650 kWh that falls to 0.00 reads as a wrap of a 10,000 kWh
+    register (350 kWh billed); the area meter, which supplied nothing of it, says it
+    was a reset, and the over-billed energy is estimated."""
+    rng = np.random.default_rng(2)
+    recorded = _loads(12)
+    supply = recorded.sum(axis=1) * 1.04 + rng.normal(0.0, 1.0, 12)
+    rec, sup = _with_day(recorded, supply, 4, 350.0, supplied=False)
+    flags = np.zeros(rec.shape[1], np.int8)
+    flags[4] = FLAG_ROLLOVER
+    h = _area(rec, sup, last_flags=flags)
+    assert _jump_findings(h) == {}
+    found = _jump_findings(h, "register_reset")
+    assert list(found) == ["C04"] and found["C04"] == pytest.approx(-350.0, rel=0.05)

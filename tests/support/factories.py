@@ -50,8 +50,8 @@ def area_day(
     **fields: Any,
 ) -> AreaWindow:
     """Day ``day`` after DAY0 of an area on ``feeder_id`` as the detectors see it, with
-    no register flags and no events; ``fields`` sets the other ``AreaWindow`` fields
-    (profiles, phases, ``virtual``)."""
+    no register flags and no events unless ``fields`` sets them, as it sets the other
+    ``AreaWindow`` fields (profiles, phases, ``virtual``)."""
     n = len(meter_ids)
     return AreaWindow(
         area_id=area_id,
@@ -61,9 +61,13 @@ def area_day(
         meter_ids=meter_ids,
         energy_kwh=energy_kwh,
         supply_kwh=supply_kwh,
-        flags=np.zeros(n, np.int8),
-        events=np.zeros(n, np.int32),
-        **{"profile_kwh": None, "supply_profile_kwh": None, **fields},
+        **{
+            "flags": np.zeros(n, np.int8),
+            "events": np.zeros(n, np.int32),
+            "profile_kwh": None,
+            "supply_profile_kwh": None,
+            **fields,
+        },
     )
 
 
