@@ -265,9 +265,8 @@ class MeterFaultDetector(HistoryOnly):
         which the area meter would have supplied had it been consumed."""
         wrapped = bool(w.flags[i] & FLAG_ROLLOVER)
         why = (
-            "the register read as wrapping past its last digit, but the energy was "
-            "never supplied: it fell to zero (a reset or a replaced meter) rather "
-            "than wrapped"
+            "read as a wrap past its last digit, it more likely fell to zero "
+            "(a reset or a replaced meter)"
             if wrapped
             else "a corrupted reading or a wrong start value"
         )
@@ -278,8 +277,8 @@ class MeterFaultDetector(HistoryOnly):
             0.9,
             f"register leapt forward: {today[i]:.1f} kWh billed in this window "
             f"against a usual {usual[i]:.1f} (at most {biggest[i]:.1f} before), "
-            f"while the area's loss came {drop_kwh:.1f} kWh below what its supply made "
-            f"expected: the area meter did not supply it ({why})",
+            f"while the area's loss came {drop_kwh:.1f} kWh below what the other "
+            f"customers' billing made expected: the area meter did not supply it; {why}",
             -float(today[i] - usual[i]),
         )
 
