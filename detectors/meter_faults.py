@@ -1,7 +1,9 @@
 """Meter faults, each named with its type.
 
 * ``step_back`` / ``register_reset``: from the register flags the engine raises when
-  a register decreases (never counted as negative consumption);
+  a register decreases (never counted as negative consumption); ``reverse_energy``
+  when it steps back in several windows running (a register running backwards:
+  current reversed, a meter wired back to front);
 * ``stuck``: the register stopped (exactly zero energy on consecutive windows) for a
   customer that used to consume; ``zero`` when it started with a reset to 0.00;
 * ``wrong_multiplier``: the area's loss is explained, over the whole history, by a
@@ -55,6 +57,10 @@ _FAULT_EVENTS = {
 class MeterFaultDetector(HistoryOnly):
     stuck_windows: int = 2
     min_usual_kwh: float = 0.5
+    # A register stepping back in this many windows running runs backwards.
+    reverse_windows: int = 3
+    # Above a single step back (0.9): the windows running leave no other reading.
+    reverse_score: float = 0.95
     drift_windows: int = 4
     min_drift_s_per_window: float = 60.0
     min_drift_total_s: float = 180.0  # 3 x 60 s: the 4 windows' slope, not more
@@ -137,7 +143,33 @@ class MeterFaultDetector(HistoryOnly):
             # feeder's unmetered part.
             energy = x.energy()
             return self._wrong_multiplier(x, energy) + self._register_jump(x, energy)
+        energy = x.energy()
+        n = len(x)
+        run = self._backward_run(x)
+        reversing = run >= self.reverse_windows
         for i in np.flatnonzero(today.flags & FLAG_STEP_BACK):
+            if reversing[i]:
+                # What its usual use left unbilled in each window of the run (the
+                # first may still hold the forward part before it turned); the first
+                # finding takes the earlier windows' too (named step backs then).
+                with np.errstate(all="ignore"):
+                    usual_kwh = float(quiet_nanmedian(energy[: n - run[i], i]))
+                usual_kwh = usual_kwh if np.isfinite(usual_kwh) else 0.0
+                counted = self.reverse_windows if run[i] == self.reverse_windows else 1
+                unbilled = np.maximum(usual_kwh - np.nan_to_num(energy[n - counted :, i]), 0.0)
+                out.append(
+                    self._finding(
+                        today,
+                        int(i),
+                        "reverse_energy",
+                        self.reverse_score,
+                        f"register running backwards in each of the last {int(run[i])} "
+                        "windows (counted as zero): reversed current, a meter wired "
+                        f"back to front; usually {usual_kwh:.1f} kWh per window",
+                        float(unbilled.sum()),
+                    )
+                )
+                continue
             out.append(
                 self._finding(
                     today,
@@ -165,13 +197,11 @@ class MeterFaultDetector(HistoryOnly):
                 # Evidence, not a case: events alone stay below the default decider.
                 out.append(self._finding(today, int(i), kind, 0.4, f"meter reported {kind}"))
 
-        energy = x.energy()
-        n = len(x)
         if n > self.stuck_windows + 3:
             with np.errstate(all="ignore"):
                 usual = quiet_nanmedian(energy[: n - self.stuck_windows], axis=0)
             recent = energy[n - self.stuck_windows :]
-            stuck = (recent == 0).all(axis=0) & (usual >= self.min_usual_kwh)
+            stuck = (recent == 0).all(axis=0) & (usual >= self.min_usual_kwh) & ~reversing
             for i in np.flatnonzero(stuck):
                 kind = "zero" if resets[i] else "stuck"
                 out.append(
@@ -192,6 +222,19 @@ class MeterFaultDetector(HistoryOnly):
         out += [f for f in self._content_lag(x) if f.target_id not in named]
         out += self._voltage_loss(x)
         return out
+
+    def _backward_run(self, x: AreaHistory) -> np.ndarray:
+        """Per customer, how many windows running up to the last its register
+        stepped back in: one step back is a fault reading, a register that keeps
+        falling runs backwards (反向计量)."""
+        run = np.zeros(x.windows[-1].n_customers, np.int64)
+        going = np.ones(len(run), np.bool_)
+        for w in reversed(x.windows):
+            going &= (w.flags & FLAG_STEP_BACK) != 0
+            if not going.any():
+                break
+            run += going
+        return run
 
     def _register_jump(self, x: AreaHistory, energy: np.ndarray) -> list[Finding]:
         """A register that leapt forward in the last window. Only against a supply

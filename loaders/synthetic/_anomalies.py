@@ -117,6 +117,7 @@ def inject(
     recorded_area = layout.cust_area.copy()
     registry = true_multiplier.copy()
     zero_from = np.full(n_c, -1, dtype=np.int64)
+    backwards = np.zeros(n_c, dtype=np.bool_)
     drift_start = np.full(n_c, -1, dtype=np.int64)
     drift_rate = np.zeros(n_c)
     volt_from = np.full(n_c, -1, dtype=np.int64)
@@ -221,6 +222,12 @@ def inject(
             # replacement filed from a wrong start value): billed, never supplied.
             jump = np.maximum(20.0, daily_kwh[rows] * rng.uniform(10.0, 100.0, len(rows)))
             metered[rows, s] += jump
+        elif k == "reverse_energy":
+            # Current through the meter the wrong way round (wired back to front):
+            # the register runs backwards by what the customer uses.
+            backwards[rows] = True
+            metered[rows] = np.where(after, -metered[rows], metered[rows])
+            add_events(rows[fire], s[fire], np.full(int(fire.sum()), EVENT_CODE[k], dtype=np.int64))
         elif k in ("voltage_loss", "phase_loss"):
             lo, hi = PHASE_LOSS_FACTOR if k == "phase_loss" else VOLTAGE_LOSS_FACTOR
             factor = rng.uniform(lo, hi, len(rows))
@@ -257,7 +264,9 @@ def inject(
     kind[mis] = "wrong_area"
     start[mis] = 0
 
-    billed = metered.sum(axis=1) * (registry / true_multiplier)
+    # A register running backwards bills nothing (a step back counts zero).
+    billed = np.where(backwards[:, None], np.maximum(metered, 0.0), metered).sum(axis=1)
+    billed *= registry / true_multiplier
     stolen = np.where(label == THEFT, 1.0, 0.0) + np.where(label == FAULT, 1.0, 0.0)
     stolen = stolen * (energy_kwh.sum(axis=1) - billed)
 

@@ -13,7 +13,7 @@ from factories import DAY, area_day, clock_drifting
 from detectors.meter_faults import MeterFaultDetector
 from detectors.observations import AreaHistory
 from lineloss.domain import MeterEvent
-from streams.registers import FLAG_ROLLOVER
+from streams.registers import FLAG_ROLLOVER, FLAG_STEP_BACK
 
 GRID_S = 900
 
@@ -310,3 +310,32 @@ def test_a_rollover_the_area_meter_did_not_supply_is_a_register_fallen_to_zero()
     assert _jump_findings(h) == {}
     found = _jump_findings(h, "register_reset")
     assert list(found) == ["C04"] and found["C04"] == pytest.approx(-350.0, rel=0.05)
+
+
+def _meter_faults(h: AreaHistory) -> set[tuple[str, str]]:
+    return {(f.target_id, f.detector.split(":")[1]) for f in MeterFaultDetector().score_one(h)}
+
+
+def test_a_register_stepping_back_window_after_window_runs_backwards() -> None:
+    """One step back is a fault reading; a register falling in three windows running
+    is reversed current (its windows count zero), named with the use it left
+    unbilled, and no longer called stuck (two windows of zero) as well."""
+    recorded = _loads(12)
+    supply = recorded.sum(axis=1) * 1.04
+    for run, kinds in (
+        (1, {"step_back"}),
+        (2, {"step_back", "stuck"}),
+        (3, {"reverse_energy"}),
+    ):
+        rec = recorded.copy()
+        rec[-run:, 4] = 0.0
+        h = AreaHistory()
+        ids = tuple(f"C{i:02d}" for i in range(rec.shape[1]))
+        for d in range(len(rec)):
+            flags = np.zeros(len(ids), np.int8)
+            flags[4] = FLAG_STEP_BACK if d >= len(rec) - run else 0
+            h.push(area_day(d, ids, rec[d], supply_kwh=float(supply[d]), flags=flags))
+        assert _meter_faults(h) == {("C04", k) for k in kinds}, run
+    # The first finding carries the three windows' use, the later ones a window's.
+    (found,) = MeterFaultDetector().score_one(h)
+    assert found.estimated_kwh == pytest.approx(3 * np.median(recorded[:-3, 4]))

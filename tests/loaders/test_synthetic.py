@@ -644,3 +644,24 @@ def test_a_vacant_home_keeps_its_fridge_and_loses_its_shape() -> None:
         assert (peak[empty] / (total[empty] / 24)).median() < 2.0
         assert (peak[~empty] / (total[~empty] / 24)).median() > 2.0
     assert checked >= 3
+
+
+def test_a_reversed_meter_runs_its_register_backwards_by_what_it_is_used() -> None:
+    """Optional fault kind: from its start the register falls by what its clean twin
+    rises; the unbilled energy is all of it, since a register falling bills zero."""
+    cfg = dataclasses.replace(
+        BASE, fault_fraction=0.03, fault_kinds=("reverse_energy",), theft_fraction=0.0
+    )
+    g, gc = generate_grid(cfg), generate_grid(cfg.clean())
+    labels = g.labels.set_index("meter_id")
+    faults = labels[labels["label"] == "meter_fault"]
+    assert len(faults) >= 1 and set(faults["kind"]) == {"reverse_energy"}
+    w, wc = wide(g), wide(gc)
+    inc, inc_c = increments(g, w), increments(gc, wc)
+    truth = g.meter_truth.set_index("meter_id")
+    for mid, row in faults.iterrows():
+        after = w.index > row.start + pd.Timedelta(minutes=15)
+        assert np.allclose(inc[mid][after], -inc_c[mid][after], atol=0.011)
+        assert np.allclose(w[mid][w.index <= row.start], wc[mid][w.index <= row.start])
+        used_after = inc_c[mid][w.index > row.start].sum() * truth.loc[mid, "true_multiplier"]
+        assert row.stolen_kwh == pytest.approx(used_after, rel=0.02, abs=0.05)
