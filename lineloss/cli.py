@@ -188,10 +188,28 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fault_kinds(text: str) -> tuple[str, ...]:
+    """``stuck,reverse_energy``: the fault kinds a generated grid draws from."""
+    from loaders.synthetic import FAULT_KINDS, OPTIONAL_FAULT_KINDS
+
+    kinds = tuple(k.strip() for k in text.split(",") if k.strip())
+    unknown = sorted(set(kinds) - set(FAULT_KINDS + OPTIONAL_FAULT_KINDS))
+    if not kinds or unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown fault kind(s) {unknown}; choose from {FAULT_KINDS + OPTIONAL_FAULT_KINDS}"
+        )
+    return kinds
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     from loaders.synthetic import generate_grid, write_grid
 
-    config = _grid_config(args, daily=args.daily)
+    faults: dict[str, Any] = {}
+    if args.fault_fraction is not None:
+        faults["fault_fraction"] = args.fault_fraction
+    if args.fault_kinds is not None:
+        faults["fault_kinds"] = args.fault_kinds
+    config = _grid_config(args, daily=args.daily, **faults)
     grid = generate_grid(config)
     write_grid(grid, args.out, fmt=args.format)
     print(f"wrote {len(grid.topology)} meters, {len(grid.readings):,} readings to {args.out}")
@@ -653,6 +671,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_grid_shape_options(p)
     p.add_argument("--daily", action="store_true", help="one frozen reading per day")
     p.add_argument("--format", choices=["csv", "parquet"], default="csv")
+    p.add_argument("--fault-fraction", type=float, help="share of customers with a faulty meter")
+    p.add_argument(
+        "--fault-kinds",
+        type=_fault_kinds,
+        help="comma-separated fault kinds, the optional ones (voltage_loss, phase_loss, "
+        "register_jump, reverse_energy) included (default: the five usual kinds)",
+    )
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser(

@@ -166,3 +166,15 @@ def test_generate_then_replay_balances_a_synthetic_grid(tmp_path: Path, daily: b
     assert len(computable) >= 0.6 * len(inner)
     assert computable.loss_rate.between(-0.05, 0.5).all()
     assert computable.coverage.min() >= 0.9
+
+
+def test_generate_draws_the_fault_kinds_asked_for(tmp_path: Path) -> None:
+    args = ["generate", str(tmp_path), "--feeders", "1", "--areas-per-feeder", "2", "--days", "3"]
+    assert (
+        main([*args, "--fault-fraction", "0.1", "--fault-kinds", "reverse_energy,phase_loss"]) == 0
+    )
+    labels = pd.read_csv(tmp_path / "labels.csv")
+    faults = labels[labels["label"] == "meter_fault"]
+    assert len(faults) >= 5 and set(faults["kind"]) <= {"reverse_energy", "phase_loss"}
+    with pytest.raises(SystemExit):
+        main([*args, "--fault-kinds", "stuck,melted"])
