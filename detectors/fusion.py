@@ -22,6 +22,7 @@ score ``1 - (1 - p_localiser) * (1 - p_shape)``.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -205,8 +206,23 @@ class SuspicionBook:
         grids, lacking 0.88-0.91 of their billing in the first week, were also named
         multipliers of 1/8 and 1/11.5), with the fit as a note. A voltage or phase
         loss explains a pair on its meter (``VOLTAGE_FAULTS``)."""
-        suspicions = self._pairs_over_multipliers(suspicions)
-        suspicions = self._voltage_faults_over_pairs(suspicions)
+        topology, fault = SuspicionCategory.TOPOLOGY_ERROR, SuspicionCategory.METER_FAULT
+        suspicions = _explain_away(
+            suspicions,
+            lambda s: s.category == topology and s.score >= self.explains_theft_score,
+            lambda s: s.category == fault and {d for d, _ in s.detector_scores} == {MULTIPLIER_FIT},
+            "also fitted as a wrong multiplier",
+        )
+        suspicions = _explain_away(
+            suspicions,
+            lambda s: (
+                s.category == fault
+                and s.detector in VOLTAGE_FAULTS
+                and s.score >= self.explains_theft_score
+            ),
+            lambda s: s.category == topology,
+            "also looked like a wrong area",
+        )
         faults = (SuspicionCategory.METER_FAULT, SuspicionCategory.TOPOLOGY_ERROR)
         thefts = {s.target_id: s for s in suspicions if s.category == SuspicionCategory.THEFT}
         explains: dict[str, Suspicion] = {}  # target -> the fault that explains its theft
@@ -239,60 +255,6 @@ class SuspicionBook:
             if s.category == SuspicionCategory.THEFT and s.target_id in beaten:
                 pair = _lead(beaten[s.target_id])
                 s = replace(s, evidence=s.evidence + f"; also looked like a wrong area ({pair})")
-            out.append(s)
-        return out
-
-    def _pairs_over_multipliers(self, suspicions: list[Suspicion]) -> list[Suspicion]:
-        pairs = {
-            s.target_id
-            for s in suspicions
-            if s.category == SuspicionCategory.TOPOLOGY_ERROR
-            and s.score >= self.explains_theft_score
-        }
-        fitted = {
-            s.target_id: s
-            for s in suspicions
-            if s.category == SuspicionCategory.METER_FAULT
-            and s.target_id in pairs
-            and {d for d, _ in s.detector_scores} == {MULTIPLIER_FIT}
-        }
-        out = []
-        for s in suspicions:
-            if s.category == SuspicionCategory.METER_FAULT and s.target_id in fitted:
-                continue
-            if s.category == SuspicionCategory.TOPOLOGY_ERROR and s.target_id in fitted:
-                note = _lead(fitted[s.target_id])
-                s = replace(
-                    s, evidence=s.evidence + f"; also fitted as a wrong multiplier ({note})"
-                )
-            out.append(s)
-        return out
-
-    def _voltage_faults_over_pairs(self, suspicions: list[Suspicion]) -> list[Suspicion]:
-        """A voltage or phase loss explains a topology pair on the same meter: the
-        pair stays a note in the fault's evidence."""
-        lost = {
-            s.target_id
-            for s in suspicions
-            if s.category == SuspicionCategory.METER_FAULT
-            and s.detector in VOLTAGE_FAULTS
-            and s.score >= self.explains_theft_score
-        }
-        pairs = {
-            s.target_id: s
-            for s in suspicions
-            if s.category == SuspicionCategory.TOPOLOGY_ERROR and s.target_id in lost
-        }
-        out = []
-        for s in suspicions:
-            if s.category == SuspicionCategory.TOPOLOGY_ERROR and s.target_id in pairs:
-                continue
-            if s.category == SuspicionCategory.METER_FAULT and s.target_id in pairs:
-                s = replace(
-                    s,
-                    evidence=s.evidence
-                    + f"; also looked like a wrong area ({_lead(pairs[s.target_id])})",
-                )
             out.append(s)
         return out
 
@@ -339,6 +301,26 @@ class SuspicionBook:
             e.kwh_by_detector.update(item["kwh_by_detector"])
             e.detectors.update(item["detectors"])
             self._entries[(best.target_id, best.category)] = e
+
+
+def _explain_away(
+    suspicions: list[Suspicion],
+    explains: Callable[[Suspicion], bool],
+    explained: Callable[[Suspicion], bool],
+    note: str,
+) -> list[Suspicion]:
+    """Where a suspicion that ``explains`` and one that is ``explained`` stand on one
+    meter, the second goes and stays a note in the first's evidence."""
+    winners = {s.target_id for s in suspicions if explains(s)}
+    gone = {s.target_id: s for s in suspicions if explained(s) and s.target_id in winners}
+    out = []
+    for s in suspicions:
+        if gone.get(s.target_id) is s:
+            continue
+        if s.target_id in gone and explains(s):
+            s = replace(s, evidence=s.evidence + f"; {note} ({_lead(gone[s.target_id])})")
+        out.append(s)
+    return out
 
 
 def _lead(s: Suspicion) -> str:

@@ -96,9 +96,9 @@ class MeterFaultDetector(HistoryOnly):
     lag_loss_coef: tuple[float, float] = (0.6, 1.6)
     # A register leaping forward: today's energy at least jump_ratio x the
     # customer's largest earlier window (and jump_min_kwh over its usual), the
-    # area's loss below what its supply and its last jump_level_windows make
-    # expected by jump_loss_share of that excess, and by jump_min_sd of its spread
-    # from window to window; with five windows of history or more. The loss
+    # area's loss below what the other customers' billing and its last
+    # jump_level_windows make expected by jump_loss_share of that excess, and by
+    # jump_min_sd of its spread; with five windows of history or more. The loss
     # follows the other customers' billing by at most jump_max_loss_per_billed.
     jump_min_windows: int = 6
     jump_ratio: float = 5.0
@@ -136,14 +136,13 @@ class MeterFaultDetector(HistoryOnly):
     def score_one(self, x: AreaHistory) -> list[Finding]:
         today = x.windows[-1]
         out = []
+        energy = x.energy()
         if x.windows[-1].virtual:
             # Its customers' own checks run in their own areas, but a customer of an
             # area without an area meter (or a dedicated one) has no balance there:
             # a wrong multiplier or a register leaping forward shows only in the
             # feeder's unmetered part.
-            energy = x.energy()
             return self._wrong_multiplier(x, energy) + self._register_jump(x, energy)
-        energy = x.energy()
         n = len(x)
         run = self._backward_run(x)
         reversing = run >= self.reverse_windows

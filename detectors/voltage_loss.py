@@ -133,11 +133,8 @@ def voltage_losses(
     with np.errstate(all="ignore"):
         w_median = np.stack([quiet_nanmedian(x, axis=1) for x in past_r])
     w_idx = np.arange(len(past))[:, None]
-    onset = np.where(
-        _low_window(w_low, w_known, p).any(axis=0),
-        np.argmax(_low_window(w_low, w_known, p), axis=0),
-        len(past),
-    )
+    was_low = _low_window(w_low, w_known, p)
+    onset = np.where(was_low.any(axis=0), np.argmax(was_low, axis=0), len(past))
     ref = (w_idx < np.minimum(onset, p.ref_windows)[None, :]) & (w_known > 0)
     ref_known = np.where(ref, w_known, 0).sum(axis=0)
     with np.errstate(all="ignore"):

@@ -48,10 +48,8 @@ class Anomalies:
     drift_start_step: IntArray  # (C,) clock drift begins, -1 never
     drift_min_per_day: FloatArray  # (C,) clock drift rate [min/day]
     metered_kwh: FloatArray  # (C, T) energy the meter registers [kWh, primary side]
-    voltage_from_step: (
-        IntArray  # (C,) the meter sees voltage_factor of its voltage from here, -1 never
-    )
-    voltage_factor: FloatArray  # (C,) 1 for a sound voltage circuit
+    voltage_from_step: IntArray  # (C,) voltage_factor applies from here, -1 never
+    voltage_factor: FloatArray  # (C,) share of its voltage the meter sees; 1 if sound
     stolen_kwh: FloatArray  # (C,) true minus billed over the period [kWh]
     event_row: IntArray  # customer rows of anomaly events
     event_step: IntArray
