@@ -12,7 +12,8 @@
   negative loss, under-billing as high loss;
 * ``clock_drift``: reading times sliding along the clock grid, or (a meter that
   stamps its own marks) a recorded profile lagging more every day while the area
-  meter sees the true one (``detectors.content_lag``);
+  meter sees the true one (``detectors.content_lag``) or the meter's voltage lags
+  its neighbours' as much (``detectors.voltage_lag``: its whole record lags);
 * ``voltage_loss`` / ``phase_loss``: a meter's voltage fallen well below its area
   peers' from a normal past (``detectors.voltage_loss``), where voltages exist;
 * ``register_jump``: a register that leapt forward (a sudden constant offset on the
@@ -35,12 +36,14 @@ import numpy as np
 from detectors._stats import corr_columns, quiet_nanmedian
 from detectors.base import Finding, HistoryOnly
 from detectors.content_lag import (
+    GrowingLag,
     daily_lags_parts,
     fit_growing_lags,
     loss_coefficient,
     true_minus_recorded,
 )
 from detectors.observations import AreaHistory, AreaWindow
+from detectors.voltage_lag import VoltageLagParams, voltage_lag
 from detectors.voltage_loss import VoltageLossParams, voltage_losses
 from lineloss.domain import MeterEvent, SuspicionCategory, TargetKind
 from streams.registers import FLAG_RESET, FLAG_ROLLOVER, FLAG_STEP_BACK
@@ -94,6 +97,14 @@ class MeterFaultDetector(HistoryOnly):
     lag_max_candidates: int = 25
     lag_loss_min_t: float = 3.5
     lag_loss_coef: tuple[float, float] = (0.6, 1.6)
+    # Or the meter's voltage confirms it (detectors.voltage_lag): in the last windows
+    # its voltage lags its peers' clearly, by at least lag_voltage_min_min and by
+    # lag_voltage_ratio of the lag its energy shows there (the energy's lag is read
+    # off a household's habits, so only roughly), and in its first windows it did
+    # not.
+    lag_voltage: VoltageLagParams = field(default_factory=VoltageLagParams)
+    lag_voltage_min_min: float = 45.0
+    lag_voltage_ratio: tuple[float, float] = (1 / 3, 3.0)
     # A register leaping forward: today's energy at least jump_ratio x the
     # customer's largest earlier window (and jump_min_kwh over its usual), the
     # area's loss below what the other customers' billing and its last
@@ -117,6 +128,8 @@ class MeterFaultDetector(HistoryOnly):
     def __post_init__(self) -> None:
         if isinstance(self.voltage, dict):  # from a settings file (JSON)
             self.voltage = VoltageLossParams(**self.voltage)
+        if isinstance(self.lag_voltage, dict):
+            self.lag_voltage = VoltageLagParams(**self.lag_voltage)
 
     def _finding(
         self, w: AreaWindow, i: int, kind: str, score: float, reason: str, kwh: float = 0.0
@@ -364,16 +377,18 @@ class MeterFaultDetector(HistoryOnly):
 
     def _content_lag(self, x: AreaHistory) -> list[Finding]:
         """A recorded profile lagging more every window, the lag confirmed by the area
-        meter's loss (module ``detectors.content_lag``). Needs profiles and an area
-        meter: a lag the balance does not confirm is a household's habit (a
-        feeder's dedicated customers have no supply profile; its unmetered part
-        never gets here)."""
+        meter's loss or by the meter's own voltage (modules ``detectors.content_lag``
+        and ``detectors.voltage_lag``). Needs profiles, and an area meter or
+        voltages: a lag neither confirms is a household's habit (a feeder's dedicated
+        customers have no supply profile and no peers on their transformer; its
+        unmetered part never gets here)."""
         today = x.windows[-1]
         profiles = x.profiles()
         supply = x.supply_profiles()
+        voltages = None if today.dedicated else x.voltages()
         if (
             profiles is None
-            or supply is None
+            or (supply is None and voltages is None)
             or len(x) < self.lag_ref_windows + self.lag_min_windows_after
         ):
             return []
@@ -403,14 +418,13 @@ class MeterFaultDetector(HistoryOnly):
             return []
         fits = sorted(fits, key=lambda f: -f.t)[: self.lag_max_candidates]
         p = profiles.astype(np.float64)
-        supply_flat = supply.astype(np.float64).ravel()
-        loss = supply_flat - p.sum(axis=1).ravel()  # NaN where any part is unknown
+        supply_flat = None if supply is None else supply.astype(np.float64).ravel()
         out = []
         for f in fits:
-            own = p[:, f.customer]
-            coef, t = loss_coefficient(loss, supply_flat, own.ravel(), true_minus_recorded(own, f))
-            lo, hi = self.lag_loss_coef
-            if t < self.lag_loss_min_t or not lo <= coef <= hi:
+            why = self._loss_confirms(supply_flat, p, f) or self._voltage_confirms(
+                voltages, p, f, part_min
+            )
+            if why is None:
                 continue
             out.append(
                 self._finding(
@@ -419,11 +433,62 @@ class MeterFaultDetector(HistoryOnly):
                     "clock_drift",
                     0.8,
                     f"recorded profile lags {f.rate_parts * part_min:+.0f} min more every "
-                    f"window ({f.final_lag_parts * part_min:.0f} min now); the area meter "
-                    f"sees the true profile (loss x{coef:.2f}, t={t:.1f}): a fast clock",
+                    f"window ({f.final_lag_parts * part_min:.0f} min now); {why}: a fast clock",
                 )
             )
         return out
+
+    def _loss_confirms(
+        self, supply_flat: np.ndarray | None, profiles: np.ndarray, fit: GrowingLag
+    ) -> str | None:
+        """The area meter's clock is right: its loss carries the lag's true-less-recorded
+        energy with a coefficient near 1 (``detectors.content_lag.loss_coefficient``).
+        None without an area meter or that evidence."""
+        if supply_flat is None:
+            return None
+        loss = supply_flat - profiles.sum(axis=1).ravel()  # NaN where any part is unknown
+        own = profiles[:, fit.customer]
+        coef, t = loss_coefficient(loss, supply_flat, own.ravel(), true_minus_recorded(own, fit))
+        lo, hi = self.lag_loss_coef
+        if t < self.lag_loss_min_t or not lo <= coef <= hi:
+            return None
+        return f"the area meter sees the true profile (loss x{coef:.2f}, t={t:.1f})"
+
+    def _voltage_confirms(
+        self,
+        voltages: np.ndarray | None,
+        profiles: np.ndarray,
+        fit: GrowingLag,
+        part_min: float,
+    ) -> str | None:
+        """Evidence that the whole load curve lags, not only the household's use: the
+        meter's voltage lags its peers' now by about what its energy does, and did
+        not in its first windows (module ``detectors.voltage_lag``). None without."""
+        if voltages is None:
+            return None
+        vl = voltage_lag(voltages, profiles, fit.customer, self.lag_ref_windows, self.lag_voltage)
+        if vl is None or not vl.last.clear(self.lag_voltage.min_gain):
+            return None
+        n = profiles.shape[0]
+        centre = n - self.lag_voltage.block_windows / 2.0
+        expected_min = fit.rate_parts * max(0.0, centre - fit.start) * part_min
+        now_min = vl.last.lag_parts * part_min
+        lo, hi = self.lag_voltage_ratio
+        started_lagging = vl.first.clear(self.lag_voltage.min_gain) and (
+            abs(vl.first.lag_parts) > self.lag_voltage.lag_step_parts
+        )
+        if (
+            now_min < self.lag_voltage_min_min
+            or not lo * expected_min <= now_min <= hi * expected_min
+        ):
+            return None
+        if started_lagging:
+            return None
+        return (
+            f"its voltage lags its {vl.peers} nearest peers' by {now_min:.0f} min "
+            f"(x{vl.last.gain:.1f} better fit than none), the whole record and not the "
+            "household's habits"
+        )
 
     def _clock_drift(self, x: AreaHistory) -> list[Finding]:
         """Readings sliding along the clock grid day after day: a drifting meter clock.

@@ -111,14 +111,36 @@ def register_kwh(
         # At true time t the clock shows t + d(t); it freezes its reading when it
         # shows a mark m, i.e. at true time m - d: the register of an earlier moment.
         t_end = np.arange(1, len(reg) + 1, dtype=np.float64)  # step ends [steps]
-        lag_steps = np.clip(
-            (t_end - s) * case.drift_min_per_day / (STEPS_PER_DAY * MINUTES_PER_STEP), 0, None
-        )
         reg = np.interp(
-            t_end - lag_steps, np.concatenate([[0.0], t_end]), np.concatenate([[start_kwh], reg])
+            t_end - clock_lag_steps(case, len(reg)),
+            np.concatenate([[0.0], t_end]),
+            np.concatenate([[start_kwh], reg]),
         )
     # wrong_multiplier: the register is right, the registry is not.
     return reg
+
+
+def clock_lag_steps(case: Case, n_t: int) -> FloatArray:
+    """How far behind true time a fast meter clock's marks fall at each step end
+    [steps]: 0 before its start, then growing by ``drift_min_per_day``."""
+    t_end = np.arange(1, n_t + 1, dtype=np.float64)
+    out: FloatArray = np.clip(
+        (t_end - case.start_step) * case.drift_min_per_day / (STEPS_PER_DAY * MINUTES_PER_STEP),
+        0,
+        None,
+    )
+    return out
+
+
+def voltage_at_meter_clock(case: Case, voltage_v: FloatArray) -> FloatArray:
+    """The voltage a meter records at each step end (its load curve, 负荷曲线): a
+    fast clock freezes the voltage of the same earlier moment as its register, so
+    its whole record lags, not only the energy."""
+    if case.label != "meter_fault" or case.kind != "clock_drift":
+        return voltage_v
+    t_end = np.arange(1, len(voltage_v) + 1, dtype=np.float64)
+    out: FloatArray = np.interp(t_end - clock_lag_steps(case, len(voltage_v)), t_end, voltage_v)
+    return out
 
 
 def draw_cases(

@@ -31,6 +31,7 @@ from loaders.independent._anomalies import (
     metered_kwh,
     register_kwh,
     steps_from_minutes,
+    voltage_at_meter_clock,
 )
 from loaders.independent._households import Household, draw_households, household_power_w
 from loaders.independent._network import (
@@ -293,7 +294,8 @@ def _readings(
                 first = d * STEPS_PER_DAY + int(rng.integers(0, STEPS_PER_DAY - length))
                 keep[np.ix_(rows, np.arange(first + 1, first + 1 + length))] = False
     keep[:, 0] = True  # the anchor reading at the start
-    volts = np.round(voltage_v + rng.normal(0.0, cfg.voltage_noise_v, voltage_v.shape), 1)
+    recorded_v = np.stack([voltage_at_meter_clock(cases[i], voltage_v[i]) for i in range(n_c)])
+    volts = np.round(recorded_v + rng.normal(0.0, cfg.voltage_noise_v, voltage_v.shape), 1)
     volts = np.concatenate([np.full((n_c, 1), np.nan), volts], axis=1)
     r, c = np.nonzero(keep)
     customers = pd.DataFrame(

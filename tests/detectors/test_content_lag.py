@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from factories import area_day, clock_drifting, household_days
+from factories import area_day, area_voltages_v, clock_drifting, household_days
 
 from detectors.content_lag import (
     GrowingLag,
@@ -12,6 +12,7 @@ from detectors.content_lag import (
     loss_coefficient,
     true_minus_recorded,
 )
+from detectors.meter_faults import MeterFaultDetector
 from detectors.observations import AreaHistory
 
 PARTS = 24
@@ -42,14 +43,25 @@ def _lagged(series: np.ndarray, start_day: float, rate_h_per_day: float) -> np.n
 
 
 def _area(
-    true: np.ndarray, recorded: np.ndarray, seed: int = 3, metered: bool = True
+    true: np.ndarray,
+    recorded: np.ndarray,
+    seed: int = 3,
+    metered: bool = True,
+    voltage_lag_h: np.ndarray | None = None,
 ) -> AreaHistory:
     """Daily windows of one area: the area meter sees the true loads (plus a
-    technical loss of a fixed and a load-squared part, and meter noise)."""
+    technical loss of a fixed and a load-squared part, and meter noise). With
+    ``voltage_lag_h`` (hours x customers) the meters report voltages too, each
+    sampled that far behind true time."""
     rng = np.random.default_rng(seed)
     load = true.sum(axis=1)
     supply = load + 0.3 + 0.002 * load**2 + rng.normal(0.0, 0.02, load.shape)
     ids = tuple(f"C{i:02d}" for i in range(true.shape[1]))
+    volts = (
+        None
+        if voltage_lag_h is None
+        else area_voltages_v(rng, true.transpose(0, 2, 1).reshape(-1, len(ids)), voltage_lag_h)
+    )
     h = AreaHistory()
     for d in range(len(true)):
         h.push(
@@ -60,6 +72,9 @@ def _area(
                 supply_kwh=float(supply[d].sum()) if metered else float("nan"),
                 profile_kwh=recorded[d].astype(np.float32),
                 supply_profile_kwh=supply[d].astype(np.float32) if metered else None,
+                voltage_v=None
+                if volts is None
+                else volts[:, d * PARTS : (d + 1) * PARTS].astype(np.float32),
             )
         )
     return h
@@ -143,6 +158,30 @@ def test_a_fast_clock_is_named_and_a_household_that_changed_its_hours_is_not() -
 def test_without_an_area_meter_a_lag_is_nobodys_fault() -> None:
     true, recorded = _grid()
     assert clock_drifting(_area(true, recorded, metered=False)) == set()
+
+
+def _clock_lag_h(customer: int) -> np.ndarray:
+    """Hours x customers: one meter sampling ever earlier from the drift's start."""
+    days = np.arange(N_DAYS * PARTS, dtype=np.float64) / PARTS
+    lag = np.zeros((len(days), N_CUSTOMERS))
+    lag[:, customer] = DRIFT_H_PER_DAY * np.maximum(0.0, days - DRIFT_START_DAY)
+    return lag
+
+
+def test_without_an_area_meter_the_meters_voltage_tells_a_fast_clock() -> None:
+    """Its voltage lags its neighbours' as its energy does: the whole record, the
+    clock. The household that changed its hours keeps its voltage on time."""
+    true, recorded = _grid()
+    drifting = _area(true, recorded, metered=False, voltage_lag_h=_clock_lag_h(3))
+    assert clock_drifting(drifting) == {"C03"}
+    finding = next(
+        f for f in MeterFaultDetector().score_one(drifting) if f.detector.endswith("clock_drift")
+    )
+    assert "voltage lags" in finding.reason
+    on_time = _area(
+        true, recorded, metered=False, voltage_lag_h=np.zeros((N_DAYS * PARTS, N_CUSTOMERS))
+    )
+    assert clock_drifting(on_time) == set()
 
 
 def test_a_customer_wired_elsewhere_who_shifts_its_hours_is_not_a_fast_clock() -> None:

@@ -19,6 +19,7 @@ from loaders.independent._anomalies import (
     metered_kwh,
     register_kwh,
     steps_from_minutes,
+    voltage_at_meter_clock,
 )
 from loaders.independent._households import Household, household_power_w
 from loaders.independent._network import Transformer, area_network
@@ -162,6 +163,18 @@ def test_register_faults() -> None:
     np.testing.assert_allclose(drift[:s], honest[:s])
     ct = register_kwh(Case("normal"), e, 0.0, 20.0)
     assert ct[-1] == pytest.approx(e.sum() / 20.0)  # a CT meter's register is secondary
+
+
+def test_a_fast_clock_records_the_voltage_of_the_same_earlier_moment() -> None:
+    """Its load curve is frozen at its own marks: the voltage lags as the register
+    does (one step after a day at 15 min/day); other meters' voltages are as is."""
+    s = STEPS_PER_DAY
+    v = 230.0 + np.arange(2 * STEPS_PER_DAY, dtype=np.float64) / 10.0
+    fast = Case("meter_fault", "clock_drift", s, drift_min_per_day=15.0)
+    seen = voltage_at_meter_clock(fast, v)
+    np.testing.assert_allclose(seen[:s], v[:s])
+    assert seen[-1] == pytest.approx(v[-2])
+    assert voltage_at_meter_clock(Case("meter_fault", "stuck", s), v) is v
 
 
 def test_cases_are_drawn_in_their_shares_and_point_at_other_areas() -> None:

@@ -91,3 +91,34 @@ def clock_drifting(h: AreaHistory) -> set[str]:
         for f in MeterFaultDetector().score_one(h)
         if f.detector == "meter_fault:clock_drift"
     }
+
+
+def area_voltages_v(
+    rng: np.random.Generator,
+    load_kwh: np.ndarray,
+    lag_h: np.ndarray | None = None,
+    fine: int = 4,
+    noise_v: float = 0.5,
+) -> np.ndarray:
+    """Customers x hours mean voltages of one area's meters: the 10 kV swing (a daily
+    tap-changer swing and slow noise), the transformer's drop with the area's load
+    (``load_kwh``, hours x customers), each house's position on the cable and its own
+    load's drop, and reading noise, sampled ``fine`` times an hour. ``lag_h`` (hours x
+    customers, hours behind true time) is where a meter's clock takes its samples: a
+    fast clock samples earlier and earlier."""
+    n_h, n_c = load_kwh.shape
+    t = np.arange(n_h * fine, dtype=np.float64) / fine  # [h]
+    slow = np.zeros(len(t))
+    for k in range(1, len(t)):
+        slow[k] = 0.97 * slow[k - 1] + 0.0015 * rng.standard_normal()
+    source = 230.0 * (1.02 - 0.006 * np.sin(2 * np.pi * (t - 8) / 24) + slow)
+    hours = np.arange(n_h, dtype=np.float64) + 0.5
+    area = np.interp(t, hours, load_kwh.sum(axis=1))
+    own = np.stack([np.interp(t, hours, load_kwh[:, c]) for c in range(n_c)], axis=1)
+    depth = np.asarray(rng.uniform(0.2, 1.0, n_c))  # along the cable
+    true_v = source[:, None] - 0.3 * depth[None, :] * area[:, None] - 2.0 * own
+    lag = np.zeros((n_h, n_c)) if lag_h is None else lag_h
+    at = t[:, None] - np.repeat(lag, fine, axis=0)
+    seen = np.stack([np.interp(at[:, c], t, true_v[:, c]) for c in range(n_c)], axis=1)
+    seen += rng.normal(0.0, noise_v, seen.shape)
+    return seen.reshape(n_h, fine, n_c).mean(axis=1).T

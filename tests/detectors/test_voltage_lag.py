@@ -1,0 +1,81 @@
+"""A meter's voltage lagging its peers': the whole record lags, so the clock."""
+
+from __future__ import annotations
+
+import numpy as np
+from factories import area_voltages_v, household_days
+
+from detectors.voltage_lag import VoltageLagParams, voltage_lag
+
+PARTS = 24
+N_DAYS = 24
+N_CUSTOMERS = 30
+DRIFT_START_DAY = 8
+DRIFT_H_PER_DAY = 0.2  # 12 minutes a day
+FAST = 3
+
+
+def _loads(rng: np.random.Generator) -> np.ndarray:
+    """Days x customers x hours of household use [kWh]."""
+    shape = household_days(rng, N_CUSTOMERS, np.arange(PARTS, dtype=np.float64))
+    level = rng.uniform(0.3, 0.9, N_CUSTOMERS)[:, None]
+    return (level * shape)[None] * rng.lognormal(0.0, 0.35, (N_DAYS, N_CUSTOMERS, PARTS))
+
+
+def _lag_h(drifting: list[int]) -> np.ndarray:
+    """Hours x customers: how far behind true time each meter samples."""
+    days = np.arange(N_DAYS * PARTS, dtype=np.float64) / PARTS
+    lag = np.zeros((len(days), N_CUSTOMERS))
+    for c in drifting:
+        lag[:, c] = DRIFT_H_PER_DAY * np.maximum(0.0, days - DRIFT_START_DAY)
+    return lag
+
+
+def _area(seed: int = 1, drifting: list[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(customers x hours voltages, days x customers x hours profiles)."""
+    rng = np.random.default_rng(seed)
+    loads = _loads(rng)
+    flat = loads.transpose(0, 2, 1).reshape(-1, N_CUSTOMERS)  # hours x customers
+    volts = area_voltages_v(rng, flat, _lag_h([FAST] if drifting is None else drifting))
+    return volts, loads
+
+
+def test_a_fast_clocks_voltage_lags_its_peers_by_its_drift() -> None:
+    volts, loads = _area()
+    vl = voltage_lag(volts, loads, FAST, 7, VoltageLagParams())
+    assert vl is not None and vl.peers >= 3
+    # The last three days are centred 14.5 days after the drift began.
+    want = DRIFT_H_PER_DAY * (N_DAYS - 1.5 - DRIFT_START_DAY)
+    assert vl.last.clear(1.2)
+    assert abs(vl.last.lag_parts - want) <= 0.5
+    assert abs(vl.first.lag_parts) <= 0.25 or not vl.first.clear(1.2)
+
+
+def test_honest_meters_show_no_lag_even_beside_a_fast_clock() -> None:
+    """The reference is the median of the closest peers: one lagging peer cannot
+    drag it."""
+    volts, loads = _area()
+    for c in range(N_CUSTOMERS):
+        if c == FAST:
+            continue
+        vl = voltage_lag(volts, loads, c, 7, VoltageLagParams())
+        assert vl is not None
+        assert abs(vl.last.lag_parts) <= 0.25 or not vl.last.clear(1.2), c
+
+
+def test_a_voltage_with_nothing_in_common_with_its_peers_says_nothing() -> None:
+    """A meter recording noise only (a broken voltage channel): no lag is clear, and
+    no peers follow it."""
+    volts, loads = _area()
+    volts[FAST] = 230.0 + np.random.default_rng(9).normal(0.0, 2.0, volts.shape[1])
+    vl = voltage_lag(volts, loads, FAST, 7, VoltageLagParams())
+    assert vl is None or not vl.last.clear(1.2)
+
+
+def test_without_peers_there_is_no_answer() -> None:
+    volts, loads = _area()
+    alone = np.full_like(volts, np.nan)
+    alone[FAST] = volts[FAST]
+    assert voltage_lag(alone, loads, FAST, 7, VoltageLagParams()) is None
+    # Too short a history for a first and a last block apart.
+    assert voltage_lag(volts[:, : 5 * PARTS], loads[:5], FAST, 7, VoltageLagParams()) is None
