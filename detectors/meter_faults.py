@@ -43,7 +43,7 @@ from detectors.content_lag import (
     true_minus_recorded,
 )
 from detectors.observations import AreaHistory, AreaWindow
-from detectors.voltage_lag import VoltageLagParams, voltage_lag
+from detectors.voltage_lag import VoltageLagParams, VoltageLags, voltage_lags
 from detectors.voltage_loss import VoltageLossParams, voltage_losses
 from lineloss.domain import MeterEvent, SuspicionCategory, TargetKind
 from streams.registers import FLAG_RESET, FLAG_ROLLOVER, FLAG_STEP_BACK
@@ -231,7 +231,8 @@ class MeterFaultDetector(HistoryOnly):
         out += self._register_jump(x, energy)
         out += self._clock_drift(x)
         named = {f.target_id for f in out if f.detector.endswith(":clock_drift")}
-        out += [f for f in self._content_lag(x) if f.target_id not in named]
+        vlags = self._voltage_lags(x)
+        out += [f for f in self._content_lag(x, vlags) if f.target_id not in named]
         out += self._voltage_loss(x)
         return out
 
@@ -375,7 +376,20 @@ class MeterFaultDetector(HistoryOnly):
             )
         return out
 
-    def _content_lag(self, x: AreaHistory) -> list[Finding]:
+    def _voltage_lags(self, x: AreaHistory) -> VoltageLags | None:
+        """Every customer's voltage lag against its peers (``detectors.voltage_lag``),
+        where voltages and profiles exist and the history is long enough; not for
+        a feeder's dedicated customers, who share no transformer."""
+        today = x.windows[-1]
+        if today.dedicated or len(x) < self.lag_ref_windows + self.lag_min_windows_after:
+            return None
+        voltages = x.voltages()
+        profiles = x.profiles()
+        if voltages is None or profiles is None:
+            return None
+        return voltage_lags(voltages, profiles, self.lag_ref_windows, self.lag_voltage)
+
+    def _content_lag(self, x: AreaHistory, vlags: VoltageLags | None) -> list[Finding]:
         """A recorded profile lagging more every window, the lag confirmed by the area
         meter's loss or by the meter's own voltage (modules ``detectors.content_lag``
         and ``detectors.voltage_lag``). Needs profiles, and an area meter or
@@ -385,10 +399,9 @@ class MeterFaultDetector(HistoryOnly):
         today = x.windows[-1]
         profiles = x.profiles()
         supply = x.supply_profiles()
-        voltages = None if today.dedicated else x.voltages()
         if (
             profiles is None
-            or (supply is None and voltages is None)
+            or (supply is None and vlags is None)
             or len(x) < self.lag_ref_windows + self.lag_min_windows_after
         ):
             return []
@@ -422,7 +435,7 @@ class MeterFaultDetector(HistoryOnly):
         out = []
         for f in fits:
             why = self._loss_confirms(supply_flat, p, f) or self._voltage_confirms(
-                voltages, p, f, part_min
+                vlags, p.shape[0], f, part_min
             )
             if why is None:
                 continue
@@ -456,20 +469,17 @@ class MeterFaultDetector(HistoryOnly):
 
     def _voltage_confirms(
         self,
-        voltages: np.ndarray | None,
-        profiles: np.ndarray,
+        vlags: VoltageLags | None,
+        n: int,
         fit: GrowingLag,
         part_min: float,
     ) -> str | None:
         """Evidence that the whole load curve lags, not only the household's use: the
         meter's voltage lags its peers' now by about what its energy does, and did
         not in its first windows (module ``detectors.voltage_lag``). None without."""
-        if voltages is None:
-            return None
-        vl = voltage_lag(voltages, profiles, fit.customer, self.lag_ref_windows, self.lag_voltage)
+        vl = None if vlags is None else vlags.of(fit.customer)
         if vl is None or not vl.last.clear(self.lag_voltage.min_gain):
             return None
-        n = profiles.shape[0]
         centre = n - self.lag_voltage.block_windows / 2.0
         expected_min = fit.rate_parts * max(0.0, centre - fit.start) * part_min
         now_min = vl.last.lag_parts * part_min

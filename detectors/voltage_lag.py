@@ -48,13 +48,13 @@ class VoltageLagParams:
     block_windows: int = 3  # windows per lag estimate
     max_lag_parts: float = 8.0
     lag_step_parts: float = 0.25
-    min_gain: float = 1.2  # residual SSE at no lag / at the best lag
+    min_gain: float = 1.3  # residual SSE at no lag / at the best lag
     min_known_share: float = 0.75
 
 
 @dataclass(frozen=True)
 class BlockLag:
-    lag_parts: float  # the candidate's voltage at part p matches its peers' at p - lag
+    lag_parts: float  # the customer's voltage at part p matches its peers' at p - lag
     gain: float  # SSE at lag 0 over SSE at the best lag (1: no evidence of any lag)
 
     def clear(self, min_gain: float) -> bool:
@@ -70,6 +70,30 @@ class VoltageLag:
     peers: int
 
 
+@dataclass(frozen=True)
+class VoltageLags:
+    """Every customer's voltage lag against its peers: lags [parts] and gains of the
+    last block, and of the first block with voltages where the last one is clear
+    (``min_gain``); NaN where unknown or not needed."""
+
+    first_lag: FloatArray
+    first_gain: FloatArray
+    last_lag: FloatArray
+    last_gain: FloatArray
+    peers: npt.NDArray[np.int64]
+    parts_per_window: int
+
+    def of(self, customer: int) -> VoltageLag | None:
+        c = customer
+        if not (np.isfinite(self.first_gain[c]) and np.isfinite(self.last_gain[c])):
+            return None
+        return VoltageLag(
+            first=BlockLag(float(self.first_lag[c]), float(self.first_gain[c])),
+            last=BlockLag(float(self.last_lag[c]), float(self.last_gain[c])),
+            peers=int(self.peers[c]),
+        )
+
+
 def voltage_lag(
     voltages: npt.NDArray[np.floating],
     profiles: npt.NDArray[np.floating],
@@ -79,48 +103,65 @@ def voltage_lag(
 ) -> VoltageLag | None:
     """The voltage lag of ``customer`` against its peers in the first and the last
     ``params.block_windows`` windows; None without enough peers or readings."""
+    lags = voltage_lags(voltages, profiles, ref_windows, params)
+    return None if lags is None else lags.of(customer)
+
+
+def voltage_lags(
+    voltages: npt.NDArray[np.floating],
+    profiles: npt.NDArray[np.floating],
+    ref_windows: int,
+    params: VoltageLagParams,
+) -> VoltageLags | None:
+    """Every customer's voltage lag against its own peers, in the first block of
+    ``params.block_windows`` windows with voltages (among the first
+    ``ref_windows``; the oldest window of a history may hold none) and in the last
+    block. None when the history is too short or its shapes disagree."""
     v = np.asarray(voltages, dtype=np.float64)
     e = np.asarray(profiles, dtype=np.float64)
-    n, _, parts = e.shape
+    n, c, parts = e.shape
     block = params.block_windows * parts
-    if v.shape[1] != n * parts or n < max(ref_windows, 2 * params.block_windows):
+    if v.shape != (c, n * parts) or n < max(ref_windows, 2 * params.block_windows):
         return None
-    peers = _peers(v, customer, ref_windows * parts, params)
-    if len(peers) < params.min_peers:
-        return None
-    ref = quiet_nanmedian(v[peers], axis=0)
-    own_v = v[customer]
-    own_e = e[:, customer, :].ravel()
-    last = _block_lag(own_v, own_e, ref, slice(n * parts - block, n * parts), params)
-    # The first block with enough voltages among the reference windows (the oldest
-    # window of a history may hold none: a partial first day, a meter read late).
-    first = None
+    peers = _peers(v, ref_windows * parts, params)
+    n_peers = (peers >= 0).sum(axis=1)
+    gathered = np.where((peers >= 0)[:, :, None], v[np.maximum(peers, 0)], np.nan)
+    ref = quiet_nanmedian(gathered, axis=1)  # customers x parts
+    ref[n_peers < params.min_peers] = np.nan
+    own_e = e.transpose(1, 0, 2).reshape(c, n * parts)
+    last_lag, last_gain = _block_lags(v, own_e, ref, n * parts - block, block, params)
+    # The start matters only where the voltage lags clearly now.
+    rows = np.flatnonzero(last_gain >= params.min_gain)
+    first_lag = np.full(c, np.nan)
+    first_gain = np.full(c, np.nan)
     for w0 in range(max(1, ref_windows - params.block_windows + 1)):
-        first = _block_lag(own_v, own_e, ref, slice(w0 * parts, w0 * parts + block), params)
-        if first is not None:
+        if len(rows) == 0:
             break
-    if first is None or last is None:
-        return None
-    return VoltageLag(first=first, last=last, peers=len(peers))
+        lag, gain = _block_lags(v[rows], own_e[rows], ref[rows], w0 * parts, block, params)
+        found = np.isfinite(gain)
+        first_lag[rows[found]], first_gain[rows[found]] = lag[found], gain[found]
+        rows = rows[~found]
+    return VoltageLags(first_lag, first_gain, last_lag, last_gain, n_peers.astype(np.int64), parts)
 
 
-def _peers(
-    v: FloatArray, customer: int, ref_parts: int, params: VoltageLagParams
-) -> npt.NDArray[np.int64]:
-    """The customers whose part-to-part voltage changes follow ``customer``'s best
-    over the first ``ref_parts`` parts (at least ``min_peer_corr``)."""
+def _peers(v: FloatArray, ref_parts: int, params: VoltageLagParams) -> npt.NDArray[np.int64]:
+    """Customers x ``params.peers``: for each customer, the others whose part-to-part
+    voltage changes follow its own best over the first ``ref_parts`` parts (at
+    least ``min_peer_corr``, on 24 parts known to both or more); -1 pads."""
     d = np.diff(v[:, :ref_parts], axis=1)
-    ok = np.isfinite(d)
-    d0 = np.where(ok, d - _nanmean_rows(d)[:, None], 0.0)
-    mine = d0[customer] * ok[customer]
-    both = ok & ok[customer][None, :]
-    num = (d0 * mine[None, :] * both).sum(axis=1)
-    den = np.sqrt(((d0**2) * both).sum(axis=1) * ((mine[None, :] ** 2) * both).sum(axis=1))
+    ok = np.isfinite(d).astype(np.float64)
+    d0 = np.where(ok > 0, d - _nanmean_rows(d)[:, None], 0.0)
+    num = d0 @ d0.T
+    sq = d0**2
+    den = np.sqrt((sq @ ok.T) * (ok @ sq.T))
+    both = ok @ ok.T
     with np.errstate(all="ignore"):
-        corr = np.where((den > 0) & (both.sum(axis=1) >= 24), num / den, -np.inf)
-    corr[customer] = -np.inf
-    order = np.argsort(-corr)[: params.peers]
-    return order[corr[order] >= params.min_peer_corr].astype(np.int64)
+        corr = np.where((den > 0) & (both >= 24), num / den, -np.inf)
+    np.fill_diagonal(corr, -np.inf)
+    k = min(params.peers, max(0, len(v) - 1))
+    order = np.argsort(-corr, axis=1)[:, :k]
+    good = np.take_along_axis(corr, order, axis=1) >= params.min_peer_corr
+    return np.where(good, order, -1).astype(np.int64)
 
 
 def _nanmean_rows(a: FloatArray) -> FloatArray:
@@ -130,37 +171,69 @@ def _nanmean_rows(a: FloatArray) -> FloatArray:
     return np.nan_to_num(out)
 
 
-def _block_lag(
+def _shifted(ref: FloatArray, lag_parts: float, start: int, stop: int) -> FloatArray:
+    """``ref`` at p - lag for the parts p from ``start`` to ``stop``, linear between
+    parts (NaN outside the history)."""
+    k = int(np.floor(lag_parts))
+    f = lag_parts - k
+    p = np.arange(start, stop)
+    t = ref.shape[1]
+
+    def at(idx: npt.NDArray[np.int64]) -> FloatArray:
+        inside = (idx >= 0) & (idx < t)
+        out: FloatArray = np.where(inside[None, :], ref[:, np.clip(idx, 0, t - 1)], np.nan)
+        return out
+
+    if f == 0:
+        return at(p - k)
+    return (1.0 - f) * at(p - k) + f * at(p - k - 1)
+
+
+def _block_lags(
     own_v: FloatArray,
     own_e: FloatArray,
     ref: FloatArray,
-    block: slice,
+    start: int,
+    length: int,
     params: VoltageLagParams,
-) -> BlockLag | None:
-    """Best lag of ``own_v`` against ``ref`` over the parts of ``block``, the
-    reference shifted by interpolation over the whole history (a lagging block
-    reads the reference before its own start)."""
-    pos = np.arange(len(ref), dtype=np.float64)
-    known = np.isfinite(ref)
-    if known.sum() < 2:
-        return None
-    idx = np.arange(len(ref))[block]
-    y = own_v[idx]
-    x_e = np.nan_to_num(own_e[idx])
+) -> tuple[FloatArray, FloatArray]:
+    """Per customer, the best lag of its voltage against its reference over the
+    parts ``start`` to ``start + length`` and its gain; the reference shifted over the whole history
+    (a lagging block reads the reference before its own start). Each lag's fit is
+    the customer's voltage on its shifted reference and its own energy, centred
+    (a free level)."""
+    stop = start + length
+    y_all = own_v[:, start:stop]
+    e_all = np.nan_to_num(own_e[:, start:stop])
+    need = params.min_known_share * (stop - start)
     step = params.lag_step_parts
     lags = np.arange(-params.max_lag_parts, params.max_lag_parts + step / 2, step)
-    sse = np.full(len(lags), np.inf)
+    sse = np.full((len(lags), len(own_v)), np.inf)
     for k, lag in enumerate(lags):
-        r = np.interp(idx - lag, pos[known], ref[known], left=np.nan, right=np.nan)
-        ok = np.isfinite(y) & np.isfinite(r)
-        if ok.sum() < params.min_known_share * len(idx):
-            continue
-        a = np.column_stack([np.ones(int(ok.sum())), r[ok], x_e[ok]])
-        coef, *_ = np.linalg.lstsq(a, y[ok], rcond=None)
-        sse[k] = float(np.mean((y[ok] - a @ coef) ** 2))
-    best = int(np.argmin(sse))
-    zero = int(np.argmin(np.abs(lags)))
-    if not np.isfinite(sse[best]) or not np.isfinite(sse[zero]):
-        return None
-    gain = sse[zero] / sse[best] if sse[best] > 0 else (1.0 if sse[zero] == 0 else np.inf)
-    return BlockLag(lag_parts=float(lags[best]), gain=float(gain))
+        r = _shifted(ref, float(lag), start, stop)
+        ok = np.isfinite(y_all) & np.isfinite(r)
+        m = ok.sum(axis=1)
+        cols = [np.where(ok, a, 0.0) for a in (y_all, r, e_all)]
+        with np.errstate(all="ignore"):
+            y, x1, x2 = (a - (a.sum(axis=1) / m)[:, None] * ok for a in cols)
+            s11, s22, s12 = (x1 * x1).sum(1), (x2 * x2).sum(1), (x1 * x2).sum(1)
+            s1y, s2y, syy = (x1 * y).sum(1), (x2 * y).sum(1), (y * y).sum(1)
+            det = s11 * s22 - s12 * s12
+            two = det > 1e-9 * np.maximum(s11 * s22, 1e-300)
+            # Both columns where they are independent; the reference alone where the
+            # customer's own energy is flat (an empty home: nothing to separate).
+            explained = np.where(
+                two,
+                (s22 * s1y * s1y - 2 * s12 * s1y * s2y + s11 * s2y * s2y) / det,
+                np.where(s11 > 0, s1y * s1y / s11, 0.0),
+            )
+            res = (syy - explained) / m
+        sse[k] = np.where(m >= need, np.maximum(res, 1e-12), np.inf)
+    best = np.argmin(sse, axis=0)
+    cols_idx = np.arange(len(own_v))
+    best_sse = sse[best, cols_idx]
+    zero_sse = sse[int(np.argmin(np.abs(lags))), cols_idx]
+    known = np.isfinite(best_sse) & np.isfinite(zero_sse)
+    with np.errstate(all="ignore"):
+        gain = np.where(known, zero_sse / best_sse, np.nan)
+    return np.where(known, lags[best], np.nan), gain

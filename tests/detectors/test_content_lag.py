@@ -184,6 +184,18 @@ def test_without_an_area_meter_the_meters_voltage_tells_a_fast_clock() -> None:
     assert clock_drifting(on_time) == set()
 
 
+def test_a_fast_clock_in_a_home_too_irregular_to_read_is_not_named_by_its_voltage_alone() -> None:
+    """No lag can be read off a day that never repeats. Its voltage lags, but honest
+    meters' voltages show lags of an hour or more at as good a fit on the
+    independent grids (docs/detection.md, session 20): the voltage only confirms."""
+    true, recorded = _grid()
+    rng = np.random.default_rng(5)
+    true[:, 3] = rng.permuted(true[:, 3], axis=1)  # each day's hours shuffled
+    recorded[:, 3] = _lagged(true[:, 3], DRIFT_START_DAY, DRIFT_H_PER_DAY)
+    area = _area(true, recorded, metered=False, voltage_lag_h=_clock_lag_h(3))
+    assert clock_drifting(area) == set()
+
+
 def test_a_customer_wired_elsewhere_who_shifts_its_hours_is_not_a_fast_clock() -> None:
     """Its consumption is absent from this area's supply (loss -1 x its recording),
     which a lag regressor alone would take for a lag's true-less-recorded energy."""
