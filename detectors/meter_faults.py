@@ -231,8 +231,7 @@ class MeterFaultDetector(HistoryOnly):
         out += self._register_jump(x, energy)
         out += self._clock_drift(x)
         named = {f.target_id for f in out if f.detector.endswith(":clock_drift")}
-        vlags = self._voltage_lags(x)
-        out += [f for f in self._content_lag(x, vlags) if f.target_id not in named]
+        out += [f for f in self._content_lag(x) if f.target_id not in named]
         out += self._voltage_loss(x)
         return out
 
@@ -376,20 +375,7 @@ class MeterFaultDetector(HistoryOnly):
             )
         return out
 
-    def _voltage_lags(self, x: AreaHistory) -> VoltageLags | None:
-        """Every customer's voltage lag against its peers (``detectors.voltage_lag``),
-        where voltages and profiles exist and the history is long enough; not for
-        a feeder's dedicated customers, who share no transformer."""
-        today = x.windows[-1]
-        if today.dedicated or len(x) < self.lag_ref_windows + self.lag_min_windows_after:
-            return None
-        voltages = x.voltages()
-        profiles = x.profiles()
-        if voltages is None or profiles is None:
-            return None
-        return voltage_lags(voltages, profiles, self.lag_ref_windows, self.lag_voltage)
-
-    def _content_lag(self, x: AreaHistory, vlags: VoltageLags | None) -> list[Finding]:
+    def _content_lag(self, x: AreaHistory) -> list[Finding]:
         """A recorded profile lagging more every window, the lag confirmed by the area
         meter's loss or by the meter's own voltage (modules ``detectors.content_lag``
         and ``detectors.voltage_lag``). Needs profiles, and an area meter or
@@ -399,9 +385,10 @@ class MeterFaultDetector(HistoryOnly):
         today = x.windows[-1]
         profiles = x.profiles()
         supply = x.supply_profiles()
+        voltages = None if today.dedicated else x.voltages()
         if (
             profiles is None
-            or (supply is None and vlags is None)
+            or (supply is None and voltages is None)
             or len(x) < self.lag_ref_windows + self.lag_min_windows_after
         ):
             return []
@@ -431,13 +418,16 @@ class MeterFaultDetector(HistoryOnly):
             return []
         fits = sorted(fits, key=lambda f: -f.t)[: self.lag_max_candidates]
         p = profiles.astype(np.float64)
-        supply_flat = None if supply is None else supply.astype(np.float64).ravel()
+        why = {f.customer: self._loss_confirms(supply, p, f) for f in fits}
+        pending = [f for f in fits if why[f.customer] is None]
+        if pending and voltages is not None:
+            # Every customer's voltage lag at once, only when the loss left one open.
+            vlags = voltage_lags(voltages, p, self.lag_ref_windows, self.lag_voltage)
+            for f in pending:
+                why[f.customer] = self._voltage_confirms(vlags, len(p), f, part_min)
         out = []
         for f in fits:
-            why = self._loss_confirms(supply_flat, p, f) or self._voltage_confirms(
-                vlags, p.shape[0], f, part_min
-            )
-            if why is None:
+            if why[f.customer] is None:
                 continue
             out.append(
                 self._finding(
@@ -446,19 +436,21 @@ class MeterFaultDetector(HistoryOnly):
                     "clock_drift",
                     0.8,
                     f"recorded profile lags {f.rate_parts * part_min:+.0f} min more every "
-                    f"window ({f.final_lag_parts * part_min:.0f} min now); {why}: a fast clock",
+                    f"window ({f.final_lag_parts * part_min:.0f} min now); "
+                    f"{why[f.customer]}: a fast clock",
                 )
             )
         return out
 
     def _loss_confirms(
-        self, supply_flat: np.ndarray | None, profiles: np.ndarray, fit: GrowingLag
+        self, supply: np.ndarray | None, profiles: np.ndarray, fit: GrowingLag
     ) -> str | None:
         """The area meter's clock is right: its loss carries the lag's true-less-recorded
         energy with a coefficient near 1 (``detectors.content_lag.loss_coefficient``).
         None without an area meter or that evidence."""
-        if supply_flat is None:
+        if supply is None:
             return None
+        supply_flat = supply.astype(np.float64).ravel()
         loss = supply_flat - profiles.sum(axis=1).ravel()  # NaN where any part is unknown
         own = profiles[:, fit.customer]
         coef, t = loss_coefficient(loss, supply_flat, own.ravel(), true_minus_recorded(own, fit))
@@ -487,12 +479,8 @@ class MeterFaultDetector(HistoryOnly):
         started_lagging = vl.first.clear(self.lag_voltage.min_gain) and (
             abs(vl.first.lag_parts) > self.lag_voltage.lag_step_parts
         )
-        if (
-            now_min < self.lag_voltage_min_min
-            or not lo * expected_min <= now_min <= hi * expected_min
-        ):
-            return None
-        if started_lagging:
+        in_step = lo * expected_min <= now_min <= hi * expected_min
+        if now_min < self.lag_voltage_min_min or not in_step or started_lagging:
             return None
         return (
             f"its voltage lags its {vl.peers} nearest peers' by {now_min:.0f} min "

@@ -7,15 +7,15 @@ report by the same delay as its energy does. The neighbours' voltage is the
 transformer's tap, the 10 kV swing and the shared cable's drop, none of which a
 household's habits can move: a lag there is the clock's.
 
-``ContentLag`` candidates (``detectors.content_lag``) are households whose day slides
-later; most are habits. This module measures, for one candidate, how far its voltage
-lags its peers' in the last few windows and in the first few: a clock lags there by
-about what its energy does, a household not at all.
+Content-lag candidates (``detectors.content_lag``) are households whose day slides
+later; most are habits. This module measures how far each meter's voltage lags its
+peers' in the last few windows, and where it clearly does, in the first few: a clock
+lags there by about what its energy does, a household not at all.
 
 The lag is read at sub-part resolution: the peers' reference (the median of the
-``peers`` customers whose part-to-part voltage changes follow the candidate's best in
+``peers`` customers whose part-to-part voltage changes follow the meter's best in
 the first windows, so one drifting peer cannot move it) is shifted by linear
-interpolation over a grid of lags, and the candidate's voltage regressed on it (level
+interpolation over a grid of lags, and the meter's voltage regressed on it (level
 and scale free: a house further down the cable sees a deeper drop) together with its
 own recorded energy (its own load's drop across its service cable, recorded with the
 same lag). The best lag must fit clearly better than no lag (``min_gain``, a ratio of
@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from detectors._stats import quiet_nanmedian
+from detectors._stats import quiet_nanmean, quiet_nanmedian
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -94,19 +94,6 @@ class VoltageLags:
         )
 
 
-def voltage_lag(
-    voltages: npt.NDArray[np.floating],
-    profiles: npt.NDArray[np.floating],
-    customer: int,
-    ref_windows: int,
-    params: VoltageLagParams,
-) -> VoltageLag | None:
-    """The voltage lag of ``customer`` against its peers in the first and the last
-    ``params.block_windows`` windows; None without enough peers or readings."""
-    lags = voltage_lags(voltages, profiles, ref_windows, params)
-    return None if lags is None else lags.of(customer)
-
-
 def voltage_lags(
     voltages: npt.NDArray[np.floating],
     profiles: npt.NDArray[np.floating],
@@ -150,7 +137,7 @@ def _peers(v: FloatArray, ref_parts: int, params: VoltageLagParams) -> npt.NDArr
     least ``min_peer_corr``, on 24 parts known to both or more); -1 pads."""
     d = np.diff(v[:, :ref_parts], axis=1)
     ok = np.isfinite(d).astype(np.float64)
-    d0 = np.where(ok > 0, d - _nanmean_rows(d)[:, None], 0.0)
+    d0 = np.where(ok > 0, d - np.nan_to_num(quiet_nanmean(d, axis=1))[:, None], 0.0)
     num = d0 @ d0.T
     sq = d0**2
     den = np.sqrt((sq @ ok.T) * (ok @ sq.T))
@@ -162,13 +149,6 @@ def _peers(v: FloatArray, ref_parts: int, params: VoltageLagParams) -> npt.NDArr
     order = np.argsort(-corr, axis=1)[:, :k]
     good = np.take_along_axis(corr, order, axis=1) >= params.min_peer_corr
     return np.where(good, order, -1).astype(np.int64)
-
-
-def _nanmean_rows(a: FloatArray) -> FloatArray:
-    ok = np.isfinite(a)
-    with np.errstate(all="ignore"):
-        out: FloatArray = np.where(ok, a, 0.0).sum(axis=1) / ok.sum(axis=1)
-    return np.nan_to_num(out)
 
 
 def _shifted(ref: FloatArray, lag_parts: float, start: int, stop: int) -> FloatArray:
@@ -198,8 +178,8 @@ def _block_lags(
     params: VoltageLagParams,
 ) -> tuple[FloatArray, FloatArray]:
     """Per customer, the best lag of its voltage against its reference over the
-    parts ``start`` to ``start + length`` and its gain; the reference shifted over the whole history
-    (a lagging block reads the reference before its own start). Each lag's fit is
+    parts ``start`` to ``start + length`` and its gain; the reference shifted over
+    the whole history (a lagging block reads the reference before its own start). Each lag's fit is
     the customer's voltage on its shifted reference and its own energy, centred
     (a free level)."""
     stop = start + length

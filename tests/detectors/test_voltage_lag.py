@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from factories import area_voltages_v, household_days
 
-from detectors.voltage_lag import VoltageLagParams, voltage_lag, voltage_lags
+from detectors.voltage_lag import VoltageLag, VoltageLagParams, voltage_lags
 
 PARTS = 24
 N_DAYS = 24
@@ -29,6 +29,14 @@ def _lag_h(drifting: list[int]) -> np.ndarray:
     for c in drifting:
         lag[:, c] = DRIFT_H_PER_DAY * np.maximum(0.0, days - DRIFT_START_DAY)
     return lag
+
+
+def voltage_lag(
+    volts: np.ndarray, loads: np.ndarray, customer: int, ref_windows: int, params: VoltageLagParams
+) -> VoltageLag | None:
+    """One customer's lags out of every customer's."""
+    lags = voltage_lags(volts, loads, ref_windows, params)
+    return None if lags is None else lags.of(customer)
 
 
 def _area(seed: int = 1, drifting: list[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
