@@ -101,10 +101,12 @@ class MeterFaultDetector(HistoryOnly):
     # its voltage lags its peers' clearly, by at least lag_voltage_min_min and by
     # lag_voltage_ratio of the lag its energy shows there (the energy's lag is read
     # off a household's habits, so only roughly), and in its first windows it did
-    # not.
+    # not. A lag the first windows already hint at (a fit lag_voltage_first_gain x
+    # better than none) is an offset the household always had, not counted as grown.
     lag_voltage: VoltageLagParams = field(default_factory=VoltageLagParams)
     lag_voltage_min_min: float = 45.0
     lag_voltage_ratio: tuple[float, float] = (1 / 3, 3.0)
+    lag_voltage_first_gain: float = 1.1
     # A register leaping forward: today's energy at least jump_ratio x the
     # customer's largest earlier window (and jump_min_kwh over its usual), the
     # area's loss below what the other customers' billing and its last
@@ -468,7 +470,12 @@ class MeterFaultDetector(HistoryOnly):
     ) -> str | None:
         """Evidence that the whole load curve lags, not only the household's use: the
         meter's voltage lags its peers' now by about what its energy does, and did
-        not in its first windows (module ``detectors.voltage_lag``). None without."""
+        not in its first windows (module ``detectors.voltage_lag``). None without.
+
+        What counts is the lag grown since the first windows: some households'
+        voltage always trails their peers' a little (their own appliances, a peer
+        further along the cable), which a clock's lag would add to; an offset the
+        first windows hint at, even below ``min_gain``, is taken off."""
         vl = None if vlags is None else vlags.of(fit.customer)
         if vl is None or not vl.last.clear(self.lag_voltage.min_gain):
             return None
@@ -479,11 +486,14 @@ class MeterFaultDetector(HistoryOnly):
         started_lagging = vl.first.clear(self.lag_voltage.min_gain) and (
             abs(vl.first.lag_parts) > self.lag_voltage.lag_step_parts
         )
-        in_step = lo * expected_min <= now_min <= hi * expected_min
-        if now_min < self.lag_voltage_min_min or not in_step or started_lagging:
+        hinted = np.isfinite(vl.first.gain) and vl.first.gain >= self.lag_voltage_first_gain
+        grown_min = now_min - (vl.first.lag_parts * part_min if hinted else 0.0)
+        in_step = lo * expected_min <= grown_min <= hi * expected_min
+        if grown_min < self.lag_voltage_min_min or not in_step or started_lagging:
             return None
+        since = f", {grown_min:.0f} min more than at first" if grown_min != now_min else ""
         return (
-            f"its voltage lags its {vl.peers} nearest peers' by {now_min:.0f} min "
+            f"its voltage lags its {vl.peers} nearest peers' by {now_min:.0f} min{since} "
             f"(x{vl.last.gain:.1f} better fit than none), the whole record and not the "
             "household's habits"
         )
