@@ -8,10 +8,12 @@ one-line reason from the strongest finding.
 
 Findings of the detectors in ``persistent_detectors`` count only while they persist:
 a flag counts when the same detector also flagged the target in the window just
-before (``Finding.window_start`` equals the end of its previous flag), or scores
-``certain_score`` or more. A localiser
-suspect that appears one day and is gone the next is usually a neighbour of a real
-thief given part of its loss, not a thief.
+before (``Finding.window_start`` equals the end of its previous flag), whatever its
+score. A localiser suspect that appears one day and is gone the next is usually a
+neighbour of a real thief given part of its loss, or an honest customer whose quiet
+day met a rise of the loss, not a thief: until session 21 a flag scoring
+``certain_score`` or more counted at once, and 8 of the 11 false thefts on our fresh
+grids were such flags, most never repeated (docs/detection.md, session 21).
 
 Corroboration: a localiser finding too weak on its own and a finding of the shape
 detector on the same meter in the same window are independent evidence (the area's
@@ -127,7 +129,7 @@ class SuspicionBook:
             last = self._streaks.get(skey)
             run = last[1] + 1 if last is not None and last[0] == finding.window_start else 1
             self._streaks[skey] = (finding.ts, run)
-            if run < 2 and finding.score < self.certain_score:
+            if run < 2:
                 return False
         key = (finding.target_id, finding.category)
         e = self._entries.get(key)
