@@ -8,12 +8,13 @@ one-line reason from the strongest finding.
 
 Findings of the detectors in ``persistent_detectors`` count only while they persist:
 a flag counts when the same detector also flagged the target in the window just
-before (``Finding.window_start`` equals the end of its previous flag), whatever its
-score. A localiser suspect that appears one day and is gone the next is usually a
-neighbour of a real thief given part of its loss, or an honest customer whose quiet
-day met a rise of the loss, not a thief: until session 21 a flag scoring
-``certain_score`` or more counted at once, and 8 of the 11 false thefts on our fresh
-grids were such flags, most never repeated (docs/detection.md, session 21).
+before (``Finding.window_start`` equals the end of its previous flag), or scores
+``persistent_certain_score`` or more. A localiser suspect that appears one day and
+is gone the next is usually a neighbour of a real thief given part of its loss, or
+an honest customer whose quiet day met a rise of the loss, not a thief: until
+session 21 a flag scoring ``certain_score`` (0.85) or more counted at once, and 4 of
+the 11 false thefts on our fresh grids were such flags of one window (0.85-0.95),
+never repeated (docs/detection.md, session 21).
 
 Corroboration: a localiser finding too weak on its own and a finding of the shape
 detector on the same meter in the same window are independent evidence (the area's
@@ -72,6 +73,10 @@ class SuspicionBook:
     certain_score: float = 0.85
     explains_theft_score: float = 0.8
     persistent_detectors: tuple[str, ...] = ("theft_localiser",)
+    # A persistent detector's flag counts on one window only this sure: thieves the
+    # localiser named on their first (and the data's last) day scored 0.98-1.0 on
+    # our grids, the honest customers it named once and never again 0.85-0.95.
+    persistent_certain_score: float = 0.97
     # Detectors whose findings are never certain on one window, whatever their score:
     # the topology detector's hourly regressions over a week or two of history name an
     # honest customer now and then for a single window (on our development and
@@ -129,7 +134,7 @@ class SuspicionBook:
             last = self._streaks.get(skey)
             run = last[1] + 1 if last is not None and last[0] == finding.window_start else 1
             self._streaks[skey] = (finding.ts, run)
-            if run < 2:
+            if run < 2 and finding.score < self.persistent_certain_score:
                 return False
         key = (finding.target_id, finding.category)
         e = self._entries.get(key)
