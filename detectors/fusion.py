@@ -73,8 +73,8 @@ class SuspicionBook:
     certain_score: float = 0.85
     explains_theft_score: float = 0.8
     persistent_detectors: tuple[str, ...] = ("theft_localiser",)
-    # A persistent detector's flag counts on one window only this sure: thieves the
-    # localiser named on their first (and the data's last) day scored 0.98-1.0 on
+    # A persistent detector's flag counts on one window only this sure: most thieves
+    # the localiser named on their first day (the data's last) scored 0.98-1.0 on
     # our grids, the honest customers it named once and never again 0.85-0.95.
     persistent_certain_score: float = 0.97
     # Detectors whose findings are never certain on one window, whatever their score:
