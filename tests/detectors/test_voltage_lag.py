@@ -88,3 +88,16 @@ def test_without_peers_there_is_no_answer() -> None:
     assert voltage_lag(alone, loads, FAST, 7, VoltageLagParams()) is None
     # Too short a history for a first and a last block apart.
     assert voltage_lag(volts[:, : 5 * PARTS], loads[:5], FAST, 7, VoltageLagParams()) is None
+
+
+def test_a_reference_of_fewer_peers_than_asked_is_no_answer() -> None:
+    """Four neighbours with voltages and the fast clock: its lag is read against four
+    peers only when the reference may be that thin (seed 24 of the independent
+    grids: a false fast clock against 3 peers, session 21)."""
+    volts, loads = _area()
+    few = np.full_like(volts, np.nan)
+    keep = [FAST, 0, 1, 2, 4]
+    few[keep] = volts[keep]
+    assert voltage_lag(few, loads, FAST, 7, VoltageLagParams()) is None
+    thin = voltage_lag(few, loads, FAST, 7, VoltageLagParams(min_peers=4))
+    assert thin is not None and thin.peers == 4 and thin.last.clear(1.3)
