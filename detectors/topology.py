@@ -294,16 +294,14 @@ class TopologyDetector(HistoryOnly):
         area, the customers filed elsewhere that it is known to supply (their
         recorded area and column), known in its fits."""
         taken = taken or {}
-        lacking = {
-            a: self._lacking(loss, x, _with_taken(base, series, taken.get(a, [])))
-            for a, (loss, x, base) in series.items()
-        }
+        bases = {a: _with_taken(b, series, taken.get(a, [])) for a, (_, _, b) in series.items()}
+        lacking = {a: self._lacking(loss, x, bases[a]) for a, (loss, x, _) in series.items()}
         scope = _Scope(histories, series, lacking, self.min_windows, self.voltage_neighbours, taken)
         lo, hi = self.coef_range
         out = []
         pairs: list[tuple[str, int, str]] = []
-        for area, (loss, x, own_base) in series.items():
-            base = _with_taken(own_base, series, taken.get(area, []))
+        for area, (loss, x, _) in series.items():
+            base = bases[area]
             ok = np.isfinite(loss)
             lack_of = lacking[area]
             single, c, t, clear = lack_of.chosen, lack_of.c, lack_of.t, lack_of.clear

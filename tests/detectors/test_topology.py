@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
@@ -128,6 +129,53 @@ def test_nearest_means_skip_the_row_itself_and_small_groups() -> None:
     assert np.isneginf(_nearest_means(corr, np.array([4, 2]), 3)[:, 1]).all()
 
 
+def _homes(rng: np.random.Generator) -> tuple[Callable[[int], np.ndarray], np.ndarray]:
+    """A generator of ``n`` households' hourly use (hours x customers [kWh]) over the
+    history, evening and morning peaks, and that daily shape."""
+    hours = np.arange(N_DAYS * PARTS) % PARTS
+    shape = 0.4 + np.exp(-((hours - 19.5) ** 2) / 6) + 0.4 * np.exp(-((hours - 8) ** 2) / 3)
+
+    def homes(n: int) -> np.ndarray:
+        return shape[:, None] * rng.uniform(0.2, 0.8, n) * rng.lognormal(0, 0.5, (len(shape), n))
+
+    return homes, shape
+
+
+def _histories(
+    billed: dict[str, np.ndarray],
+    supply: dict[str, np.ndarray],
+    last_id: dict[str, str],
+    feeder_of: dict[str, str] | None = None,
+) -> dict[str, AreaHistory]:
+    """Daily windows per area from its customers' billed hourly use (hours x
+    customers) and its area meter's hourly supply; customers are ``{area}-{i:02d}``,
+    the last one named ``last_id[area]`` where given; areas on F1 unless
+    ``feeder_of`` says otherwise."""
+    out = {}
+    for area, columns in billed.items():
+        ids = tuple(f"{area}-{i:02d}" for i in range(columns.shape[1]))
+        if area in last_id:
+            ids = (*ids[:-1], last_id[area])
+        h = AreaHistory()
+        for d in range(N_DAYS):
+            day = slice(d * PARTS, (d + 1) * PARTS)
+            prof = columns[day].T.astype(np.float32)  # customers x hours
+            h.push(
+                area_day(
+                    d,
+                    ids,
+                    prof.sum(axis=1),
+                    area_id=area,
+                    feeder_id=(feeder_of or {}).get(area, "F1"),
+                    supply_kwh=float(supply[area][day].sum()),
+                    profile_kwh=prof,
+                    supply_profile_kwh=supply[area][day].astype(np.float32),
+                )
+            )
+        out[area] = h
+    return out
+
+
 def _energy_feeder(
     rng: np.random.Generator,
     noise_kwh: float,
@@ -146,12 +194,7 @@ def _energy_feeder(
     ``share_in_a`` of X's use enters A's meter all the same (B gets the rest). B's
     first customer is billed ``b_first_billed_factor`` x its use (a wrong multiplier).
     ``feeder_of`` puts areas on other feeders than F1; ``a_noise_kwh`` makes A busy too."""
-    hours = np.arange(N_DAYS * PARTS) % PARTS
-    shape = 0.4 + np.exp(-((hours - 19.5) ** 2) / 6) + 0.4 * np.exp(-((hours - 8) ** 2) / 3)
-
-    def homes(n: int) -> np.ndarray:  # hours x customers [kWh]
-        return shape[:, None] * rng.uniform(0.2, 0.8, n) * rng.lognormal(0, 0.5, (len(shape), n))
-
+    homes, shape = _homes(rng)
     a, b, c = homes(20), homes(20), homes(20)
     x = homes(1)
     # X's billing in A starts on ``billed_from_day``: before, A's loss did not lack it.
@@ -166,30 +209,7 @@ def _energy_feeder(
     b_billed = b.copy()
     b_billed[:, 0] *= b_first_billed_factor
     billed = {"A": np.column_stack([a, x * billed_factor]), "B": b_billed, "C": c}
-    out = {}
-    for area in ("A", "B", "C"):
-        n = billed[area].shape[1]
-        ids = tuple(f"{area}-{i:02d}" for i in range(n))
-        if area == "A":
-            ids = (*ids[:-1], "A-X")
-        h = AreaHistory()
-        for d in range(N_DAYS):
-            day = slice(d * PARTS, (d + 1) * PARTS)
-            prof = billed[area][day].T.astype(np.float32)  # customers x hours
-            h.push(
-                area_day(
-                    d,
-                    ids,
-                    prof.sum(axis=1),
-                    area_id=area,
-                    feeder_id=(feeder_of or {}).get(area, "F1"),
-                    supply_kwh=float(supply[area][day].sum()),
-                    profile_kwh=prof,
-                    supply_profile_kwh=supply[area][day].astype(np.float32),
-                )
-            )
-        out[area] = h
-    return out
+    return _histories(billed, supply, {"A": "A-X"}, feeder_of)
 
 
 def test_a_customer_its_area_clearly_lacks_is_paired_with_a_weaker_taker() -> None:
@@ -405,12 +425,7 @@ def _two_filed_elsewhere(rng: np.random.Generator) -> dict[str, AreaHistory]:
     """Areas A, B, C of 20 households each on one feeder, quiet meters. B also
     supplies a shop filed in A (``A-Z``, 15 x a household) and a household filed in C
     (``C-Y``)."""
-    hours = np.arange(N_DAYS * PARTS) % PARTS
-    shape = 0.4 + np.exp(-((hours - 19.5) ** 2) / 6) + 0.4 * np.exp(-((hours - 8) ** 2) / 3)
-
-    def homes(n: int) -> np.ndarray:  # hours x customers [kWh]
-        return shape[:, None] * rng.uniform(0.2, 0.8, n) * rng.lognormal(0, 0.5, (len(shape), n))
-
+    homes, shape = _homes(rng)
     a, b, c, y = homes(20), homes(20), homes(20), homes(1)
     z = 15.0 * homes(1)
     supply = {
@@ -419,29 +434,7 @@ def _two_filed_elsewhere(rng: np.random.Generator) -> dict[str, AreaHistory]:
         "C": c.sum(axis=1) * 1.01 + 0.3 + rng.gamma(1.0, 0.05, len(shape)),
     }
     billed = {"A": np.column_stack([a, z]), "B": b, "C": np.column_stack([c, y])}
-    extra = {"A": "A-Z", "C": "C-Y"}
-    out = {}
-    for area, columns in billed.items():
-        ids = tuple(f"{area}-{i:02d}" for i in range(20)) + (
-            (extra[area],) if area in extra else ()
-        )
-        h = AreaHistory()
-        for d in range(N_DAYS):
-            day = slice(d * PARTS, (d + 1) * PARTS)
-            prof = columns[day].T.astype(np.float32)
-            h.push(
-                area_day(
-                    d,
-                    ids,
-                    prof.sum(axis=1),
-                    area_id=area,
-                    supply_kwh=float(supply[area][day].sum()),
-                    profile_kwh=prof,
-                    supply_profile_kwh=supply[area][day].astype(np.float32),
-                )
-            )
-        out[area] = h
-    return out
+    return _histories(billed, supply, {"A": "A-Z", "C": "C-Y"})
 
 
 def test_an_area_is_judged_again_with_the_customers_it_takes_known() -> None:
