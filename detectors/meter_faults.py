@@ -80,6 +80,13 @@ class MeterFaultDetector(HistoryOnly):
     # a customer recorded under the wrong area looks the same (coefficient -1) and is
     # far more common; the topology detectors pair it with its true area.
     multiplier_min_share: float = 0.08
+    # A direct meter (registry multiplier 1) under-billing: a wrong multiplier there is
+    # a CT the registry missed, and current transformers for metering start at
+    # 25/5 A (low-voltage customers' at 50/5 or more). A field ratio under this is a
+    # meter recording part of what flows since before the history: named a theft
+    # (``under_recording_score``), not a fault.
+    multiplier_min_ct: float = 5.0
+    under_recording_score: float = 0.8
     # A fast clock in the content (detectors.content_lag): the usual day from the
     # first windows, a trailing mean of a few windows against it, a lag growing
     # steadily (a quartz off by 2-30 min a day; State Grid calls 5 min a fault)
@@ -584,6 +591,10 @@ class MeterFaultDetector(HistoryOnly):
                 continue
             if abs(float(c)) * xi.mean() < 0.5 * abs(excess.mean()):
                 continue
+            registry = today.multiplier[i] if today.multiplier is not None else math.nan
+            if registry == 1.0 and 1.0 < factor < self.multiplier_min_ct:
+                out.append(self._under_recording(today, int(i), factor, float(r[i]), c, xi))
+                continue
             out.append(
                 self._finding(
                     today,
@@ -596,6 +607,32 @@ class MeterFaultDetector(HistoryOnly):
                 )
             )
         return out
+
+    def _under_recording(
+        self, w: AreaWindow, i: int, factor: float, r: float, c: float, energy: np.ndarray
+    ) -> Finding:
+        """A direct meter whose consumption enters the loss x``factor - 1`` from the
+        first windows on: no CT ratio is that small, so the meter records about
+        1 / ``factor`` of what flows (a shunt, a slowed or tampered meter), and did
+        before the history began. A theft lead with no change point to show."""
+        return Finding(
+            detector=UNDER_RECORDING,
+            target_id=w.meter_ids[i],
+            target_kind=TargetKind.METER,
+            category=SuspicionCategory.THEFT,
+            score=self.under_recording_score,
+            ts=w.window_end,
+            estimated_kwh=float(c * energy.sum() / len(energy)),
+            reason=(
+                f"area loss tracks this direct meter's consumption x{factor - 1:+.2f} "
+                f"(r={r:.2f}) from the first windows on: it records about {1 / factor:.0%} "
+                "of what flows, since before the data began (no CT ratio is that small)"
+            ),
+            area_id=w.area_id,
+        )
+
+
+UNDER_RECORDING = "meter_fault:under_recording"
 
 
 def _ratio_words(factor: float) -> str:

@@ -45,6 +45,10 @@ class AreaWindow:
     # Each customer's largest quarter-hour energies [kWh], largest first, NaN-padded
     # (``EngineConfig.peak_parts``); None when the engine keeps none.
     peak_kwh: npt.NDArray[np.float32] | None = None
+    # Each customer's multiplier in the registry (CT x PT ratio; 1 for a direct
+    # meter); None when unknown. A wrong multiplier that under-bills needs a CT the
+    # registry missed: a direct meter's field ratio is then a CT ratio, never 1.6.
+    multiplier: npt.NDArray[np.float64] | None = None
 
     def reindexed(self, meter_ids: tuple[str, ...]) -> AreaWindow:
         """This window over other customers: theirs where known, else unknown (NaN
@@ -72,6 +76,7 @@ class AreaWindow:
             voltage_v=cut(self.voltage_v, np.nan),
             phase_s=cut(self.phase_s, np.nan),
             peak_kwh=cut(self.peak_kwh, np.nan),
+            multiplier=cut(self.multiplier, np.nan),
         )
 
     @property

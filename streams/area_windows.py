@@ -120,6 +120,7 @@ class AreaWindowBuilder:
                     dedicated=g.dedicated,
                     phase_s=r.phase_s[c] if r.phase_s is not None else None,
                     peak_kwh=r.peak_kwh[c] if r.peak_kwh is not None else None,
+                    multiplier=self.topology.multiplier[c],
                 )
             )
         return out

@@ -12,7 +12,7 @@ from factories import DAY, area_day, clock_drifting
 
 from detectors.meter_faults import MeterFaultDetector
 from detectors.observations import AreaHistory
-from lineloss.domain import MeterEvent
+from lineloss.domain import MeterEvent, SuspicionCategory
 from streams.registers import FLAG_ROLLOVER, FLAG_STEP_BACK
 
 GRID_S = 900
@@ -73,9 +73,11 @@ def _area(
     supply: np.ndarray,
     virtual: bool = False,
     last_flags: np.ndarray | None = None,
+    multiplier: np.ndarray | None = None,
 ) -> AreaHistory:
     """Daily windows of one area from recorded energy (days x customers) and supply;
-    ``last_flags``: the register flags the engine raised in the last window."""
+    ``last_flags``: the register flags the engine raised in the last window;
+    ``multiplier``: the customers' registry multipliers (unknown by default)."""
     n = recorded.shape[1]
     ids = tuple(f"C{i:02d}" for i in range(n))
     h = AreaHistory()
@@ -89,6 +91,7 @@ def _area(
                 area_id="F1/unmetered" if virtual else "A1",
                 supply_kwh=float(supply[d]),
                 virtual=virtual,
+                multiplier=multiplier,
                 **({"flags": flags} if flags is not None else {}),
             )
         )
@@ -162,6 +165,32 @@ def test_a_ct_customer_filed_with_a_fifth_of_its_ratio_is_named() -> None:
     ]
     assert [f.target_id for f in findings] == ["C05"]
     assert "5 x the registry's" in findings[0].reason
+
+
+def test_a_direct_meter_recording_part_of_its_use_from_the_start_is_a_theft() -> None:
+    """C05, a household on a direct meter (registry multiplier 1), has recorded 45 %
+    of its use since before the history: its consumption enters the loss x1.2 from
+    the first window on. No CT ratio is 2.2, so it is named a theft lead, not a wrong
+    multiplier. The same quotient on a CT customer (registry 30, field about 66) may
+    be a registry error and stays a fault; a direct meter at a tenth of its use (a CT
+    of 50/5 the registry missed, or a bypass) stays one too."""
+    true = _loads()
+    true[:, 5] *= 3.0
+    supply = true.sum(axis=1) * 1.03
+    billed = true.copy()
+    billed[:, 5] *= 0.45
+    direct = np.ones(true.shape[1])
+    findings = MeterFaultDetector().score_one(_area(billed, supply, multiplier=direct))
+    assert [(f.target_id, f.category, f.detector) for f in findings] == [
+        ("C05", SuspicionCategory.THEFT, "meter_fault:under_recording")
+    ]
+    assert "records about 45%" in findings[0].reason
+    assert findings[0].estimated_kwh == pytest.approx(0.55 * true[:, 5].mean(), rel=0.1)
+    behind_ct = direct.copy()
+    behind_ct[5] = 30.0
+    assert _multiplier_findings(_area(billed, supply, multiplier=behind_ct)) == {"C05"}
+    billed[:, 5] = true[:, 5] / 10.0
+    assert _multiplier_findings(_area(billed, supply, multiplier=direct)) == {"C05"}
 
 
 def test_a_customer_absent_from_the_balance_is_left_to_the_topology_detectors() -> None:

@@ -18,7 +18,7 @@ TOPO = make_topology(
         ("C2", "customer", "A1", "F1", 1.0),
         ("C3", "customer", "A2", "F1", 1.0),
         ("D1", "customer", None, "F1", 1.0),
-        ("D2", "customer", None, "F1", 1.0),
+        ("D2", "customer", None, "F1", 30.0),
         ("D3", "customer", None, "F2", 1.0),
     ]
 )
@@ -56,3 +56,24 @@ def test_dedicated_customers_get_a_group_of_their_own_and_stay_in_the_unmetered_
         assert w.meter_ids == meters
         assert w.energy_kwh.tolist() == [energy[m] for m in meters]
     assert windows["A1"].supply_kwh == 300.0 and not windows["A1"].dedicated
+
+
+def test_each_group_carries_its_customers_registry_multipliers() -> None:
+    """The registry multiplier travels with each customer: a wrong multiplier that
+    under-bills needs a CT the registry missed, which a direct meter (1) only has at
+    a CT's ratio (``MeterFaultDetector.multiplier_min_ct``)."""
+    energy = {m: 10.0 for m in TOPO.meter_ids}
+    windows = {w.area_id: w for w in AreaWindowBuilder(TOPO).build(_result(energy), {})}
+    multipliers = {
+        area: w.multiplier.tolist() for area, w in windows.items() if w.multiplier is not None
+    }
+    assert multipliers == {
+        "A1": [1.0, 1.0],
+        "A2": [1.0],
+        "F1/unmetered": [1.0, 1.0, 30.0],
+        "F1/dedicated": [1.0, 30.0],
+        "F2/dedicated": [1.0],
+    }
+    moved = windows["F1/unmetered"].reindexed(("D2", "X9"))
+    assert moved.multiplier is not None
+    assert moved.multiplier[0] == 30.0 and np.isnan(moved.multiplier[1])
