@@ -94,6 +94,7 @@ def run_one(
     cache: Path | None = None,
     dump: Path | None = None,
     settings: DetectorSettings | None = None,
+    thefts_before_start: float = 0.0,
 ) -> dict[str, object]:
     theft, fault, topo_err = MIXES[mix]
     cfg = SyntheticGridConfig(
@@ -102,10 +103,12 @@ def run_one(
         theft_fraction=theft,
         fault_fraction=fault,
         topology_error_fraction=topo_err,
+        theft_before_start_fraction=thefts_before_start,
         **SIZES[size],  # type: ignore[arg-type]
     )
     t0 = time.perf_counter()
-    path = cache / f"{size}-{mix}-{seed}-{days}d.pkl" if cache is not None else None
+    before = f"-before{thefts_before_start:g}" if thefts_before_start else ""
+    path = cache / f"{size}-{mix}-{seed}-{days}d{before}.pkl" if cache is not None else None
     rec: dict[str, Any]
     if path is not None and path.exists():
         rec = pickle.loads(path.read_bytes())
@@ -140,13 +143,28 @@ def main() -> None:
     p.add_argument(
         "--detectors", type=Path, help="detector settings (JSON, as `lineloss tune` writes)"
     )
+    p.add_argument(
+        "--thefts-before-start",
+        type=float,
+        default=0.0,
+        help="share of thefts already running when the data begins (no change point)",
+    )
     args = p.parse_args()
     settings = json.loads(args.detectors.read_text()) if args.detectors else {}
     rows = []
     for size in args.sizes:
         for mix in args.mixes:
             for seed in args.seeds:
-                row = run_one(seed, size, mix, args.days, args.cache, args.dump, settings)
+                row = run_one(
+                    seed,
+                    size,
+                    mix,
+                    args.days,
+                    args.cache,
+                    args.dump,
+                    settings,
+                    args.thefts_before_start,
+                )
                 rows.append(row)
                 print(json.dumps(row, default=float), flush=True)
     df = pd.DataFrame(rows)

@@ -152,6 +152,8 @@ def inject(
         if not len(rows):
             continue
         s = _start_steps(grid, cfg, rng, len(rows), day_aligned=k != "bypass")
+        if cfg.theft_before_start_fraction > 0:
+            s[rng.random(len(rows)) < cfg.theft_before_start_fraction] = 0
         start[rows] = s
         x = energy_kwh[rows]
         attacked = _attack(k, x, grid, rng)

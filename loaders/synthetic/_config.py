@@ -75,6 +75,10 @@ class SyntheticGridConfig:
     fault_kinds: tuple[str, ...] = FAULT_KINDS
     topology_error_fraction: float = 0.01
     warmup_fraction: float = 1.0 / 3.0
+    # Share of the thefts already running when the data begins (labelled with the
+    # data's first step as their start): most thieves a utility finds have stolen
+    # for months, and show no change point inside any history it keeps.
+    theft_before_start_fraction: float = 0.0
     theft_event_probability: float = 0.3
     fault_event_probability: float = 0.4
     false_events_per_meter_day: float = 0.002
@@ -138,6 +142,7 @@ class SyntheticGridConfig:
             "fault_fraction",
             "topology_error_fraction",
             "warmup_fraction",
+            "theft_before_start_fraction",
             "theft_event_probability",
             "fault_event_probability",
             "batch_fail_fraction",

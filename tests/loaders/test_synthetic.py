@@ -204,6 +204,25 @@ def test_anomalies_start_after_warm_up(grid: SyntheticGrid) -> None:
     assert (daily_attacks["start"] == daily_attacks["start"].dt.normalize()).all()
 
 
+def test_thefts_can_be_running_before_the_data_begins() -> None:
+    """``theft_before_start_fraction``: thieves who stole before the history, the
+    usual case in the field. Their start is the data's first step and they are
+    under-recorded from it; faults keep their start after the warm-up."""
+    g = generate_grid(dataclasses.replace(BASE, theft_before_start_fraction=1.0))
+    t0 = pd.Timestamp(BASE.start, tz=BASE.tz)
+    thefts = g.labels[g.labels["label"] == "theft"]
+    assert len(thefts) and (thefts["start"] == t0).all()
+    stealing = thefts[~thefts["kind"].isin(["h5", "h6"])]
+    assert (stealing["stolen_kwh"] > 0).all()
+    faults = g.labels[
+        (g.labels["label"] == "meter_fault") & (g.labels["kind"] != "wrong_multiplier")
+    ]
+    assert (faults["start"] >= t0 + pd.Timedelta(days=BASE.days) / 3).all()
+    half = generate_grid(dataclasses.replace(BASE, theft_before_start_fraction=0.5))
+    starts = half.labels.loc[half.labels["label"] == "theft", "start"]
+    assert 0 < (starts == t0).sum() < len(starts)
+
+
 # --- physics ---------------------------------------------------------------------
 
 
