@@ -141,13 +141,20 @@ class MeterFaultDetector(HistoryOnly):
             self.lag_voltage = VoltageLagParams(**self.lag_voltage)
 
     def _finding(
-        self, w: AreaWindow, i: int, kind: str, score: float, reason: str, kwh: float = 0.0
+        self,
+        w: AreaWindow,
+        i: int,
+        kind: str,
+        score: float,
+        reason: str,
+        kwh: float = 0.0,
+        category: SuspicionCategory = SuspicionCategory.METER_FAULT,
     ) -> Finding:
         return Finding(
             detector=f"{self.name}:{kind}",
             target_id=w.meter_ids[i],
             target_kind=TargetKind.METER,
-            category=SuspicionCategory.METER_FAULT,
+            category=category,
             score=score,
             ts=w.window_end,
             estimated_kwh=kwh,
@@ -591,48 +598,30 @@ class MeterFaultDetector(HistoryOnly):
                 continue
             if abs(float(c)) * xi.mean() < 0.5 * abs(excess.mean()):
                 continue
+            kwh = float(c * xi.sum() / len(xi))
             registry = today.multiplier[i] if today.multiplier is not None else math.nan
             if registry == 1.0 and 1.0 < factor < self.multiplier_min_ct:
-                out.append(self._under_recording(today, int(i), factor, float(r[i]), c, xi))
-                continue
-            out.append(
-                self._finding(
-                    today,
-                    int(i),
-                    "wrong_multiplier",
-                    0.9,
-                    f"area loss tracks this meter's consumption x{factor - 1:+.2f} (r={r[i]:.2f}): "
-                    f"the field multiplier is about {_ratio_words(factor)} the registry's",
-                    float(c * xi.sum() / len(xi)),
+                # No CT ratio is that small: the direct meter records about 1 / factor
+                # of what flows (a shunt, a slowed or tampered meter), and did before
+                # the history began. A theft lead with no change point to show.
+                reason = (
+                    f"area loss tracks this direct meter's consumption x{factor - 1:+.2f} "
+                    f"(r={r[i]:.2f}) from the first windows on: it records about "
+                    f"{1 / factor:.0%} of what flows, since before the data began (no CT "
+                    "ratio is that small)"
                 )
+                theft = SuspicionCategory.THEFT
+                score = self.under_recording_score
+                out.append(
+                    self._finding(today, int(i), "under_recording", score, reason, kwh, theft)
+                )
+                continue
+            reason = (
+                f"area loss tracks this meter's consumption x{factor - 1:+.2f} (r={r[i]:.2f}): "
+                f"the field multiplier is about {_ratio_words(factor)} the registry's"
             )
+            out.append(self._finding(today, int(i), "wrong_multiplier", 0.9, reason, kwh))
         return out
-
-    def _under_recording(
-        self, w: AreaWindow, i: int, factor: float, r: float, c: float, energy: np.ndarray
-    ) -> Finding:
-        """A direct meter whose consumption enters the loss x``factor - 1`` from the
-        first windows on: no CT ratio is that small, so the meter records about
-        1 / ``factor`` of what flows (a shunt, a slowed or tampered meter), and did
-        before the history began. A theft lead with no change point to show."""
-        return Finding(
-            detector=UNDER_RECORDING,
-            target_id=w.meter_ids[i],
-            target_kind=TargetKind.METER,
-            category=SuspicionCategory.THEFT,
-            score=self.under_recording_score,
-            ts=w.window_end,
-            estimated_kwh=float(c * energy.sum() / len(energy)),
-            reason=(
-                f"area loss tracks this direct meter's consumption x{factor - 1:+.2f} "
-                f"(r={r:.2f}) from the first windows on: it records about {1 / factor:.0%} "
-                "of what flows, since before the data began (no CT ratio is that small)"
-            ),
-            area_id=w.area_id,
-        )
-
-
-UNDER_RECORDING = "meter_fault:under_recording"
 
 
 def _ratio_words(factor: float) -> str:
