@@ -22,6 +22,14 @@ same lag). The best lag must fit clearly better than no lag (``min_gain``, a rat
 residual sums of squares): a voltage with little in common with its peers' fits every
 lag about equally and says nothing.
 
+A second reading needs no peer selection (``day_curve_lag``): the meter's mean day
+of voltage against the median day of every other meter of its area, cross-correlated
+around the clock. Averaged over a few windows, a voltage's day is the 10 kV swing
+and the transformer's load, which every meter of the area shares; a household's own
+appliances average out. Where no peer's hour-to-hour changes follow the meter's (its
+own load dominates them, or its lag had already begun in the windows peers are
+chosen in), its day still shows the shift.
+
 Pure functions over arrays: customers x (windows x parts) voltages, as
 ``AreaHistory.voltages`` returns them, and windows x customers x parts profiles.
 """
@@ -220,3 +228,72 @@ def _block_lags(
     with np.errstate(all="ignore"):
         gain = np.where(known, zero_sse / best_sse, np.nan)
     return np.where(known, lags[best], np.nan), gain
+
+
+@dataclass(frozen=True)
+class DayCurveLag:
+    """A meter's mean day of voltage against its area's median day, at the start and
+    now: the best circular lag [parts] (its voltage at part p matches the area's at
+    p - lag) and the correlation there; now, also the correlation at no lag."""
+
+    first_lag_parts: float
+    first_corr: float
+    last_lag_parts: float
+    last_corr: float
+    last_corr_on_time: float
+
+
+def day_curve_lag(
+    voltages: npt.NDArray[np.floating],
+    customer: int,
+    parts: int,
+    first_windows: int,
+    last_windows: int,
+    max_lag_parts: int,
+) -> DayCurveLag | None:
+    """``customer``'s mean-day voltage over the first ``first_windows`` and the last
+    ``last_windows`` windows against the median of every other meter's, each pair
+    cross-correlated at circular lags up to ``max_lag_parts`` either way (parabolic
+    between parts). None when a mean day has an unknown part, is flat, or the
+    history is shorter than both blocks."""
+    v = np.asarray(voltages, dtype=np.float64)
+    c, total = v.shape
+    n = total // parts
+    if c < 2 or n * parts != total or n < first_windows + last_windows:
+        return None
+    days = v.reshape(c, n, parts)
+    others = quiet_nanmedian(np.delete(days, customer, axis=0), axis=0)  # windows x parts
+    blocks = []
+    for sl in (slice(0, first_windows), slice(n - last_windows, n)):
+        own = quiet_nanmean(days[customer, sl], axis=0)
+        ref = quiet_nanmean(others[sl], axis=0)
+        lagged = _circular_lag(own, ref, max_lag_parts)
+        if lagged is None:
+            return None
+        blocks.append(lagged)
+    (first_lag, first_corr, _), (last_lag, last_corr, last_on_time) = blocks
+    return DayCurveLag(first_lag, first_corr, last_lag, last_corr, last_on_time)
+
+
+def _circular_lag(
+    own: FloatArray, ref: FloatArray, max_lag_parts: int
+) -> tuple[float, float, float] | None:
+    """The best lag of ``own`` against ``ref`` (two mean days), its correlation, and
+    the correlation at no lag."""
+    if not (np.all(np.isfinite(own)) and np.all(np.isfinite(ref))):
+        return None
+    a = own - own.mean()
+    lags = np.arange(-max_lag_parts, max_lag_parts + 1)
+    shifted = np.stack([np.roll(ref, int(k)) for k in lags])
+    shifted -= shifted.mean(axis=1, keepdims=True)
+    den = np.sqrt((a @ a) * (shifted * shifted).sum(axis=1))
+    if not np.all(den > 0):
+        return None
+    corr = shifted @ a / den
+    j = int(np.argmax(corr))
+    off = 0.0
+    if 0 < j < len(lags) - 1:
+        curve = corr[j - 1] - 2 * corr[j] + corr[j + 1]
+        if curve < 0:
+            off = float(np.clip(0.5 * (corr[j - 1] - corr[j + 1]) / curve, -0.5, 0.5))
+    return float(lags[j] + off), float(corr[j]), float(corr[max_lag_parts])

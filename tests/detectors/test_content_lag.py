@@ -14,7 +14,7 @@ from detectors.content_lag import (
 )
 from detectors.meter_faults import MeterFaultDetector
 from detectors.observations import AreaHistory
-from detectors.voltage_lag import VoltageLags
+from detectors.voltage_lag import VoltageLagParams, VoltageLags, voltage_lags
 
 PARTS = 24
 N_DAYS = 24
@@ -195,6 +195,44 @@ def test_a_fast_clock_in_a_home_too_irregular_to_read_is_not_named_by_its_voltag
     recorded[:, 3] = _lagged(true[:, 3], DRIFT_START_DAY, DRIFT_H_PER_DAY)
     area = _area(true, recorded, metered=False, voltage_lag_h=_clock_lag_h(3))
     assert clock_drifting(area) == set()
+
+
+def _noisy_voltages(h: AreaHistory, customers: list[int], noise_v: float) -> AreaHistory:
+    """``h`` with the given meters' hourly voltages disturbed by noise of their own
+    (a house whose appliances swing its voltage): its neighbours' hour-to-hour
+    changes follow theirs poorly."""
+    rng = np.random.default_rng(0)
+    for w in h.windows:
+        assert w.voltage_v is not None
+        for c in customers:
+            w.voltage_v[c] += rng.normal(0.0, noise_v, PARTS).astype(np.float32)
+    return h
+
+
+def test_a_fast_clock_without_voltage_peers_is_told_by_its_voltages_mean_day() -> None:
+    """Independent seed 24 (session 23): two fast clocks whose profiles lag clearly,
+    unseen by the area's loss, one with no peer whose hour-to-hour voltage follows
+    its own (here: no clear lag against its peers). Averaged over days its voltage
+    is its area's day (the 10 kV swing, the transformer's load), played later and
+    later. The household that shifted its hours, as noisy, keeps its voltage's day
+    on time, and so does the clock's meter when its clock is right."""
+    true, recorded = _grid()
+    area = _noisy_voltages(
+        _area(true, recorded, metered=False, voltage_lag_h=_clock_lag_h(3)), [3, 5], 2.5
+    )
+    lags = voltage_lags(area.voltages(), area.profiles(), 7, VoltageLagParams())
+    assert lags is not None and lags.of(3) is None  # no clear lag against its peers
+    assert clock_drifting(area) == {"C03"}
+    finding = next(
+        f for f in MeterFaultDetector().score_one(area) if f.detector.endswith("clock_drift")
+    )
+    assert "voltage's day follows its area's" in finding.reason
+    on_time = _noisy_voltages(
+        _area(true, recorded, metered=False, voltage_lag_h=np.zeros((N_DAYS * PARTS, N_CUSTOMERS))),
+        [3, 5],
+        2.5,
+    )
+    assert clock_drifting(on_time) == set()
 
 
 def _one_lag(first_min: float, first_gain: float, last_min: float, last_gain: float) -> VoltageLags:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from factories import area_voltages_v, household_days
 
-from detectors.voltage_lag import VoltageLag, VoltageLagParams, voltage_lags
+from detectors.voltage_lag import VoltageLag, VoltageLagParams, day_curve_lag, voltage_lags
 
 PARTS = 24
 N_DAYS = 24
@@ -101,3 +101,27 @@ def test_a_reference_of_fewer_peers_than_asked_is_no_answer() -> None:
     assert voltage_lag(few, loads, FAST, 7, VoltageLagParams()) is None
     thin = voltage_lag(few, loads, FAST, 7, VoltageLagParams(min_peers=4))
     assert thin is not None and thin.peers == 4 and thin.last.clear(1.3)
+
+
+def test_a_fast_clocks_mean_day_of_voltage_follows_its_areas_later_and_later() -> None:
+    volts, _ = _area()
+    dl = day_curve_lag(volts, FAST, PARTS, 5, 3, 8)
+    assert dl is not None
+    assert abs(dl.first_lag_parts) <= 0.5 and dl.first_corr > 0.9
+    want = DRIFT_H_PER_DAY * (N_DAYS - 1.5 - DRIFT_START_DAY)
+    assert abs(dl.last_lag_parts - want) <= 0.5
+    assert dl.last_corr > 0.9 and dl.last_corr_on_time < 0.5
+    honest = day_curve_lag(volts, FAST + 1, PARTS, 5, 3, 8)
+    assert honest is not None
+    assert abs(honest.last_lag_parts) <= 0.5 and abs(honest.first_lag_parts) <= 0.5
+    assert honest.last_corr - honest.last_corr_on_time < 0.05
+
+
+def test_a_mean_day_with_an_unknown_part_or_too_short_a_history_gives_no_lag() -> None:
+    volts, _ = _area()
+    gappy = volts.copy()
+    gappy[FAST, -PARTS:] = np.nan  # the last window unknown: its mean day has no part
+    gappy[FAST, -3 * PARTS : -2 * PARTS] = np.nan
+    gappy[FAST, -2 * PARTS : -PARTS] = np.nan
+    assert day_curve_lag(gappy, FAST, PARTS, 5, 3, 8) is None
+    assert day_curve_lag(volts[:, : 7 * PARTS], FAST, PARTS, 5, 3, 8) is None
