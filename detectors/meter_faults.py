@@ -506,17 +506,13 @@ class MeterFaultDetector(HistoryOnly):
         vl = None if vlags is None else vlags.of(fit.customer)
         if vl is None or not vl.last.clear(self.lag_voltage.min_gain):
             return None
-        centre = n - self.lag_voltage.block_windows / 2.0
-        expected_min = fit.rate_parts * max(0.0, centre - fit.start) * part_min
         now_min = vl.last.lag_parts * part_min
-        lo, hi = self.lag_voltage_ratio
         started_lagging = vl.first.clear(self.lag_voltage.min_gain) and (
             abs(vl.first.lag_parts) > self.lag_voltage.lag_step_parts
         )
         hinted = np.isfinite(vl.first.gain) and vl.first.gain >= self.lag_voltage_first_gain
         grown_min = now_min - (vl.first.lag_parts * part_min if hinted else 0.0)
-        in_step = lo * expected_min <= grown_min <= hi * expected_min
-        if grown_min < self.lag_voltage_min_min or not in_step or started_lagging:
+        if started_lagging or not self._grown_like_energy(grown_min, n, fit, part_min):
             return None
         since = f", {grown_min:.0f} min more than at first" if grown_min != now_min else ""
         return (
@@ -525,19 +521,32 @@ class MeterFaultDetector(HistoryOnly):
             "household's habits"
         )
 
+    def _grown_like_energy(
+        self, grown_min: float, n: int, fit: GrowingLag, part_min: float
+    ) -> bool:
+        """A voltage lag grown by ``grown_min`` over the last ``block_windows`` of
+        ``n`` is a clock's: at least ``lag_voltage_min_min``, and within
+        ``lag_voltage_ratio`` of what the energy's fitted lag reaches there."""
+        centre = n - self.lag_voltage.block_windows / 2.0
+        expected_min = fit.rate_parts * max(0.0, centre - fit.start) * part_min
+        lo, hi = self.lag_voltage_ratio
+        return (
+            grown_min >= self.lag_voltage_min_min
+            and lo * expected_min <= grown_min <= hi * expected_min
+        )
+
     def _voltage_day_confirms(
         self, voltages: np.ndarray, parts: int, n: int, fit: GrowingLag, part_min: float
     ) -> str | None:
         """The meter's mean day of voltage followed its area's on time at first and
         follows it shifted now, by about what its energy lags (module
         ``detectors.voltage_lag``, ``day_curve_lag``). None without."""
-        last_windows = self.lag_voltage.block_windows
         dl = day_curve_lag(
             voltages,
             fit.customer,
             parts,
             self.lag_day_first_windows,
-            last_windows,
+            self.lag_voltage.block_windows,
             max(1, parts // 3),
         )
         if dl is None:
@@ -551,11 +560,10 @@ class MeterFaultDetector(HistoryOnly):
             and dl.last_corr - dl.last_corr_on_time >= self.lag_day_min_corr_gain
         )
         grown_min = (dl.last_lag_parts - dl.first_lag_parts) * part_min
-        expected_min = fit.rate_parts * max(0.0, n - last_windows / 2.0 - fit.start) * part_min
-        lo, hi = self.lag_voltage_ratio
-        in_step = lo * expected_min <= grown_min <= hi * expected_min
-        if not (on_time_at_first and shifted_now and in_step) or (
-            grown_min < self.lag_voltage_min_min
+        if not (
+            on_time_at_first
+            and shifted_now
+            and self._grown_like_energy(grown_min, n, fit, part_min)
         ):
             return None
         return (
