@@ -115,22 +115,44 @@ class AreaHistory:
     def supply(self) -> npt.NDArray[np.float64]:
         return np.array([w.supply_kwh for w in self.windows])
 
-    def profiles(self) -> npt.NDArray[np.float32] | None:
+    def profiles(self, spread_unresolved: bool = False) -> npt.NDArray[np.float32] | None:
         """Windows x customers x parts, or None when any window lacks a profile of
-        the common length (profiles off, or a daylight-saving day)."""
+        the common length (profiles off, or a daylight-saving day) or when most of
+        the customers' known windows have none (readings too sparse for parts: an
+        area read once a day is judged on its days).
+
+        A customer-window without a profile (all parts NaN) while its energy is
+        known stays NaN: nothing is known of its shape. ``spread_unresolved`` spreads
+        its energy evenly over the parts instead, for models of the area's loss hour
+        by hour, which need every customer's energy in some hour and do not read a
+        customer's shape."""
         ps = [w.profile_kwh for w in self.windows]
         if not ps or any(p is None for p in ps):
             return None
         shapes = {p.shape for p in ps if p is not None}
         if len(shapes) != 1:
             return None
-        return np.stack([p for p in ps if p is not None])
+        out = np.stack([p for p in ps if p is not None])
+        energy = self.energy()
+        unresolved = np.isnan(out).all(axis=2) & np.isfinite(energy)
+        if unresolved.sum() > 0.5 * np.isfinite(energy).sum():
+            return None
+        if spread_unresolved and unresolved.any():
+            out[unresolved] = (energy[unresolved] / out.shape[2])[:, None].astype(np.float32)
+        return out
 
     def supply_profiles(self) -> npt.NDArray[np.float32] | None:
+        """Windows x parts of the area meter(s), or None as for ``profiles`` (an area
+        meter read less often than the parts in most windows)."""
         ps = [w.supply_profile_kwh for w in self.windows]
         if not ps or any(p is None for p in ps) or len({p.shape for p in ps if p is not None}) != 1:
             return None
-        return np.stack([p for p in ps if p is not None])
+        out = np.stack([p for p in ps if p is not None])
+        supply = self.supply()
+        unresolved = np.isnan(out).all(axis=1) & np.isfinite(supply)
+        if unresolved.sum() > 0.5 * np.isfinite(supply).sum():
+            return None
+        return out
 
     def voltages(self) -> npt.NDArray[np.float32] | None:
         """Customers x (windows x parts) mean voltages, or None when any window

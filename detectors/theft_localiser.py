@@ -97,6 +97,7 @@ class AreaModel:
     totals: FloatArray  # W x N recorded per window (gaps at the usual use) [kWh]
     usual_totals: FloatArray  # W x N usual use per window [kWh]
     base_load: FloatArray  # W x N its lowest parts' mean x parts (NaN: totals only) [kWh]
+    hac_lag: int  # Newey-West bandwidth [parts]
     thieves: list[ThiefFit] = field(default_factory=list)
     unseen: list[int] = field(default_factory=list)  # customers the area meter never saw
 
@@ -112,7 +113,9 @@ class TheftLocaliser(HistoryOnly):
     max_share: float = 1.5  # stolen / usual use since the start: one cannot steal much more
     deficit_tolerance_sd: float = 3.0  # stolen <= own shortfall + this many daily spreads
     min_drop_z: float = 2.0  # own shortfall of a slowed meter, in daily spreads
-    hac_lag_parts: int = 24  # Newey-West bandwidth [parts]
+    # Newey-West bandwidth [windows]: a day of hourly parts, or one day of a daily
+    # series (24 lags there spanned the whole history and hid every theft).
+    hac_lag_windows: float = 1.0
     capped_candidates: bool = True  # candidates at their most probable feasible size
     swap_test: bool = True  # a suspect without a drop of its own against one with one
     max_mismatched: int = 2  # whole-period customer columns in the base model
@@ -337,7 +340,7 @@ class TheftLocaliser(HistoryOnly):
             pinv = np.linalg.pinv(a)
             resid = m.loss[part] - a @ (pinv @ m.loss[part])
             coef = float(pinv[-1] @ m.loss[part])
-            se = math.sqrt(max(long_run_var(pinv[-1] * resid, self.hac_lag_parts), 1e-12))
+            se = math.sqrt(max(long_run_var(pinv[-1] * resid, m.hac_lag), 1e-12))
             if coef > self.unseen_max_coef or coef / se > -self.unseen_min_t:
                 return False
         return True
@@ -416,8 +419,8 @@ class TheftLocaliser(HistoryOnly):
         col = a[:, -1]
         total = float(col.sum())
         g = total * np.linalg.pinv(a)[-1]
-        acov = _autocov(resid, self.hac_lag_parts)
-        var = max(long_run_var(g * resid, self.hac_lag_parts), _quad_form(g, acov))
+        acov = _autocov(resid, m.hac_lag)
+        var = max(long_run_var(g * resid, m.hac_lag), _quad_form(g, acov))
         return float(theta[-1]) * total / math.sqrt(max(var, 1e-12))
 
     def _add_mismatched(self, m: AreaModel) -> None:
@@ -517,7 +520,7 @@ class TheftLocaliser(HistoryOnly):
         n = len(h)
         if n <= self.min_reference_windows:
             return None
-        profiles = h.profiles()
+        profiles = h.profiles(spread_unresolved=True)
         supply_p = h.supply_profiles()
         if profiles is None or supply_p is None:
             x3 = h.energy()[:, :, None]
@@ -535,9 +538,12 @@ class TheftLocaliser(HistoryOnly):
         )
         loss = s2 - filled.sum(axis=1)  # W x K
         ok = np.isfinite(loss).ravel()
-        if ok.sum() < 24 or not np.isfinite(loss[-1]).any():
-            return None
         n_c, k = x3.shape[1], x3.shape[2]
+        # A day of hours at least; a daily series, twice its reference windows.
+        if ok.sum() < min(24, 2 * self.min_reference_windows * k) or not np.isfinite(
+            loss[-1]
+        ).any():
+            return None
         x = filled.transpose(0, 2, 1).reshape(-1, n_c)[ok]
         deficit = (usual - filled).transpose(0, 2, 1).reshape(-1, n_c)[ok]
         s = s2.ravel()[ok]
@@ -559,6 +565,7 @@ class TheftLocaliser(HistoryOnly):
             filled.sum(axis=2),
             usual.sum(axis=2),
             lowest if k >= 2 * self.base_parts else np.full_like(lowest, np.nan),
+            max(1, round(self.hac_lag_windows * k)),
         )
 
     def _column(self, m: AreaModel, thief: tuple[int, int, int]) -> FloatArray:
@@ -684,14 +691,14 @@ class TheftLocaliser(HistoryOnly):
         pinv = np.linalg.pinv(a)  # p x T
         p0 = m.base.shape[1]
         last = m.day == m.n_windows - 1
-        acov = _autocov(resid, self.hac_lag_parts)
+        acov = _autocov(resid, m.hac_lag)
         out = []
         for j, (i, s, kind) in enumerate(chosen):
             col = a[:, p0 + j]
             total = float(col.sum())
             stolen = float(theta[p0 + j]) * total
             g = total * pinv[p0 + j]  # stolen - truth = g . noise
-            var = max(long_run_var(g * resid, self.hac_lag_parts), _quad_form(g, acov))
+            var = max(long_run_var(g * resid, m.hac_lag), _quad_form(g, acov))
             own = float(m.drop[s:, i].sum())
             own_var = (m.n_windows - s) * float(m.drop_sd[i]) ** 2 + 1.0
             out.append(

@@ -48,7 +48,7 @@ from lineloss.domain import SuspicionCategory, TargetKind
 def _series(h: AreaHistory) -> tuple[np.ndarray, np.ndarray]:
     """(loss over time, customers' consumption over time), hourly parts when profiles
     exist; loss is NaN where unknown, a customer's gaps are filled by its median."""
-    p, sp = h.profiles(), h.supply_profiles()
+    p, sp = h.profiles(spread_unresolved=True), h.supply_profiles()
     if p is not None and sp is not None:
         x = p.transpose(0, 2, 1).reshape(-1, p.shape[1]).astype(np.float64)
         s = sp.reshape(-1).astype(np.float64)

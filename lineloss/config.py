@@ -102,6 +102,11 @@ class EngineConfig:
     # cap shows a ceiling there that an hourly profile blurs. 0 turns them off.
     peak_part_s: int = 900
     peak_parts: int = 16
+    # A meter has no profile (NaN parts) in a window where its readings come less
+    # often than this many part lengths (median interval): a daily frozen reading
+    # says nothing about the hours of its day, and prorating it would draw a flat
+    # day the detectors read as a shape.
+    profile_max_interval_ratio: float = 1.5
     balance: BalanceConfig = field(default_factory=BalanceConfig)
 
     def __post_init__(self) -> None:
@@ -152,6 +157,7 @@ def load_engine_config(path: Path | None, **overrides: Any) -> EngineConfig:
         "profile_s",
         "peak_part_s",
         "peak_parts",
+        "profile_max_interval_ratio",
     ):
         if key in data:
             fields[key] = data[key]

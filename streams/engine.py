@@ -569,6 +569,7 @@ class BalanceEngine:
                     following=followings[s],
                     edges=[edges] if fine is None else [edges, fine],
                     multiplier=multiplier,
+                    max_interval_ratio=self.config.profile_max_interval_ratio,
                 )
                 peaks = None
                 if fine is not None:

@@ -51,3 +51,34 @@ def test_an_area_that_loses_every_customer_keeps_a_history() -> None:
     h.push(window(0, ("C1",), [1.0]))
     h.push(window(1, (), []))
     assert h.energy().shape == (2, 0)
+
+
+def test_customers_read_too_rarely_for_parts_have_no_shape_and_mostly_so_no_profiles() -> None:
+    """A customer-window without a profile while its energy is known (a meter read
+    once a day) stays unknown for the shape detectors; the models of the area's loss
+    hour by hour get its energy spread evenly. Once most of the area is read that
+    rarely there are no profiles at all: the area is judged on its days."""
+    from dataclasses import replace
+
+    h = AreaHistory()
+    for day in range(4):
+        w = window(day, ("C1", "C2", "C3"), [2.0, 4.0, 6.0])
+        prof = w.profile_kwh.copy()
+        prof[2] = np.nan  # C3 is read once a day
+        h.push(replace(w, profile_kwh=prof, supply_profile_kwh=np.array([6.0, 7.0])))
+    shapes = h.profiles()
+    assert shapes is not None and np.isnan(shapes[:, 2]).all()
+    spread = h.profiles(spread_unresolved=True)
+    assert spread is not None
+    np.testing.assert_array_equal(spread[:, 2], np.full((4, 2), 3.0))
+    np.testing.assert_array_equal(spread[:, :2], shapes[:, :2])
+    assert h.supply_profiles() is not None
+
+    daily = AreaHistory()
+    for day in range(4):
+        w = window(day, ("C1", "C2", "C3"), [2.0, 4.0, 6.0])
+        prof = np.full_like(w.profile_kwh, np.nan)
+        prof[0] = w.profile_kwh[0]
+        daily.push(replace(w, profile_kwh=prof, supply_profile_kwh=np.full(2, np.nan)))
+    assert daily.profiles() is None and daily.profiles(spread_unresolved=True) is None
+    assert daily.supply_profiles() is None

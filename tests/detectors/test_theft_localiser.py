@@ -470,3 +470,23 @@ def test_a_home_left_at_its_base_load_is_empty_though_its_days_vary_a_little() -
     assert "C07" in {f.target_id for f in replace(det, empty_max_base_ratio=0.0).score_one(h)}
     swinging = _left_empty(np.random.default_rng(0), None, day_spread=0.15)
     assert "C07" in {f.target_id for f in det.score_one(swinging)}
+
+
+def test_an_area_read_once_a_day_is_judged_on_its_days(two_thieves) -> None:  # type: ignore[no-untyped-def]
+    """Daily frozen readings have no hours: the model runs on the windows, with a
+    Newey-West bandwidth of one window (24 lags of a daily series spanned nearly the
+    whole history). Both thieves still show in the area's daily loss, the holiday-maker
+    (its drop seen by the area meter too) does not; what is stolen is right in sum,
+    though with days alone two thefts begun four days apart may trade their starts."""
+    h, stolen = two_thieves
+    daily = AreaHistory()
+    for w in h.windows:
+        unknown = np.full_like(w.profile_kwh, np.nan)
+        daily.push(replace(w, profile_kwh=unknown, supply_profile_kwh=np.full(PARTS, np.nan)))
+    model = TheftLocaliser().fit(daily)
+    assert model is not None and model.x.shape == (N_DAYS, N_CUSTOMERS) and model.hac_lag == 1
+    findings = TheftLocaliser().score_one(daily)
+    assert {f.target_id for f in findings} == {"C03", "C11"}
+    assert all(f.start_s >= DAY0 + 9 * DAY for f in findings)
+    total = sum(t.stolen_kwh for t in model.thieves)
+    assert total == pytest.approx(stolen.sum(), rel=0.15)  # 50.9 kWh stolen

@@ -457,14 +457,41 @@ def test_profiles_keep_24_local_hours_across_daylight_saving(first_day: str, ski
     np.testing.assert_allclose(np.nansum(day.profile_kwh, axis=1), day.energy_kwh, atol=1e-4)
 
 
-def test_profile_prorates_a_daily_reading_evenly():
+def test_a_meter_read_once_a_day_has_no_profile_only_its_days_energy():
+    """Prorating a daily frozen reading over its hours draws a flat day the meter
+    never recorded; the shape detectors would read it as one. The day's energy is
+    exact all the same."""
     topo = make_topology([("T1", "area", "A1", None, 1.0), ("C1", "customer", "A1", None, 1.0)])
     readings = [*daily("T1", 0, 48, 3), *daily("C1", 0, 24, 3)]
     _, _, mw = run(topo, [make_batch(topo, readings)])
     day0 = next(r for r in mw if r.window_start == DAY0)
-    np.testing.assert_allclose(day0.profile_kwh[0], np.full(24, 2.0))
-    first = next(r for r in mw if r.window_start == DAY0 - DAY)
-    assert np.isnan(first.profile_kwh).all()
+    np.testing.assert_array_equal(day0.energy_kwh, [48.0, 24.0])
+    assert np.isnan(day0.profile_kwh).all()
+    assert np.isnan(day0.peak_kwh).all()
+
+
+def test_hourly_readings_give_hours_but_no_quarter_hours_and_lost_readings_are_prorated():
+    """Parts are determined where a meter reads at least about as often as the part
+    lasts (``profile_max_interval_ratio``): an hourly meter has hours and no quarter
+    hours; a 15-minute meter that lost a reading still has both, the lost one's two
+    quarters prorated across the gap."""
+    topo = make_topology(AREA)
+    readings = []
+    for k in range(96 * 2 + 1):
+        t = DAY0 + k * 900
+        readings.append(("C1", t, 0.25 * k))  # 15-minute, 1 kWh an hour
+        if k != 41:
+            readings.append(("C2", t, 0.5 * k))  # 15-minute, one reading lost
+        if k % 4 == 0:
+            readings.append(("T1", t, 1.0 * k))  # hourly, 4 kWh an hour
+    _, _, mw = run(topo, [make_batch(topo, readings)])
+    day0 = next(r for r in mw if r.window_start == DAY0)
+    np.testing.assert_allclose(day0.profile_kwh[0], np.full(24, 4.0), atol=1e-6)
+    np.testing.assert_allclose(day0.profile_kwh[1], np.full(24, 1.0), atol=1e-6)
+    np.testing.assert_allclose(day0.profile_kwh[2], np.full(24, 2.0), atol=1e-6)
+    assert np.isnan(day0.peak_kwh[0]).all()
+    np.testing.assert_allclose(day0.peak_kwh[1], np.full(16, 0.25), atol=1e-6)
+    np.testing.assert_allclose(day0.peak_kwh[2], np.full(16, 0.5), atol=1e-6)
 
 
 def test_a_final_watermark_holds_finals_back_not_provisional_windows():
