@@ -540,9 +540,10 @@ class TheftLocaliser(HistoryOnly):
         ok = np.isfinite(loss).ravel()
         n_c, k = x3.shape[1], x3.shape[2]
         # A day of hours at least; a daily series, twice its reference windows.
-        if ok.sum() < min(24, 2 * self.min_reference_windows * k) or not np.isfinite(
-            loss[-1]
-        ).any():
+        if (
+            ok.sum() < min(24, 2 * self.min_reference_windows * k)
+            or not np.isfinite(loss[-1]).any()
+        ):
             return None
         x = filled.transpose(0, 2, 1).reshape(-1, n_c)[ok]
         deficit = (usual - filled).transpose(0, 2, 1).reshape(-1, n_c)[ok]
