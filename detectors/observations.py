@@ -88,6 +88,13 @@ class AreaWindow:
         return bool(np.isfinite(self.supply_kwh))
 
 
+# Shares of an area's known customer-windows that may lack a profile: for the
+# shapes (``AreaHistory.profiles``), and for the hourly models of the loss, where
+# they are spread evenly (``profiles(spread_unresolved=True)``).
+MAX_UNRESOLVED_SHARE = 0.5
+MAX_SPREAD_SHARE = 0.1
+
+
 @dataclass
 class AreaHistory:
     """The last ``max_windows`` windows of one area, oldest first."""
@@ -122,10 +129,13 @@ class AreaHistory:
         area read once a day is judged on its days).
 
         A customer-window without a profile (all parts NaN) while its energy is
-        known stays NaN: nothing is known of its shape. ``spread_unresolved`` spreads
-        its energy evenly over the parts instead, for models of the area's loss hour
-        by hour, which need every customer's energy in some hour and do not read a
-        customer's shape."""
+        known stays NaN: nothing is known of its shape. ``spread_unresolved`` is for
+        models of the area's loss hour by hour, which need every customer's energy in
+        some hour: such a window's energy is spread evenly over its parts, and there
+        are no profiles once more than a tenth of the known customer-windows need it
+        (half of an independent grid's households read once a day put their hours'
+        shapes into the hourly loss as noise: 3 false thefts where the area's days
+        gave 1)."""
         ps = [w.profile_kwh for w in self.windows]
         if not ps or any(p is None for p in ps):
             return None
@@ -135,7 +145,8 @@ class AreaHistory:
         out = np.stack([p for p in ps if p is not None])
         energy = self.energy()
         unresolved = np.isnan(out).all(axis=2) & np.isfinite(energy)
-        if unresolved.sum() > 0.5 * np.isfinite(energy).sum():
+        most = MAX_SPREAD_SHARE if spread_unresolved else MAX_UNRESOLVED_SHARE
+        if unresolved.sum() > most * np.isfinite(energy).sum():
             return None
         if spread_unresolved and unresolved.any():
             out[unresolved] = (energy[unresolved] / out.shape[2])[:, None].astype(np.float32)

@@ -56,29 +56,36 @@ def test_an_area_that_loses_every_customer_keeps_a_history() -> None:
 def test_customers_read_too_rarely_for_parts_have_no_shape_and_mostly_so_no_profiles() -> None:
     """A customer-window without a profile while its energy is known (a meter read
     once a day) stays unknown for the shape detectors; the models of the area's loss
-    hour by hour get its energy spread evenly. Once most of the area is read that
-    rarely there are no profiles at all: the area is judged on its days."""
+    hour by hour get its energy spread evenly, while few such windows need it. Once
+    most of the area is read that rarely there are no profiles at all: the area is
+    judged on its days."""
     from dataclasses import replace
 
-    h = AreaHistory()
-    for day in range(4):
-        w = window(day, ("C1", "C2", "C3"), [2.0, 4.0, 6.0])
-        prof = w.profile_kwh.copy()
-        prof[2] = np.nan  # C3 is read once a day
-        h.push(replace(w, profile_kwh=prof, supply_profile_kwh=np.array([6.0, 7.0])))
-    shapes = h.profiles()
-    assert shapes is not None and np.isnan(shapes[:, 2]).all()
-    spread = h.profiles(spread_unresolved=True)
-    assert spread is not None
-    np.testing.assert_array_equal(spread[:, 2], np.full((4, 2), 3.0))
-    np.testing.assert_array_equal(spread[:, :2], shapes[:, :2])
-    assert h.supply_profiles() is not None
+    def history(daily_customers: list[int], daily_windows: int) -> AreaHistory:
+        h = AreaHistory()
+        for day in range(4):
+            w = window(day, ("C1", "C2", "C3", "C4"), [2.0, 4.0, 6.0, 8.0])
+            prof = w.profile_kwh.copy()
+            if day >= 4 - daily_windows:
+                prof[daily_customers] = np.nan
+            h.push(replace(w, profile_kwh=prof, supply_profile_kwh=np.array([9.0, 11.0])))
+        return h
 
+    one = history([2], 1)  # C3 read once on the last day: 1 of 16 customer-windows
+    shapes = one.profiles()
+    assert shapes is not None and np.isnan(shapes[3, 2]).all() and not np.isnan(shapes[:3]).any()
+    spread = one.profiles(spread_unresolved=True)
+    assert spread is not None
+    np.testing.assert_array_equal(spread[3, 2], [3.0, 3.0])
+    np.testing.assert_array_equal(np.delete(spread, 2, axis=1), np.delete(shapes, 2, axis=1))
+    assert one.supply_profiles() is not None
+
+    c3 = history([2], 4)  # C3 read once a day throughout: a quarter of them
+    assert c3.profiles() is not None and c3.profiles(spread_unresolved=True) is None
+
+    most = history([1, 2, 3], 4)
+    assert most.profiles() is None and most.profiles(spread_unresolved=True) is None
     daily = AreaHistory()
-    for day in range(4):
-        w = window(day, ("C1", "C2", "C3"), [2.0, 4.0, 6.0])
-        prof = np.full_like(w.profile_kwh, np.nan)
-        prof[0] = w.profile_kwh[0]
-        daily.push(replace(w, profile_kwh=prof, supply_profile_kwh=np.full(2, np.nan)))
-    assert daily.profiles() is None and daily.profiles(spread_unresolved=True) is None
+    for w in most.windows:
+        daily.push(replace(w, supply_profile_kwh=np.full(2, np.nan)))
     assert daily.supply_profiles() is None
