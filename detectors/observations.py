@@ -161,7 +161,7 @@ class AreaHistory:
         out = np.stack([p for p in ps if p is not None])
         supply = self.supply()
         unresolved = np.isnan(out).all(axis=1) & np.isfinite(supply)
-        if unresolved.sum() > 0.5 * np.isfinite(supply).sum():
+        if unresolved.sum() > MAX_UNRESOLVED_SHARE * np.isfinite(supply).sum():
             return None
         return out
 
