@@ -103,9 +103,9 @@ class EngineConfig:
     peak_part_s: int = 900
     peak_parts: int = 16
     # A meter has no profile (NaN parts) in a window where its readings come less
-    # often than this many part lengths (median interval): a daily frozen reading
-    # says nothing about the hours of its day, and prorating it would draw a flat
-    # day the detectors read as a shape.
+    # often than this many part lengths (no more than half of its intervals within
+    # it): a daily frozen reading says nothing about the hours of its day, and
+    # prorating it would draw a flat day the detectors read as a shape.
     profile_max_interval_ratio: float = 1.5
     balance: BalanceConfig = field(default_factory=BalanceConfig)
 
