@@ -217,14 +217,17 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _feeder_spec(text: str) -> tuple[str, ...]:
-    """``kerber_dorfnetz,kerber_vorstadtnetz_kabel_1``: one feeder's areas, in order."""
+    """``kerber_dorfnetz,simbench:1-LV-rural2--0-sw``: one feeder's areas, in order."""
     from loaders.independent import AREA_NETWORKS
 
     names = tuple(n.strip() for n in text.split(",") if n.strip())
-    unknown = sorted(set(names) - set(AREA_NETWORKS))
+    unknown = sorted(
+        n for n in names if n not in AREA_NETWORKS and not n.startswith("simbench:1-LV-")
+    )
     if not names or unknown:
         raise argparse.ArgumentTypeError(
-            f"unknown area network(s) {unknown}; choose from {sorted(AREA_NETWORKS)}"
+            f"unknown area network(s) {unknown}; choose from {sorted(AREA_NETWORKS)} "
+            "or a SimBench LV grid, simbench:1-LV-rural1--0-sw"
         )
     return names
 
@@ -241,6 +244,8 @@ def cmd_generate_independent(args: argparse.Namespace) -> int:
         fault_fraction=args.fault_fraction,
         topology_error_fraction=args.topology_error_fraction,
         workers=args.workers,
+        demand=args.demand,
+        simbench_offset_weeks=args.simbench_offset_weeks,
     )
     summary = generate_independent(config, args.out, progress=lambda msg: print(msg, flush=True))
     print(
@@ -700,6 +705,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fault-fraction", type=float, default=0.01)
     p.add_argument("--topology-error-fraction", type=float, default=0.01)
     p.add_argument("--workers", type=int, default=1, help="processes for the household model")
+    p.add_argument(
+        "--demand",
+        choices=("crest", "simbench"),
+        default="crest",
+        help="household demand: the CREST model or SimBench's measured profiles",
+    )
+    p.add_argument(
+        "--simbench-offset-weeks",
+        type=int,
+        default=8,
+        help="each customer's SimBench curve from a week up to this far away "
+        "(0: houses of one profile share its curve exactly)",
+    )
     p.set_defaults(func=cmd_generate_independent)
 
     p = sub.add_parser("evaluate", help="score a replay's suspicions against labels")

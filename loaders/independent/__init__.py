@@ -1,7 +1,8 @@
 """A test grid built from models this team did not write (optional extra ``independent``).
 
-Household demand from the CREST stochastic model (richardsonpy), AC power flow
-(pandapower) on published German LV reference networks, and meter-side thefts, faults
+Household demand from the CREST stochastic model (richardsonpy) or SimBench's measured
+profiles, AC power flow (pandapower) on published German LV reference networks (Kerber's,
+SimBench's), and meter-side thefts, faults
 and registry errors, written in the replay data contract. Its purpose is to check the
 detectors on shapes and physics nobody here tuned them to (docs/detection.md).
 

@@ -24,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from loaders.independent import _simbench as simbench
 from loaders.independent._anomalies import (
     STEPS_PER_DAY,
     Case,
@@ -71,10 +72,18 @@ class IndependentGridConfig:
     outage_per_area_day: float = 0.03  # chance of a 1-6 h concentrator outage
     voltage_noise_v: float = 0.5
     workers: int = 1  # processes for the household model (the slow part)
+    # Household demand: "crest" (the CREST model, minute by minute) or "simbench"
+    # (SimBench's measured 15-minute profiles; each house of a SimBench area keeps the
+    # profile its grid names, others draw a household profile), each customer's curve
+    # from a week up to ``simbench_offset_weeks`` away (0: shared as published).
+    demand: str = "crest"
+    simbench_offset_weeks: int = 8
 
     def __post_init__(self) -> None:
         if self.days < 2:
             raise ValueError("days must be at least 2")
+        if self.demand not in ("crest", "simbench"):
+            raise ValueError(f"demand is 'crest' or 'simbench', not {self.demand!r}")
         if not self.feeders or not all(self.feeders):
             raise ValueError("every feeder needs at least one area")
 
@@ -163,15 +172,19 @@ def generate_independent(
         (h, cfg.days, start.dayofyear - 1, start.isoweekday(), cfg.seed * 1_000_003 + i)
         for i, h in enumerate(households)
     ]
-    say(f"household demand (CREST model): {n_c} households x {cfg.days} days")
-    minute_w = np.empty((n_c, cfg.days * 1440), dtype=np.float32)
-    if cfg.workers > 1:
-        with ProcessPoolExecutor(cfg.workers) as pool:
-            for i, row in enumerate(pool.map(_profile, jobs, chunksize=4)):
-                minute_w[i] = row
+    if cfg.demand == "simbench":
+        say(f"customer demand (SimBench profiles): {n_c} customers x {cfg.days} days")
+        minute_w = _simbench_demand(cfg, grid, households, start)
     else:
-        for i, job in enumerate(jobs):
-            minute_w[i] = _profile(job)
+        say(f"household demand (CREST model): {n_c} households x {cfg.days} days")
+        minute_w = np.empty((n_c, cfg.days * 1440), dtype=np.float32)
+        if cfg.workers > 1:
+            with ProcessPoolExecutor(cfg.workers) as pool:
+                for i, row in enumerate(pool.map(_profile, jobs, chunksize=4)):
+                    minute_w[i] = row
+        else:
+            for i, job in enumerate(jobs):
+                minute_w[i] = _profile(job)
     # Shops and workshops behind a CT: the same model, scaled up.
     is_ct = rng.random(n_c) < cfg.ct_fraction
     scale = np.where(is_ct, rng.uniform(4.0, 10.0, n_c), 1.0)
@@ -232,8 +245,13 @@ def generate_independent(
     truth = _truth_areas(grid, cases, true_kwh, area_kwh, feeder_kwh)
     truth.to_csv(out_dir / "truth_areas.csv", index=False)
     summary: dict[str, object] = {
-        "generator": "loaders.independent: CREST households (richardsonpy), "
-        "pandapower AC power flow",
+        "generator": "loaders.independent: "
+        + (
+            "SimBench load profiles"
+            if cfg.demand == "simbench"
+            else "CREST households (richardsonpy)"
+        )
+        + ", pandapower AC power flow",
         "config": asdict(cfg),
         "customers": n_c,
         "areas": len(grid.area_ids),
@@ -245,6 +263,38 @@ def generate_independent(
     }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return summary
+
+
+def _simbench_demand(
+    cfg: IndependentGridConfig,
+    grid: _Grid,
+    households: list[Household],
+    start: pd.Timestamp,
+) -> npt.NDArray[np.float32]:
+    """Minute demand [W] from SimBench's profiles: a SimBench area's houses keep the
+    profile their grid names; a house of another network draws a household profile.
+    Its own generator, so the grid's other draws do not depend on this choice."""
+    rng = np.random.default_rng([cfg.seed, 2016])
+    first_day = simbench.first_profile_day(start)
+    out = np.empty((len(households), cfg.days * 1440), dtype=np.float32)
+    i = 0
+    for network in grid.networks:
+        names = network.load_profiles or tuple(
+            rng.choice(simbench.HOUSEHOLD_PROFILES, size=network.n_customers)
+        )
+        for profile in names:
+            home = households[i]
+            out[i] = simbench.customer_power_w(
+                profile,
+                home.annual_kwh,
+                cfg.days,
+                first_day,
+                cfg.simbench_offset_weeks,
+                home.away_days,
+                rng,
+            )
+            i += 1
+    return out
 
 
 def _day_counter(say: Progress, name: str) -> Callable[[int, int], None]:

@@ -2,8 +2,9 @@
 
 Each transformer area is one of the LV networks that ship with pandapower (Kerber's
 reference networks for German rural, village and suburban grids and their "extreme"
-variants, Lindner's synthetic voltage-control networks): real cable and overhead-line
-types and lengths, one load per house. The area meter (台区总表) sits at the
+variants, Lindner's synthetic voltage-control networks) or one of SimBench's LV grids
+(``simbench:1-LV-rural1--0-sw`` etc., their PV and storage left out): real cable and
+overhead-line types and lengths, one load per house. The area meter (台区总表) sits at the
 transformer's LV terminals, as in State Grid practice, so the area's loss is its lines'
 I²R loss plus the customer meters' own consumption; the transformer's iron and copper
 losses appear one level up, in the feeder's balance, with the MV cable losses from a
@@ -24,6 +25,8 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+from loaders.independent._simbench import is_simbench, simbench_net
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -105,6 +108,8 @@ class AreaNetwork:
     load_buses: npt.NDArray[np.int64]
     tap: float
     _pp: Any = field(repr=False)
+    # The published load profile of each house, where the network names one (SimBench).
+    load_profiles: tuple[str, ...] = ()
 
     @property
     def n_customers(self) -> int:
@@ -127,12 +132,18 @@ class AreaNetwork:
 
 
 def area_network(name: str, tap: float = 1.025) -> AreaNetwork:
-    """The named LV network with its transformer replaced by a slack at the LV busbar."""
+    """The named LV network (one of ``AREA_NETWORKS`` or ``simbench:<LV code>``) with
+    its transformer replaced by a slack at the LV busbar and without generators."""
     pp, networks, toolbox = _pandapower()
-    factory: Callable[[], Any] = getattr(networks, AREA_NETWORKS[name])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        net = factory()
+        if is_simbench(name):
+            net = simbench_net(name)
+        else:
+            factory: Callable[[], Any] = getattr(networks, AREA_NETWORKS[name])
+            net = factory()
+    if len(net.trafo) != 1:
+        raise ValueError(f"{name}: an area has one transformer, this network {len(net.trafo)}")
     trafo = net.trafo.iloc[0]
     transformer = Transformer(
         sn_kva=1000.0 * float(trafo["sn_mva"]),
@@ -144,11 +155,14 @@ def area_network(name: str, tap: float = 1.025) -> AreaNetwork:
     lv_bus, hv_bus = int(trafo["lv_bus"]), int(trafo["hv_bus"])
     toolbox.drop_buses(net, [hv_bus], drop_elements=True)  # with its ext_grid and trafo
     pp.create_ext_grid(net, lv_bus, vm_pu=1.0)
-    if len(net.sgen):
-        net.sgen.drop(net.sgen.index, inplace=True)
+    for kind in ("sgen", "storage", "gen"):  # SimBench's PV and batteries: not modelled
+        table = getattr(net, kind, None)
+        if table is not None and len(table):
+            table.drop(table.index, inplace=True)
     net.load.reset_index(drop=True, inplace=True)
     buses = net.bus.index.get_indexer(net.load["bus"].to_numpy())
-    return AreaNetwork(name, net, transformer, buses.astype(np.int64), tap, pp)
+    profiles = tuple(str(p) for p in net.load["profile"]) if "profile" in net.load else ()
+    return AreaNetwork(name, net, transformer, buses.astype(np.int64), tap, pp, profiles)
 
 
 @dataclass
