@@ -245,6 +245,7 @@ def cmd_generate_independent(args: argparse.Namespace) -> int:
         topology_error_fraction=args.topology_error_fraction,
         workers=args.workers,
         demand=args.demand,
+        simbench_shift_min=args.simbench_shift_min,
         simbench_offset_weeks=args.simbench_offset_weeks,
     )
     summary = generate_independent(config, args.out, progress=lambda msg: print(msg, flush=True))
@@ -712,11 +713,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="household demand: the CREST model or SimBench's measured profiles",
     )
     p.add_argument(
+        "--simbench-shift-min",
+        type=int,
+        default=120,
+        help="each customer's SimBench curve moved by up to this many minutes "
+        "(0 with no week offset: houses of one profile share its curve exactly)",
+    )
+    p.add_argument(
         "--simbench-offset-weeks",
         type=int,
-        default=8,
+        default=0,
         help="each customer's SimBench curve from a week up to this far away "
-        "(0: houses of one profile share its curve exactly)",
+        "(its season ahead of or behind its neighbours')",
     )
     p.set_defaults(func=cmd_generate_independent)
 

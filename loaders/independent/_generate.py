@@ -75,9 +75,11 @@ class IndependentGridConfig:
     # Household demand: "crest" (the CREST model, minute by minute) or "simbench"
     # (SimBench's measured 15-minute profiles; each house of a SimBench area keeps the
     # profile its grid names, others draw a household profile), each customer's curve
-    # from a week up to ``simbench_offset_weeks`` away (0: shared as published).
+    # moved by up to ``simbench_shift_min`` minutes and taken from a week up to
+    # ``simbench_offset_weeks`` away (both 0: shared as published; ``_simbench``).
     demand: str = "crest"
-    simbench_offset_weeks: int = 8
+    simbench_shift_min: int = 120
+    simbench_offset_weeks: int = 0
 
     def __post_init__(self) -> None:
         if self.days < 2:
@@ -275,7 +277,7 @@ def _simbench_demand(
     profile their grid names; a house of another network draws a household profile.
     Its own generator, so the grid's other draws do not depend on this choice."""
     rng = np.random.default_rng([cfg.seed, 2016])
-    first_day = simbench.first_profile_day(start)
+    first_day = simbench.first_profile_day(start, cfg.days)
     out = np.empty((len(households), cfg.days * 1440), dtype=np.float32)
     i = 0
     for network in grid.networks:
@@ -292,6 +294,7 @@ def _simbench_demand(
                 cfg.simbench_offset_weeks,
                 home.away_days,
                 rng,
+                cfg.simbench_shift_min,
             )
             i += 1
     return out

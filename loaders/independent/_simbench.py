@@ -6,10 +6,14 @@ compare innovative solutions based on power flow analysis", Energies 13 (2020), 
 lines and cables, 13-118 loads each) and a year of 15-minute load profiles derived
 from measurements: five household profiles (H0-A, B, C, G, L), trade and agriculture
 (G*, L*). Every load of a grid names its profile, so some twenty houses of an area
-share one curve; ``offset_weeks`` takes each customer's curve from a different week
-of the same profile (same weekdays, the season a few weeks apart) so that neighbours
-are alike but not identical, as real households are. With 0 the curves are shared
-exactly, as SimBench ships them.
+share one curve. ``shift_min`` moves each customer's curve by up to that many minutes
+(drawn), so that neighbours are alike but not identical, as real households are, while
+the weather and the season stay common to the area. ``offset_weeks`` instead takes each
+customer's curve from a different week of its profile (same weekdays): a household
+whose season runs weeks ahead of its neighbours', which is what an electrically heated
+home next to unheated ones looks like in spring, exaggerated (neighbours there do not
+share the same days' weather either). With both 0 the curves are shared exactly, as
+SimBench ships them.
 
 The profiles are for 2016; a customer's days are taken from the 2016 days with the
 same weekdays as the grid's calendar, near the same day of the year.
@@ -74,13 +78,28 @@ def profile_names() -> tuple[str, ...]:
     return tuple(sorted(_profiles()))
 
 
-def first_profile_day(start: pd.Timestamp) -> int:
-    """The 2016 day (0-based) with ``start``'s weekday nearest its day of the year."""
+# 2016's clock changes in Germany (0-based days: 27 March, 30 October). SimBench's time
+# axis does not follow them, but trade and farm profiles do (their working hours move
+# an hour on the axis, measured: G1-A, G4-A, L2-A), which on a grid without daylight
+# saving reads as a meter's clock jumping an hour.
+_CLOCK_CHANGE_DAYS = (86, 303)
+
+
+def first_profile_day(start: pd.Timestamp, days: int = 1) -> int:
+    """The 2016 day (0-based) with ``start``'s weekday nearest its day of the year
+    whose ``days`` days cross no clock change (where one exists)."""
     target = start.dayofyear - 1
     weekday_2016 = pd.Timestamp(f"{_PROFILE_YEAR}-01-01").dayofweek
     shift = ((weekday_2016 + target) - start.dayofweek) % 7
-    day = target - shift if target - shift >= 0 else target - shift + 7
-    return int(day)
+    nearest = target - shift if target - shift >= 0 else target - shift + 7
+    candidates = [
+        d
+        for d in range(nearest % 7, _PROFILE_DAYS - days + 1, 7)
+        if not any(d < c < d + days for c in _CLOCK_CHANGE_DAYS)
+    ]
+    if not candidates:
+        return int(min(nearest, _PROFILE_DAYS - days))
+    return int(min(candidates, key=lambda d: abs(d - nearest)))
 
 
 def customer_power_w(
@@ -91,10 +110,12 @@ def customer_power_w(
     offset_weeks: int,
     away_days: tuple[int, ...],
     rng: np.random.Generator,
+    shift_min: int = 0,
 ) -> FloatArray:
     """Minute-resolution demand [W] of one customer over ``days`` days: its profile's
-    15-minute curve from a week ``offset_weeks`` or fewer away (drawn), scaled to
-    ``annual_kwh`` a year, each quarter hour held for its 15 minutes.
+    15-minute curve (each quarter hour held for its 15 minutes) from a week
+    ``offset_weeks`` or fewer away and moved by ``shift_min`` minutes or fewer (both
+    drawn), scaled to ``annual_kwh`` a year.
 
     On ``away_days`` nobody is home: what is left is the home's base (the 5th
     percentile of its quarter hours on days at home) with a tenth's noise, a fridge
@@ -107,16 +128,20 @@ def customer_power_w(
     choices = first_day + 7 * weeks
     choices = choices[(choices >= 0) & (choices <= last_first)]
     day0 = int(rng.choice(choices)) if len(choices) else min(first_day, last_first)
-    q = curve[day0 * STEPS_PER_DAY : (day0 + days) * STEPS_PER_DAY].copy()
-    per_day = q.reshape(days, STEPS_PER_DAY)
+    minutes = np.repeat(curve, 15)
+    first = day0 * 1440 + (int(rng.integers(-shift_min, shift_min + 1)) if shift_min else 0)
+    first = min(max(first, 0), len(minutes) - days * 1440)
+    per_day = minutes[first : first + days * 1440].reshape(days, 1440).copy()
     home = np.ones(days, dtype=bool)
     home[[d for d in away_days if d < days]] = False
     mean_kwh_per_day = float(per_day[home].sum(axis=1).mean()) if home.any() else 0.0
-    # Relative units -> W: a day's quarter hours sum to the household's daily use.
-    scale = annual_kwh / 365.0 / mean_kwh_per_day * 4000.0 if mean_kwh_per_day > 0 else 0.0
+    # Relative units -> W: a day's minutes sum to the household's daily use.
+    scale = annual_kwh / 365.0 / mean_kwh_per_day * 60_000.0 if mean_kwh_per_day > 0 else 0.0
     per_day *= scale
     if not home.all():
         base = float(np.percentile(per_day[home], 5)) if home.any() else 0.0
         away = ~home
-        per_day[away] = base * rng.uniform(0.9, 1.1, (int(away.sum()), STEPS_PER_DAY))
-    return np.repeat(per_day.ravel(), 15)
+        noise = rng.uniform(0.9, 1.1, (int(away.sum()), STEPS_PER_DAY))
+        per_day[away] = base * np.repeat(noise, 15, axis=1)
+    out: FloatArray = per_day.ravel()
+    return out

@@ -46,6 +46,14 @@ def test_profile_days_keep_the_calendars_weekday(start: str) -> None:
     assert abs(first - (day.dayofyear - 1)) <= 6
 
 
+def test_profile_days_cross_no_clock_change() -> None:
+    # 2 March 2026 is 29 February 2016's weekday; 28 days from there reach 27 March.
+    first = first_profile_day(pd.Timestamp("2026-03-02"), 28)
+    assert (pd.Timestamp("2016-01-01") + pd.Timedelta(days=first)).dayofweek == 0
+    assert first + 28 <= 86 or first >= 86
+    assert first == 59 - 7  # a week earlier: still winter, ends the day before
+
+
 def test_a_customer_uses_its_annual_share_on_days_at_home() -> None:
     w = customer_power_w("H0-A", 3650.0, 7, 60, 8, (), np.random.default_rng(1))
     assert w.shape == (7 * 1440,)
@@ -57,10 +65,19 @@ def test_a_customer_uses_its_annual_share_on_days_at_home() -> None:
     assert np.all(w.reshape(-1, 15) == w.reshape(-1, 15)[:, :1])
 
 
-def test_offset_weeks_make_neighbours_alike_but_not_identical() -> None:
+def test_shifts_make_neighbours_distinct_under_the_same_weather() -> None:
     rng = np.random.default_rng(3)
     shared = [customer_power_w("H0-B", 2000.0, 14, 60, 0, (), rng) for _ in range(2)]
     np.testing.assert_allclose(shared[0], shared[1])
+    moved = [customer_power_w("H0-B", 2000.0, 14, 60, 0, (), rng, 120) for _ in range(6)]
+    assert any(not np.allclose(moved[0], m) for m in moved[1:])
+    # The same days, a couple of hours apart: their day-to-day swings stay common.
+    daily = np.array([m.reshape(14, -1).sum(axis=1) for m in moved])
+    assert np.corrcoef(daily).min() > 0.8
+
+
+def test_week_offsets_take_other_days_of_the_profile() -> None:
+    rng = np.random.default_rng(4)
     apart = [customer_power_w("H0-B", 2000.0, 14, 60, 8, (), rng) for _ in range(6)]
     assert any(not np.allclose(apart[0], a) for a in apart[1:])
 
