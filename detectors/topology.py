@@ -252,6 +252,14 @@ class TopologyDetector(HistoryOnly):
     # summed 10.3 and more.
     backed_min_t_sum: float = 10.0
     backed_voltage_gap: float = 0.05
+    # ... and no customer recorded elsewhere that the taker's loss takes as well or
+    # better (its t at least the pair's less this margin; None: no such test): the
+    # voltage does not tell look-alikes apart where it barely follows anyone (r
+    # 0.13-0.38 on SimBench grids), and customers sharing a missing household's
+    # curve were each paired with the area that supplies it (docs/detection.md,
+    # session 26).
+    backed_rival_margin_t: float | None = 0.0
+    max_backed_rivals: int = 3  # the best this many rivals, each known in turn
     voltage_neighbours: int = 3
     # Once pairs are named, every area is judged again with the consumption of the
     # customers it takes known (a technical column with a free coefficient): an area
@@ -432,7 +440,7 @@ class TopologyDetector(HistoryOnly):
             return None, 0.0, ""
         min_t = max(self.pair_min_t, self.backed_min_t_sum + lack_t)
         best, best_t = self._true_area(scope, area, i, ok, min_t, allowed=allowed)
-        if best is None:
+        if best is None or self._taken_alike(scope, area, i, best, best_t):
             return None, 0.0, ""
         backing = (
             f", and its voltage follows {best}'s customers (nearest "
@@ -440,6 +448,45 @@ class TopologyDetector(HistoryOnly):
             f"(r={own:.2f})"
         )
         return best, best_t, backing
+
+    def _taken_alike(self, scope: _Scope, area: str, i: int, taker: str, t: float) -> bool:
+        """Whether the ``taker``'s loss follows another customer recorded outside it
+        (not one it is known to supply or lacks) as well: a coefficient in range at
+        t of ``t - backed_rival_margin_t`` or more, and with that customer known,
+        customer ``i`` of ``area`` no longer taken at ``pair_min_t``. It then only
+        looks like the one the taker supplies (a look-alike of its curve), and the
+        weak evidence cannot say it is. A second customer the taker really supplies
+        keeps its own t with the first known (an independent grid's area supplying
+        four customers filed elsewhere)."""
+        if self.backed_rival_margin_t is None:
+            return False
+        loss_b, x_b, base_b = scope.series[taker]
+        both = np.isfinite(loss_b)
+        skip = {(area, i), *scope.taken.get(taker, [])}
+        cols = [
+            x[:, j]
+            for a, (_, x, _) in scope.series.items()
+            if a != taker and len(x) == len(loss_b)
+            for j in range(x.shape[1])
+            if (a, j) not in skip
+        ]
+        if not cols or both.sum() < 24:
+            return False
+        rows = np.column_stack(cols)[both]
+        known = _with_taken(
+            x_b[:, scope.lacking[taker].chosen], scope.series, scope.taken.get(taker, [])
+        )[both]
+        c, tb = _partial_fit(loss_b[both], base_b[both], rows, known)
+        lo, hi = self.coef_range
+        rivals = (c >= lo) & (c <= hi) & (tb >= t - self.backed_rival_margin_t)
+        xi = scope.series[area][1][both, i][:, None]
+        for j in np.flatnonzero(rivals)[np.argsort(-tb[rivals])][: self.max_backed_rivals]:
+            _c, ti = _partial_fit(
+                loss_b[both], base_b[both], xi, np.column_stack([known, rows[:, j]])
+            )
+            if ti[0] < self.pair_min_t:
+                return True
+        return False
 
     def _lacking(self, loss: np.ndarray, x: np.ndarray, base: np.ndarray) -> _Lack:
         """The customers whose consumption the area's loss lacks (coefficient in

@@ -186,6 +186,7 @@ def _energy_feeder(
     b_first_billed_factor: float = 1.0,
     feeder_of: dict[str, str] | None = None,
     a_noise_kwh: float = 0.0,
+    look_alike: float = 0.0,
 ) -> dict[str, AreaHistory]:
     """Areas A, B, C of 20 households each (hourly profiles) on one feeder. A's X is
     billed in A (``billed_factor`` x its use) but supplied by ``supplied_by``. B's and
@@ -193,10 +194,14 @@ def _energy_feeder(
     shop's spikes): B takes X with a weak t, while A, quiet, clearly lacks it.
     ``share_in_a`` of X's use enters A's meter all the same (B gets the rest). B's
     first customer is billed ``b_first_billed_factor`` x its use (a wrong multiplier).
-    ``feeder_of`` puts areas on other feeders than F1; ``a_noise_kwh`` makes A busy too."""
+    ``feeder_of`` puts areas on other feeders than F1; ``a_noise_kwh`` makes A busy too.
+    ``look_alike``: A's first household uses that share of X's use hour by hour, and
+    a little of its own (a household of X's class: one curve scaled)."""
     homes, shape = _homes(rng)
     a, b, c = homes(20), homes(20), homes(20)
     x = homes(1)
+    if look_alike:
+        a[:, 0] = look_alike * x[:, 0] + 0.2 * a[:, 0]
     # X's billing in A starts on ``billed_from_day``: before, A's loss did not lack it.
     lacking = np.arange(len(shape)) >= billed_from_day * PARTS
     in_a = np.where((supplied_by == "A") | ~lacking, 1.0, share_in_a)
@@ -359,17 +364,21 @@ def test_a_theft_stepping_up_the_loss_does_not_make_a_falling_customer_look_miss
 
 
 def _with_voltages(
-    histories: dict[str, AreaHistory], rng: np.random.Generator, x_wired_to: str
+    histories: dict[str, AreaHistory],
+    rng: np.random.Generator,
+    x_wired_to: str,
+    also: tuple[str, ...] = (),
 ) -> dict[str, AreaHistory]:
     """The same areas with house voltages: each area's drop along its network, which
-    its houses share, plus each house's own; A-X's follows ``x_wired_to``'s."""
+    its houses share, plus each house's own; A-X's (and those of the houses in
+    ``also``) follows ``x_wired_to``'s."""
     t = N_DAYS * PARTS
     upstream = 2.0 * rng.standard_normal(t).cumsum() / np.sqrt(t)
     drop = {area: rng.gamma(2.0, 0.5, t) for area in histories}
     out = {}
     for area, h in histories.items():
         ids = h.windows[-1].meter_ids
-        wired = [x_wired_to if m == "A-X" else area for m in ids]
+        wired = [x_wired_to if m == "A-X" or m in also else area for m in ids]
         v = np.stack(
             [
                 232.0 + upstream - drop[w] - rng.gamma(1.0, 0.3, t) + rng.normal(0, 0.3, t)
@@ -402,6 +411,24 @@ def test_a_weaker_lack_is_paired_where_the_voltage_points() -> None:
     # backed_min_t_sum (8.8 + 6.7 here).
     assert TopologyDetector(backed_lack_t=9.0).score_many(wired_b) == []
     assert TopologyDetector(backed_min_t_sum=16.0).score_many(wired_b) == []
+
+
+def test_a_look_alike_of_a_customer_filed_elsewhere_is_not_paired_on_weak_evidence() -> None:
+    """SimBench grids (session 26): households sharing one measured curve, scaled,
+    lacked weakly in the area where one of them was filed but not supplied, the area
+    that supplies it took each of them, and the voltage, following nobody much, did
+    not contradict. A's household A-00 uses X's curve; both voltages follow B's
+    houses. The taker's loss follows X better, and with X known it no longer takes
+    A-00: only X is paired."""
+    histories = _energy_feeder(
+        np.random.default_rng(0), noise_kwh=0.5, a_noise_kwh=0.5, look_alike=1.0
+    )
+    wired = _with_voltages(histories, np.random.default_rng(1), x_wired_to="B", also=("A-00",))
+    found = TopologyDetector().score_many(wired)
+    assert [(f.target_id, f.score) for f in found] == [("A-X", 0.9)]
+    assert "[true_area=B]" in found[0].reason
+    without = TopologyDetector(backed_rival_margin_t=None, refit_with_pairs=False)
+    assert {f.target_id for f in without.score_many(wired) if f.score == 0.9} == {"A-X", "A-00"}
 
 
 def test_a_lead_becomes_a_pair_when_the_voltage_agrees_with_the_taker() -> None:
