@@ -413,18 +413,13 @@ class TopologyDetector(HistoryOnly):
             )
         return out
 
-    def _voltage_backed_area(
-        self, scope: _Scope, area: str, i: int, lack_t: float, ok: np.ndarray
-    ) -> tuple[str | None, float, str]:
-        """The area that takes customer ``i`` of ``area`` (lacked there at
-        ``lack_t``) at t >= ``pair_min_t`` and ``backed_min_t_sum`` with the lack,
-        among those whose customers its voltage follows at least as well as its own
-        area's and within ``backed_voltage_gap`` of the closest; with its t and the
-        voltage evidence for the reason. (None, 0, "") without voltages or such an
-        area."""
+    def _voltage_areas(self, scope: _Scope, area: str, i: int) -> dict[str, float]:
+        """The areas whose customers the voltage of customer ``i`` of ``area`` follows
+        at least as well as its own area's and within ``backed_voltage_gap`` of the
+        closest, each with that affinity; empty without voltages."""
         voltage = scope.voltage
         if voltage is None or area not in voltage[1]:
-            return None, 0.0, ""
+            return {}
         areas, near_of = voltage
         row = near_of[area][i]
         own = float(row[areas.index(area)])
@@ -432,57 +427,74 @@ class TopologyDetector(HistoryOnly):
             b: float(row[j]) for j, b in enumerate(areas) if b != area and np.isfinite(row[j])
         }
         if not others:
-            return None, 0.0, ""
-        closest = max(others.values())
-        floor = max(own, closest - self.backed_voltage_gap)
-        allowed = {b for b, r in others.items() if r >= floor}
+            return {}
+        floor = max(own, max(others.values()) - self.backed_voltage_gap)
+        return {b: r for b, r in others.items() if r >= floor}
+
+    def _voltage_backed_area(
+        self, scope: _Scope, area: str, i: int, lack_t: float, ok: np.ndarray
+    ) -> tuple[str | None, float, str]:
+        """The area that takes customer ``i`` of ``area`` (lacked there at
+        ``lack_t``) at t >= ``pair_min_t`` and ``backed_min_t_sum`` with the lack,
+        among those its voltage points to (``_voltage_areas``), unless a look-alike
+        the voltage points there too is taken as well (``_taken_alike``); with its t
+        and the voltage evidence for the reason. (None, 0, "") without voltages or
+        such an area."""
+        allowed = self._voltage_areas(scope, area, i)
         if not allowed:
             return None, 0.0, ""
         min_t = max(self.pair_min_t, self.backed_min_t_sum + lack_t)
-        best, best_t = self._true_area(scope, area, i, ok, min_t, allowed=allowed)
+        best, best_t = self._true_area(scope, area, i, ok, min_t, allowed=set(allowed))
         if best is None or self._taken_alike(scope, area, i, best, best_t):
             return None, 0.0, ""
+        assert scope.voltage is not None  # allowed is empty without voltages
+        areas, near_of = scope.voltage
+        own = float(near_of[area][i][areas.index(area)])
         backing = (
             f", and its voltage follows {best}'s customers (nearest "
-            f"{self.voltage_neighbours}: r={others[best]:.2f}) as well as its own area's "
+            f"{self.voltage_neighbours}: r={allowed[best]:.2f}) as well as its own area's "
             f"(r={own:.2f})"
         )
         return best, best_t, backing
 
     def _taken_alike(self, scope: _Scope, area: str, i: int, taker: str, t: float) -> bool:
         """Whether the ``taker``'s loss follows another customer recorded outside it
-        (not one it is known to supply or lacks) as well: a coefficient in range at
-        t of ``t - backed_rival_margin_t`` or more, and with that customer known,
-        customer ``i`` of ``area`` no longer taken at ``pair_min_t``. It then only
-        looks like the one the taker supplies (a look-alike of its curve), and the
-        weak evidence cannot say it is. A second customer the taker really supplies
-        keeps its own t with the first known (an independent grid's area supplying
-        four customers filed elsewhere)."""
+        as well (not one it is known to supply or lacks), whose voltage points to
+        the taker too: a coefficient in range at t of ``t - backed_rival_margin_t``
+        or more, and with that customer known, customer ``i`` of ``area`` no longer
+        taken at ``pair_min_t``. It then only looks like the one the taker supplies
+        (a look-alike of its curve), and the weak evidence cannot say it is. A
+        second customer the taker really supplies keeps its own t with the first
+        known (an independent grid's area supplying four customers filed
+        elsewhere); an honest customer whose voltage follows its own area is no
+        rival (our own grids' households share one daily rhythm: a customer whose
+        voltage put it in the taker's area at r 0.37 against 0.13 was lost to them)."""
         if self.backed_rival_margin_t is None:
             return False
         loss_b, x_b, base_b = scope.series[taker]
         both = np.isfinite(loss_b)
         skip = {(area, i), *scope.taken.get(taker, [])}
-        cols = [
-            x[:, j]
+        who = [
+            (a, j)
             for a, (_, x, _) in scope.series.items()
             if a != taker and len(x) == len(loss_b)
             for j in range(x.shape[1])
             if (a, j) not in skip
         ]
-        if not cols or both.sum() < 24:
+        if not who or both.sum() < 24:
             return False
-        rows = np.column_stack(cols)[both]
+        rows = np.column_stack([scope.series[a][1][:, j] for a, j in who])[both]
         known = _with_taken(
             x_b[:, scope.lacking[taker].chosen], scope.series, scope.taken.get(taker, [])
         )[both]
         c, tb = _partial_fit(loss_b[both], base_b[both], rows, known)
         lo, hi = self.coef_range
-        rivals = (c >= lo) & (c <= hi) & (tb >= t - self.backed_rival_margin_t)
+        close = np.flatnonzero((c >= lo) & (c <= hi) & (tb >= t - self.backed_rival_margin_t))
+        rivals = [int(k) for k in close if taker in self._voltage_areas(scope, *who[k])]
         xi = scope.series[area][1][both, i][:, None]
-        for j in np.flatnonzero(rivals)[np.argsort(-tb[rivals])][: self.max_backed_rivals]:
+        for k in sorted(rivals, key=lambda k: -tb[k])[: self.max_backed_rivals]:
             _c, ti = _partial_fit(
-                loss_b[both], base_b[both], xi, np.column_stack([known, rows[:, j]])
+                loss_b[both], base_b[both], xi, np.column_stack([known, rows[:, k]])
             )
             if ti[0] < self.pair_min_t:
                 return True

@@ -132,8 +132,8 @@ def test_a_theft_older_than_half_the_history_is_still_a_drop() -> None:
     assert "C02" in _drops(_history(p))
 
 
-def _scaled(h: AreaHistory) -> set[str]:
-    det = ConsumptionShapeDetector()
+def _scaled(h: AreaHistory, **kw: float) -> set[str]:
+    det = ConsumptionShapeDetector(**kw)  # type: ignore[arg-type]
     return {f.target_id for f in det.score_one(h) if f.detector.endswith("scaled_drop")}
 
 
@@ -325,6 +325,24 @@ def test_a_meter_slowed_three_days_ago_is_a_scaled_drop_already() -> None:
     h = _history(p)
     assert _scaled(h) == {"C01"}
     assert not {f.target_id for f in ConsumptionShapeDetector(scaled_fast_days=0).score_one(h)}
+
+
+def test_days_a_quarter_down_base_and_all_are_not_a_scaled_drop() -> None:
+    """A home whose electric heating went off (or a household curve a few weeks off
+    its neighbours'): each of its last three days at 67-74 % of its usual, its base
+    load at 45-54 %. Scaled-looking, but no deeper than a cold week's swing: the fast path
+    asks for a drop's depth (their mean under ``drop_ratio``), as a meter slowed to
+    half has."""
+    rng = np.random.default_rng(10)
+    p = _households(rng)
+    p[-3:, 1] *= 0.72
+    lowest = np.argsort(p[-3:, 1], axis=-1)[:, :8]
+    np.put_along_axis(
+        p[-3:, 1], lowest, 0.45 / 0.72 * np.take_along_axis(p[-3:, 1], lowest, -1), -1
+    )
+    h = _history(p)
+    assert "C01" not in _scaled(h)
+    assert _scaled(h, drop_ratio=0.8) == {"C01"}
 
 
 def _reversed_days(h: AreaHistory, **kw: float) -> set[str]:
