@@ -413,13 +413,14 @@ class TopologyDetector(HistoryOnly):
             )
         return out
 
-    def _voltage_areas(self, scope: _Scope, area: str, i: int) -> dict[str, float]:
-        """The areas whose customers the voltage of customer ``i`` of ``area`` follows
-        at least as well as its own area's and within ``backed_voltage_gap`` of the
-        closest, each with that affinity; empty without voltages."""
+    def _voltage_areas(self, scope: _Scope, area: str, i: int) -> tuple[float, dict[str, float]]:
+        """How closely the voltage of customer ``i`` of ``area`` follows its own
+        area's customers, and the other areas it follows at least as well and within
+        ``backed_voltage_gap`` of the closest, each with that affinity; (NaN, {})
+        without voltages."""
         voltage = scope.voltage
         if voltage is None or area not in voltage[1]:
-            return {}
+            return float("nan"), {}
         areas, near_of = voltage
         row = near_of[area][i]
         own = float(row[areas.index(area)])
@@ -427,9 +428,9 @@ class TopologyDetector(HistoryOnly):
             b: float(row[j]) for j, b in enumerate(areas) if b != area and np.isfinite(row[j])
         }
         if not others:
-            return {}
+            return own, {}
         floor = max(own, max(others.values()) - self.backed_voltage_gap)
-        return {b: r for b, r in others.items() if r >= floor}
+        return own, {b: r for b, r in others.items() if r >= floor}
 
     def _voltage_backed_area(
         self, scope: _Scope, area: str, i: int, lack_t: float, ok: np.ndarray
@@ -440,16 +441,13 @@ class TopologyDetector(HistoryOnly):
         the voltage points there too is taken as well (``_taken_alike``); with its t
         and the voltage evidence for the reason. (None, 0, "") without voltages or
         such an area."""
-        allowed = self._voltage_areas(scope, area, i)
+        own, allowed = self._voltage_areas(scope, area, i)
         if not allowed:
             return None, 0.0, ""
         min_t = max(self.pair_min_t, self.backed_min_t_sum + lack_t)
         best, best_t = self._true_area(scope, area, i, ok, min_t, allowed=set(allowed))
         if best is None or self._taken_alike(scope, area, i, best, best_t):
             return None, 0.0, ""
-        assert scope.voltage is not None  # allowed is empty without voltages
-        areas, near_of = scope.voltage
-        own = float(near_of[area][i][areas.index(area)])
         backing = (
             f", and its voltage follows {best}'s customers (nearest "
             f"{self.voltage_neighbours}: r={allowed[best]:.2f}) as well as its own area's "
@@ -490,7 +488,7 @@ class TopologyDetector(HistoryOnly):
         c, tb = _partial_fit(loss_b[both], base_b[both], rows, known)
         lo, hi = self.coef_range
         close = np.flatnonzero((c >= lo) & (c <= hi) & (tb >= t - self.backed_rival_margin_t))
-        rivals = [int(k) for k in close if taker in self._voltage_areas(scope, *who[k])]
+        rivals = [int(k) for k in close if taker in self._voltage_areas(scope, *who[k])[1]]
         xi = scope.series[area][1][both, i][:, None]
         for k in sorted(rivals, key=lambda k: -tb[k])[: self.max_backed_rivals]:
             _c, ti = _partial_fit(

@@ -218,12 +218,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def _feeder_spec(text: str) -> tuple[str, ...]:
     """``kerber_dorfnetz,simbench:1-LV-rural2--0-sw``: one feeder's areas, in order."""
-    from loaders.independent import AREA_NETWORKS
+    from loaders.independent import AREA_NETWORKS, is_area_network
 
     names = tuple(n.strip() for n in text.split(",") if n.strip())
-    unknown = sorted(
-        n for n in names if n not in AREA_NETWORKS and not n.startswith("simbench:1-LV-")
-    )
+    unknown = sorted(n for n in names if not is_area_network(n))
     if not names or unknown:
         raise argparse.ArgumentTypeError(
             f"unknown area network(s) {unknown}; choose from {sorted(AREA_NETWORKS)} "

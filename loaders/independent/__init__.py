@@ -15,7 +15,7 @@ from loaders.independent._generate import (
     IndependentGridConfig,
     generate_independent,
 )
-from loaders.independent._network import AREA_NETWORKS
+from loaders.independent._network import AREA_NETWORKS, is_area_network
 
 __all__ = [
     "AREA_NETWORKS",
@@ -24,4 +24,5 @@ __all__ = [
     "THEFT_KINDS",
     "IndependentGridConfig",
     "generate_independent",
+    "is_area_network",
 ]

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from loaders.independent._simbench import is_simbench, simbench_net
+from loaders.independent._simbench import is_simbench, is_simbench_lv, simbench_net
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -129,6 +129,12 @@ class AreaNetwork:
         vm = self.net.res_bus["vm_pu"].to_numpy()[self.load_buses]
         p_meter_w = 1e6 * p_mw + METER_SELF_CONSUMPTION_W * self.n_customers
         return p_meter_w, 1e6 * q_mvar, vm
+
+
+def is_area_network(name: str) -> bool:
+    """Whether ``area_network`` knows ``name``: one of ``AREA_NETWORKS`` or a SimBench
+    LV grid (``simbench:<LV code>``)."""
+    return name in AREA_NETWORKS or is_simbench_lv(name)
 
 
 def area_network(name: str, tap: float = 1.025) -> AreaNetwork:

@@ -28,9 +28,10 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from loaders.independent._anomalies import MINUTES_PER_STEP, STEPS_PER_DAY
+
 FloatArray = npt.NDArray[np.float64]
 PREFIX = "simbench:"
-STEPS_PER_DAY = 96
 _PROFILE_YEAR = 2016
 _PROFILE_DAYS = 366
 # Grids whose profile tables together hold every LV profile SimBench uses.
@@ -52,12 +53,17 @@ def is_simbench(name: str) -> bool:
     return name.startswith(PREFIX)
 
 
+def is_simbench_lv(name: str) -> bool:
+    """``simbench:<code>`` with an LV code, what an area can be."""
+    return is_simbench(name) and "-LV-" in name.removeprefix(PREFIX)
+
+
 def simbench_net(name: str) -> Any:
     """The pandapower net of ``simbench:<code>`` (an LV code such as
     ``1-LV-rural1--0-sw``)."""
-    code = name.removeprefix(PREFIX)
-    if "-LV-" not in code:
+    if not is_simbench_lv(name):
         raise ValueError(f"{name}: an area is a SimBench LV grid (1-LV-...)")
+    code = name.removeprefix(PREFIX)
     return simbench().get_simbench_net(code)
 
 
@@ -128,7 +134,7 @@ def customer_power_w(
     choices = first_day + 7 * weeks
     choices = choices[(choices >= 0) & (choices <= last_first)]
     day0 = int(rng.choice(choices)) if len(choices) else min(first_day, last_first)
-    minutes = np.repeat(curve, 15)
+    minutes = np.repeat(curve, MINUTES_PER_STEP)
     first = day0 * 1440 + (int(rng.integers(-shift_min, shift_min + 1)) if shift_min else 0)
     first = min(max(first, 0), len(minutes) - days * 1440)
     per_day = minutes[first : first + days * 1440].reshape(days, 1440).copy()
@@ -142,6 +148,6 @@ def customer_power_w(
         base = float(np.percentile(per_day[home], 5)) if home.any() else 0.0
         away = ~home
         noise = rng.uniform(0.9, 1.1, (int(away.sum()), STEPS_PER_DAY))
-        per_day[away] = base * np.repeat(noise, 15, axis=1)
+        per_day[away] = base * np.repeat(noise, MINUTES_PER_STEP, axis=1)
     out: FloatArray = per_day.ravel()
     return out
