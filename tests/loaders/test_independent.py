@@ -22,7 +22,7 @@ from loaders.independent._anomalies import (
     voltage_at_meter_clock,
 )
 from loaders.independent._households import Household, household_power_w
-from loaders.independent._network import Transformer, area_network
+from loaders.independent._network import Transformer, area_network, feeder_network
 
 SMALL = (("kerber_landnetz_freileitung_1", "kerber_landnetz_kabel_2"),)
 
@@ -105,6 +105,28 @@ def test_the_area_meter_sees_the_houses_plus_line_losses() -> None:
     line_loss = p_meter - p.sum() - 1.5 * area.n_customers
     assert 0 < line_loss < 0.05 * p.sum()
     assert np.all(volts < 1.02) and np.all(volts > 0.9)  # voltage drops along the cables
+
+
+def test_the_houses_follow_the_busbar_voltage_step_after_step() -> None:
+    """One network solved again and again (pandapower's recycled runs): each solve's
+    slack voltage must reach the houses, or the MV swing every meter of an area shares
+    is lost."""
+    area = area_network("kerber_landnetz_kabel_2")
+    p = np.full(area.n_customers, 800.0)
+    _, _, low = area.solve(p, 0.3 * p, 0.98)
+    _, _, high = area.solve(p, 0.3 * p, 1.04)
+    _, _, low_again = area.solve(p, 0.3 * p, 0.98)
+    assert np.all(high - low > 0.055)
+    np.testing.assert_allclose(low_again, low, atol=1e-9)
+
+
+def test_the_feeder_carries_its_source_voltage_to_every_area() -> None:
+    feeder = feeder_network(np.array([1.0, 2.0]))
+    p, q = np.array([300_000.0, 200_000.0]), np.array([90_000.0, 60_000.0])
+    _, mv_low = feeder.solve(p, q, 0.99)
+    _, mv_high = feeder.solve(p, q, 1.03)
+    assert np.all(mv_low < 0.99) and np.all(mv_high < 1.03)  # drops along the cable
+    np.testing.assert_allclose(mv_high - mv_low, 0.04, atol=0.002)
 
 
 def test_the_grid_balances_physically(small_grid: Path) -> None:
