@@ -43,7 +43,13 @@ from detectors.content_lag import (
     true_minus_recorded,
 )
 from detectors.observations import AreaHistory, AreaWindow
-from detectors.voltage_lag import VoltageLagParams, VoltageLags, day_curve_lag, voltage_lags
+from detectors.voltage_lag import (
+    VoltageLagParams,
+    VoltageLags,
+    day_curve_lag,
+    voltage_lag_series,
+    voltage_lags,
+)
 from detectors.voltage_loss import VoltageLossParams, voltage_losses
 from lineloss.domain import MeterEvent, SuspicionCategory, TargetKind
 from streams.registers import FLAG_RESET, FLAG_ROLLOVER, FLAG_STEP_BACK
@@ -121,6 +127,13 @@ class MeterFaultDetector(HistoryOnly):
     # lag_day_min_corr_gain more than on time), by the lag grown as above. On the
     # independent grids (session 23): 7 of 9 fast clocks, none of 525 honest
     # households whose day slid (the nearest at 0.54 now, or 0.38 at first).
+    # Or the voltage alone (``_voltage_led_clocks``): a lag against the peers that
+    # fits lag_led_gain x better than none now, none at first, grown window by window
+    # at a hinge t of lag_led_min_t. Measured on the independent grids once their
+    # busbar swing reached the houses (session 27): fast clocks at gains 2-13 and t
+    # 14-55, no honest meter at a gain of 1.5 with a lag of 30 min.
+    lag_led_gain: float = 2.0
+    lag_led_min_t: float = 8.0
     lag_day_first_windows: int = 5
     lag_day_first_min_corr: float = 0.5
     lag_day_last_min_corr: float = 0.6
@@ -441,16 +454,17 @@ class MeterFaultDetector(HistoryOnly):
             and f.final_lag_parts * part_min >= self.lag_min_final_min
             and abs(f.level_parts) * part_min <= self.lag_max_level_min
         ]
-        if not fits:
-            return []
         fits = sorted(fits, key=lambda f: -f.t)[: self.lag_max_candidates]
         p = profiles.astype(np.float64)
         why = {f.customer: self._loss_confirms(supply, p, f) for f in fits}
-        pending = [f for f in fits if why[f.customer] is None]
-        if pending and voltages is not None:
-            # Every customer's voltage lag at once, only when the loss left one open.
-            vlags = voltage_lags(voltages, p, self.lag_ref_windows, self.lag_voltage)
-            for f in pending:
+        # Every customer's voltage lag at once (the voltage-led test below needs all).
+        vlags = (
+            None
+            if voltages is None
+            else voltage_lags(voltages, p, self.lag_ref_windows, self.lag_voltage)
+        )
+        for f in fits:
+            if why[f.customer] is None and voltages is not None:
                 why[f.customer] = self._voltage_confirms(
                     vlags, len(p), f, part_min
                 ) or self._voltage_day_confirms(voltages, parts, len(p), f, part_min)
@@ -467,6 +481,76 @@ class MeterFaultDetector(HistoryOnly):
                     f"recorded profile lags {f.rate_parts * part_min:+.0f} min more every "
                     f"window ({f.final_lag_parts * part_min:.0f} min now); "
                     f"{why[f.customer]}: a fast clock",
+                )
+            )
+        if voltages is not None and vlags is not None:
+            named = {f.customer for f in fits if why[f.customer] is not None}
+            out += self._voltage_led_clocks(today, voltages, p, vlags, named, part_min)
+        return out
+
+    def _voltage_led_clocks(
+        self,
+        today: AreaWindow,
+        voltages: np.ndarray,
+        profiles: np.ndarray,
+        vlags: VoltageLags,
+        named: set[int],
+        part_min: float,
+    ) -> list[Finding]:
+        """A fast clock read off the voltage alone: the meter's voltage lags its peers'
+        clearly now (``lag_led_gain``), on time in its first windows, and the lag,
+        read window by window (``voltage_lag.voltage_lag_series``), grew steadily from
+        about 0 (the hinge of ``content_lag.fit_growing_lags``, t of
+        ``lag_led_min_t`` or more). Where the household's day is too irregular to
+        read its energy's lag, the voltage still carries the clock: the busbar's
+        swing and the transformer's load reach every meter of the area at once."""
+        last_min = vlags.last_lag * part_min
+        with np.errstate(invalid="ignore"):
+            lagging = (vlags.last_gain >= self.lag_led_gain) & (last_min >= self.lag_min_final_min)
+            on_time_first = ~(
+                (vlags.first_gain >= self.lag_voltage_first_gain)
+                & (np.abs(vlags.first_lag) > self.lag_voltage.lag_step_parts)
+            )
+        cand = np.array(
+            [i for i in np.flatnonzero(lagging & on_time_first) if int(i) not in named],
+            dtype=np.int64,
+        )
+        if len(cand) == 0:
+            return []
+        series = voltage_lag_series(
+            voltages, profiles, self.lag_ref_windows, self.lag_voltage, cand
+        )
+        fits = fit_growing_lags(
+            series,
+            self.lag_voltage.block_windows,
+            self.lag_ref_windows - 1,
+            self.lag_min_windows_after,
+            (
+                self.lag_rate_min_per_window[0] / part_min,
+                self.lag_rate_min_per_window[1] / part_min,
+            ),
+            self.lag_max_ramp_over_step,
+        )
+        out = []
+        for f in fits:
+            i = int(cand[f.customer])
+            if not (
+                f.t >= self.lag_led_min_t
+                and f.final_lag_parts * part_min >= self.lag_min_final_min
+                and abs(f.level_parts) * part_min <= self.lag_max_level_min
+            ):
+                continue
+            out.append(
+                self._finding(
+                    today,
+                    i,
+                    "clock_drift",
+                    0.8,
+                    f"its voltage lags its {int(vlags.peers[i])} nearest peers' by "
+                    f"{last_min[i]:.0f} min (x{vlags.last_gain[i]:.1f} better fit than "
+                    f"none), grown {f.rate_parts * part_min:+.0f} min a window over the "
+                    f"last {len(profiles) - f.start:.0f} windows from on time: "
+                    "the whole record lags, a fast clock",
                 )
             )
         return out

@@ -121,11 +121,7 @@ def voltage_lags(
     block = params.block_windows * parts
     if v.shape != (c, n * parts) or n < max(ref_windows, 2 * params.block_windows):
         return None
-    peers = _peers(v, ref_windows * parts, params)
-    n_peers = (peers >= 0).sum(axis=1)
-    gathered = np.where((peers >= 0)[:, :, None], v[np.maximum(peers, 0)], np.nan)
-    ref = quiet_nanmedian(gathered, axis=1)  # customers x parts
-    ref[n_peers < params.min_peers] = np.nan
+    ref, n_peers = _references(v, ref_windows * parts, params)
     own_e = e.transpose(1, 0, 2).reshape(c, n * parts)
     last_lag, last_gain = _block_lags(v, own_e, ref, n * parts - block, block, params)
     # The start matters only where the voltage lags clearly now.
@@ -140,6 +136,49 @@ def voltage_lags(
         first_lag[rows[found]], first_gain[rows[found]] = lag[found], gain[found]
         rows = rows[~found]
     return VoltageLags(first_lag, first_gain, last_lag, last_gain, n_peers.astype(np.int64), parts)
+
+
+def voltage_lag_series(
+    voltages: npt.NDArray[np.floating],
+    profiles: npt.NDArray[np.floating],
+    ref_windows: int,
+    params: VoltageLagParams,
+    customers: npt.NDArray[np.int64],
+) -> FloatArray:
+    """Windows x ``customers``: the lag [parts] of each customer's voltage against
+    its peers' over the ``params.block_windows`` windows ending at each window; 0
+    where no lag fits ``params.min_gain`` x better than none (on time, as far as
+    the voltage can tell), NaN where unknown (the first windows, too few peers or
+    readings). A fast clock's series is 0 and then grows; an honest meter's stays 0,
+    and a voltage that follows no peer reads 0 throughout."""
+    v = np.asarray(voltages, dtype=np.float64)
+    e = np.asarray(profiles, dtype=np.float64)
+    n, c, parts = e.shape
+    out = np.full((n, len(customers)), np.nan)
+    if v.shape != (c, n * parts) or n < ref_windows or len(customers) == 0:
+        return out
+    ref, _ = _references(v, ref_windows * parts, params)
+    own_e = e.transpose(1, 0, 2).reshape(c, n * parts)[customers]
+    block = params.block_windows * parts
+    for w in range(params.block_windows - 1, n):
+        lag, gain = _block_lags(
+            v[customers], own_e, ref[customers], (w + 1) * parts - block, block, params
+        )
+        out[w] = np.where(np.isfinite(gain), np.where(gain >= params.min_gain, lag, 0.0), np.nan)
+    return out
+
+
+def _references(
+    v: FloatArray, ref_parts: int, params: VoltageLagParams
+) -> tuple[FloatArray, npt.NDArray[np.int64]]:
+    """Each customer's reference voltage (the median of its peers', NaN with fewer
+    than ``params.min_peers``) and its number of peers."""
+    peers = _peers(v, ref_parts, params)
+    n_peers = (peers >= 0).sum(axis=1)
+    gathered = np.where((peers >= 0)[:, :, None], v[np.maximum(peers, 0)], np.nan)
+    ref: FloatArray = quiet_nanmedian(gathered, axis=1)  # customers x parts
+    ref[n_peers < params.min_peers] = np.nan
+    return ref, n_peers
 
 
 def _peers(v: FloatArray, ref_parts: int, params: VoltageLagParams) -> npt.NDArray[np.int64]:

@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 from factories import area_voltages_v, household_days
 
-from detectors.voltage_lag import VoltageLag, VoltageLagParams, day_curve_lag, voltage_lags
+from detectors.voltage_lag import (
+    VoltageLag,
+    VoltageLagParams,
+    day_curve_lag,
+    voltage_lag_series,
+    voltage_lags,
+)
 
 PARTS = 24
 N_DAYS = 24
@@ -57,6 +63,22 @@ def test_a_fast_clocks_voltage_lags_its_peers_by_its_drift() -> None:
     assert vl.last.clear(1.2)
     assert abs(vl.last.lag_parts - want) <= 0.5
     assert abs(vl.first.lag_parts) <= 0.25 or not vl.first.clear(1.2)
+
+
+def test_window_by_window_a_fast_clocks_lag_grows_from_zero_and_an_honest_ones_stays() -> None:
+    volts, loads = _area()
+    honest = 7
+    series = voltage_lag_series(
+        volts, loads.astype(np.float64), 7, VoltageLagParams(), np.array([FAST, honest])
+    )
+    assert series.shape == (N_DAYS, 2)
+    assert np.isnan(series[:2]).all()  # no block of three windows yet
+    # A block's lag is read at its centre, a window before its end.
+    centre_days = np.arange(N_DAYS) - 1.0
+    want = DRIFT_H_PER_DAY * np.maximum(0.0, centre_days + 0.5 - DRIFT_START_DAY)
+    np.testing.assert_allclose(series[2:, 0], want[2:], atol=0.5)
+    assert series[-1, 0] > 2.0
+    np.testing.assert_array_equal(series[2:, 1], 0.0)
 
 
 def test_honest_meters_show_no_lag_even_beside_a_fast_clock() -> None:
