@@ -121,7 +121,18 @@ def voltage_lags(
     block = params.block_windows * parts
     if v.shape != (c, n * parts) or n < max(ref_windows, 2 * params.block_windows):
         return None
-    ref, n_peers = _references(v, ref_windows * parts, params)
+    peers = _peers(v, ref_windows * parts, params)
+    n_peers = (peers >= 0).sum(axis=1)
+    # The reference where the blocks read it: the first windows and the last block,
+    # each with the largest lag's margin (a median over the whole history is most of
+    # the cost otherwise).
+    margin = int(np.ceil(params.max_lag_parts)) + 1
+    ref = _reference(
+        v,
+        peers,
+        params.min_peers,
+        [(0, ref_windows * parts + margin), (n * parts - block - margin, n * parts)],
+    )
     own_e = e.transpose(1, 0, 2).reshape(c, n * parts)
     last_lag, last_gain = _block_lags(v, own_e, ref, n * parts - block, block, params)
     # The start matters only where the voltage lags clearly now.
@@ -157,28 +168,35 @@ def voltage_lag_series(
     out = np.full((n, len(customers)), np.nan)
     if v.shape != (c, n * parts) or n < ref_windows or len(customers) == 0:
         return out
-    ref, _ = _references(v, ref_windows * parts, params)
+    peers = _peers(v, ref_windows * parts, params)[customers]
+    ref = _reference(v, peers, params.min_peers, [(0, n * parts)])
     own_e = e.transpose(1, 0, 2).reshape(c, n * parts)[customers]
     block = params.block_windows * parts
     for w in range(params.block_windows - 1, n):
-        lag, gain = _block_lags(
-            v[customers], own_e, ref[customers], (w + 1) * parts - block, block, params
-        )
+        lag, gain = _block_lags(v[customers], own_e, ref, (w + 1) * parts - block, block, params)
         out[w] = np.where(np.isfinite(gain), np.where(gain >= params.min_gain, lag, 0.0), np.nan)
     return out
 
 
-def _references(
-    v: FloatArray, ref_parts: int, params: VoltageLagParams
-) -> tuple[FloatArray, npt.NDArray[np.int64]]:
-    """Each customer's reference voltage (the median of its peers', NaN with fewer
-    than ``params.min_peers``) and its number of peers."""
-    peers = _peers(v, ref_parts, params)
-    n_peers = (peers >= 0).sum(axis=1)
-    gathered = np.where((peers >= 0)[:, :, None], v[np.maximum(peers, 0)], np.nan)
-    ref: FloatArray = quiet_nanmedian(gathered, axis=1)  # customers x parts
-    ref[n_peers < params.min_peers] = np.nan
-    return ref, n_peers
+def _reference(
+    v: FloatArray,
+    peers: npt.NDArray[np.int64],
+    min_peers: int,
+    spans: list[tuple[int, int]],
+) -> FloatArray:
+    """Rows of ``peers`` x parts: the median of each row's peers' voltages over the
+    ``spans`` of parts (NaN elsewhere, and for a row with fewer than ``min_peers``)."""
+    out = np.full((len(peers), v.shape[1]), np.nan)
+    ok = peers >= 0
+    enough = ok.sum(axis=1) >= min_peers
+    for lo, hi in spans:
+        lo, hi = max(0, lo), min(v.shape[1], hi)
+        if hi <= lo:
+            continue
+        gathered = np.where(ok[:, :, None], v[np.maximum(peers, 0), lo:hi], np.nan)
+        out[:, lo:hi] = quiet_nanmedian(gathered, axis=1)
+    out[~enough] = np.nan
+    return out
 
 
 def _peers(v: FloatArray, ref_parts: int, params: VoltageLagParams) -> npt.NDArray[np.int64]:
@@ -201,22 +219,22 @@ def _peers(v: FloatArray, ref_parts: int, params: VoltageLagParams) -> npt.NDArr
     return np.where(good, order, -1).astype(np.int64)
 
 
-def _shifted(ref: FloatArray, lag_parts: float, start: int, stop: int) -> FloatArray:
-    """``ref`` at p - lag for the parts p from ``start`` to ``stop``, linear between
-    parts (NaN outside the history)."""
-    k = int(np.floor(lag_parts))
-    f = lag_parts - k
-    p = np.arange(start, stop)
+def _shifted(ref: FloatArray, lags_parts: FloatArray, start: int, stop: int) -> FloatArray:
+    """Rows x lags x parts: ``ref`` at p - lag for each lag and the parts p from
+    ``start`` to ``stop``, linear between parts (NaN outside the history)."""
+    k = np.floor(lags_parts).astype(np.int64)
+    f = (lags_parts - k)[None, :, None]
+    idx = np.arange(start, stop)[None, :] - k[:, None]  # lags x parts
     t = ref.shape[1]
 
-    def at(idx: npt.NDArray[np.int64]) -> FloatArray:
-        inside = (idx >= 0) & (idx < t)
-        out: FloatArray = np.where(inside[None, :], ref[:, np.clip(idx, 0, t - 1)], np.nan)
+    def at(i: npt.NDArray[np.int64]) -> FloatArray:
+        inside = (i >= 0) & (i < t)
+        out: FloatArray = np.where(inside[None], ref[:, np.clip(i, 0, t - 1)], np.nan)
         return out
 
-    if f == 0:
-        return at(p - k)
-    return (1.0 - f) * at(p - k) + f * at(p - k - 1)
+    here = at(idx)
+    # A whole-part lag reads one part: its neighbour may be unknown.
+    return np.where(f == 0, here, (1.0 - f) * here + f * at(idx - 1))
 
 
 def _block_lags(
@@ -229,40 +247,39 @@ def _block_lags(
 ) -> tuple[FloatArray, FloatArray]:
     """Per customer, the best lag of its voltage against its reference over the
     parts ``start`` to ``start + length`` and its gain; the reference shifted over
-    the whole history (a lagging block reads the reference before its own start). Each lag's fit is
-    the customer's voltage on its shifted reference and its own energy, centred
-    (a free level)."""
+    the whole history (a lagging block reads the reference before its own start).
+    Each lag's fit is the customer's voltage on its shifted reference and its own
+    energy, centred (a free level). All lags at once (customers x lags x parts)."""
     stop = start + length
-    y_all = own_v[:, start:stop]
-    e_all = np.nan_to_num(own_e[:, start:stop])
-    need = params.min_known_share * (stop - start)
     step = params.lag_step_parts
     lags = np.arange(-params.max_lag_parts, params.max_lag_parts + step / 2, step)
-    sse = np.full((len(lags), len(own_v)), np.inf)
-    for k, lag in enumerate(lags):
-        r = _shifted(ref, float(lag), start, stop)
-        ok = np.isfinite(y_all) & np.isfinite(r)
-        m = ok.sum(axis=1)
-        cols = [np.where(ok, a, 0.0) for a in (y_all, r, e_all)]
-        with np.errstate(all="ignore"):
-            y, x1, x2 = (a - (a.sum(axis=1) / m)[:, None] * ok for a in cols)
-            s11, s22, s12 = (x1 * x1).sum(1), (x2 * x2).sum(1), (x1 * x2).sum(1)
-            s1y, s2y, syy = (x1 * y).sum(1), (x2 * y).sum(1), (y * y).sum(1)
-            det = s11 * s22 - s12 * s12
-            two = det > 1e-9 * np.maximum(s11 * s22, 1e-300)
-            # Both columns where they are independent; the reference alone where the
-            # customer's own energy is flat (an empty home: nothing to separate).
-            explained = np.where(
-                two,
-                (s22 * s1y * s1y - 2 * s12 * s1y * s2y + s11 * s2y * s2y) / det,
-                np.where(s11 > 0, s1y * s1y / s11, 0.0),
-            )
-            res = (syy - explained) / m
-        sse[k] = np.where(m >= need, np.maximum(res, 1e-12), np.inf)
-    best = np.argmin(sse, axis=0)
-    cols_idx = np.arange(len(own_v))
-    best_sse = sse[best, cols_idx]
-    zero_sse = sse[int(np.argmin(np.abs(lags))), cols_idx]
+    r = _shifted(ref, lags, start, stop)
+    y_all = own_v[:, None, start:stop]
+    ok = np.isfinite(y_all) & np.isfinite(r)
+    m = ok.sum(axis=2)
+    cols = [np.where(ok, a, 0.0) for a in (y_all, r, np.nan_to_num(own_e[:, None, start:stop]))]
+    with np.errstate(all="ignore"):
+        # Centred column by column (exactly 0 for a constant reading, which raw sums
+        # would leave as rounding noise to divide by).
+        y, x1, x2 = (a - (a.sum(axis=2) / m)[:, :, None] * ok for a in cols)
+        s11, s22, s12 = (x1 * x1).sum(2), (x2 * x2).sum(2), (x1 * x2).sum(2)
+        s1y, s2y, syy = (x1 * y).sum(2), (x2 * y).sum(2), (y * y).sum(2)
+        det = s11 * s22 - s12 * s12
+        two = det > 1e-9 * np.maximum(s11 * s22, 1e-300)
+        # Both columns where they are independent; the reference alone where the
+        # customer's own energy is flat (an empty home: nothing to separate).
+        explained = np.where(
+            two,
+            (s22 * s1y * s1y - 2 * s12 * s1y * s2y + s11 * s2y * s2y) / det,
+            np.where(s11 > 0, s1y * s1y / s11, 0.0),
+        )
+        res = (syy - explained) / m
+    need = params.min_known_share * (stop - start)
+    sse = np.where(m >= need, np.maximum(res, 1e-12), np.inf)  # customers x lags
+    best = np.argmin(sse, axis=1)
+    rows = np.arange(len(own_v))
+    best_sse = sse[rows, best]
+    zero_sse = sse[rows, int(np.argmin(np.abs(lags)))]
     known = np.isfinite(best_sse) & np.isfinite(zero_sse)
     with np.errstate(all="ignore"):
         gain = np.where(known, zero_sse / best_sse, np.nan)
