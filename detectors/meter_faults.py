@@ -13,7 +13,9 @@
 * ``clock_drift``: reading times sliding along the clock grid, or (a meter that
   stamps its own marks) a recorded profile lagging more every day while the area
   meter sees the true one (``detectors.content_lag``) or the meter's voltage lags
-  its neighbours' as much (``detectors.voltage_lag``: its whole record lags);
+  its neighbours' as much (``detectors.voltage_lag``: its whole record lags); or,
+  with no readable rhythm in the household's day, its voltage alone lagging its
+  peers' more every window from on time;
 * ``voltage_loss`` / ``phase_loss``: a meter's voltage fallen well below its area
   peers' from a normal past (``detectors.voltage_loss``), where voltages exist;
 * ``register_jump``: a register that leapt forward (a sudden constant offset on the

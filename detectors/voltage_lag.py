@@ -30,6 +30,10 @@ appliances average out. Where no peer's hour-to-hour changes follow the meter's 
 own load dominates them, or its lag had already begun in the windows peers are
 chosen in), its day still shows the shift.
 
+The same fit read window by window (``voltage_lag_series``) gives a lag's history:
+0 and then growing for a fast clock, which names one without any help from the
+household's day once it fits clearly (``MeterFaultDetector._voltage_led_clocks``).
+
 Pure functions over arrays: customers x (windows x parts) voltages, as
 ``AreaHistory.voltages`` returns them, and windows x customers x parts profiles.
 """
