@@ -6,6 +6,7 @@ from typing import Any
 
 from detectors.area_loss import LossBandDetector, LossRiseDetector
 from detectors.base import Detector, Finding, ThresholdDecider
+from detectors.common_drop import CommonDropCheck
 from detectors.fusion import SuspicionBook
 from detectors.meter_faults import MeterFaultDetector
 from detectors.meter_shape import ConsumptionShapeDetector
@@ -15,6 +16,7 @@ from lineloss.config import BalanceConfig
 from lineloss.domain import Balance
 
 __all__ = [
+    "CommonDropCheck",
     "Detector",
     "DetectorSettings",
     "Finding",
@@ -23,6 +25,7 @@ __all__ = [
     "SuspicionBook",
     "ThresholdDecider",
     "default_area_detectors",
+    "default_common_drop",
     "default_grid_detectors",
     "default_meter_detectors",
 ]
@@ -70,3 +73,9 @@ def default_grid_detectors(
         TopologyDetector(**_kw(settings, "topology")),
         VoltageTopologyDetector(**_kw(settings, "voltage_topology")),
     ]
+
+
+def default_common_drop(settings: DetectorSettings | None = None) -> CommonDropCheck:
+    """The region-wide check that a drop finding's cause is not common to the
+    customers most like it (applied between the meter detectors and the book)."""
+    return CommonDropCheck(**_kw(settings, "common_drop"))

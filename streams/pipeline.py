@@ -13,6 +13,7 @@ from detectors import (
     SuspicionBook,
     ThresholdDecider,
     default_area_detectors,
+    default_common_drop,
     default_grid_detectors,
     default_meter_detectors,
 )
@@ -58,6 +59,7 @@ class DetectionStage:
         self.area_detectors = default_area_detectors(config.balance, settings)
         self.meter_detectors = default_meter_detectors(settings)
         self.grid_detectors = default_grid_detectors(settings)
+        self.common_drop = default_common_drop(settings)
         self.book = SuspicionBook(
             decider=ThresholdDecider(**settings.get("decider", {})),
             tz=config.tz,
@@ -91,7 +93,10 @@ class DetectionStage:
             self._detect_meters(result, final_area_balances(emission.balances, result.window_start))
 
     def _detect_meters(self, result: MeterWindowResult, balances: dict[str, Balance]) -> None:
-        """Meter-level detectors on one final window, area by area, then grid-wide."""
+        """Meter-level detectors on one final window, area by area; their drop
+        findings checked across the region (``CommonDropCheck``: every area holds
+        the window by then); then the grid-wide detectors."""
+        found: list[Finding] = []
         for w in self._builder(result.window_start).build(result, balances):
             h = self.histories.setdefault(w.area_id, AreaHistory())
             h.push(w)
@@ -99,10 +104,11 @@ class DetectionStage:
                 continue  # every customer left (registry update): nothing to score
             tamper = _tamper_meters(h)
             for det in self.meter_detectors:
-                for f in det.score_one(h):
-                    self.book.add(_with_tamper(f, tamper))
+                found += [_with_tamper(f, tamper) for f in det.score_one(h)]
                 det.learn_one(h)
         scopes = regions(self.histories, self.timeline.latest)
+        for f in self.common_drop.without_explained(found, scopes.values()):
+            self.book.add(f)
         for scope in sorted(scopes):
             for grid_det in self.grid_detectors:
                 for f in grid_det.score_many(scopes[scope]):

@@ -1,0 +1,189 @@
+"""A customer's drop that the customers most like it shared: a common cause, not a meter.
+
+The drop detectors (``ConsumptionShapeDetector``'s consumption and scaled drops)
+already ask the area's median customer to have kept its level (``peer_ratio``): a
+cold week or a holiday moves a whole area. But a common cause can move a group
+that is not an area: homes heated the same way when a mild spell comes, rented
+rooms whose tenants leave for the Spring Festival, holiday flats, households on
+one school calendar. Such a group is scattered over the areas of a region, and
+what marks it is that its members moved together before too.
+
+So for each drop finding, this check takes the region's customers whose daily
+totals over the windows before the drop correlated best with the candidate's
+(its *cohort*: the ``cohort_size`` best at ``min_corr`` or more) and their level
+over the drop's windows against their own usual. Where the cohort fell as well
+(median at ``max_cohort_ratio`` or less) and to about the candidate's depth
+(within ``max_ratio_gap``), the drop is explained and the finding goes. A meter
+recording a fraction of what flows through it falls alone: the customers that
+moved with it before keep moving as they did.
+
+Measured (session 28, ``docs/detection.md#session-28``): on two SimBench grids
+whose household curves run up to two weeks apart, 22 honest customers sharing a
+seasonal dip (one measured curve) were called scaled drops, each with a cohort
+at its own level within 0.01; thieves' cohorts kept 0.75-1.1 of their level, at
+0.2-0.7 from the thief's.
+
+Pure: it reads the region's area histories it is given and keeps no state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from detectors._stats import quiet_nanmean, quiet_nanmedian
+from detectors.base import Finding
+from detectors.observations import AreaHistory
+from lineloss.domain import SuspicionCategory
+
+Matrix = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class Cohort:
+    """The customers that moved most like a candidate, and where they went."""
+
+    meter_ids: tuple[str, ...]
+    min_corr: float  # the weakest member's correlation with the candidate
+    ratio: float  # the cohort's median level over the drop's windows / its usual
+    own_ratio: float  # the candidate's, the same way
+    daily_ratio: tuple[float, ...]  # the cohort's median level in each drop window
+    own_daily_ratio: tuple[float, ...]  # the candidate's (NaN: unknown)
+
+
+@dataclass(frozen=True)
+class _RegionDays:
+    """Daily totals of every customer of a region over one history's windows."""
+
+    keys: tuple[tuple[str, str], ...]  # (area, meter) per column
+    energy_kwh: Matrix  # windows x customers, NaN where unknown
+
+
+@dataclass(frozen=True)
+class CommonDropCheck:
+    cohort_size: int = 5
+    min_corr: float = 0.6
+    reference_windows: int = 14  # before the drop's windows
+    min_reference_windows: int = 7
+    drop_windows: int = 5  # ConsumptionShapeDetector.drop_of_days
+    max_cohort_ratio: float = 0.8  # ConsumptionShapeDetector.peer_ratio
+    max_ratio_gap: float = 0.15
+    min_usual_kwh: float = 1.0  # per window; a smaller customer's days are noise
+    detectors: tuple[str, ...] = (
+        "consumption_shape:consumption_drop",
+        "consumption_shape:scaled_drop",
+    )
+
+    def applies(self, f: Finding) -> bool:
+        return f.category == SuspicionCategory.THEFT and f.detector in self.detectors
+
+    def without_explained(
+        self, findings: Sequence[Finding], scopes: Iterable[Mapping[str, AreaHistory]]
+    ) -> list[Finding]:
+        """``findings`` (of one window, every area of each scope pushed) less the
+        drops their cohorts explain, in their order."""
+        gone: set[int] = set()
+        for scope in scopes:
+            gone.update(k for k, c in self.cohorts(findings, scope).items() if self.explains(c))
+        return [f for k, f in enumerate(findings) if k not in gone]
+
+    def cohorts(
+        self, findings: Sequence[Finding], scope: Mapping[str, AreaHistory]
+    ) -> dict[int, Cohort]:
+        """Per position in ``findings`` (those this check applies to, in areas of
+        ``scope``), the candidate's cohort where one can be formed."""
+        out: dict[int, Cohort] = {}
+        days: dict[str, _RegionDays | None] = {}
+        for k, f in enumerate(findings):
+            area = f.area_id
+            if not self.applies(f) or area is None or area not in scope:
+                continue
+            if area not in days:
+                days[area] = self._region_days(scope[area], scope)
+            region = days[area]
+            if region is None:
+                continue
+            cohort = self._cohort(region, (area, f.target_id))
+            if cohort is not None:
+                out[k] = cohort
+        return out
+
+    def explains(self, c: Cohort) -> bool:
+        """The cohort fell, to about the candidate's depth, and day by day with it
+        (the median of the windows' differences within the same gap): a common
+        cause moves its group on the same days. A meter slowed by a factor drawn
+        each day (h1) whose cohort happens to be away keeps its own days (SimBench
+        seed 37's h1: 0.2, 0.84, 0.2, 0.35, 0.47 against a cohort at 0.42, 0.39,
+        0.35, 0.27, 0.27: both near 0.4 on the mean, 0.2 apart on the median day)."""
+        if c.ratio > self.max_cohort_ratio or abs(c.ratio - c.own_ratio) > self.max_ratio_gap:
+            return False
+        gap = np.abs(np.array(c.own_daily_ratio) - np.array(c.daily_ratio))
+        gap = gap[np.isfinite(gap)]
+        return bool(len(gap)) and float(np.median(gap)) <= self.max_ratio_gap
+
+    def _region_days(
+        self, own: AreaHistory, scope: Mapping[str, AreaHistory]
+    ) -> _RegionDays | None:
+        """Every customer of the region over ``own``'s last windows (the same
+        windows in every area: the pipeline pushes a window to all areas before
+        checking)."""
+        need = self.min_reference_windows + self.drop_windows
+        if len(own) < need:
+            return None
+        span = self.reference_windows + self.drop_windows
+        starts = [w.window_start for w in own.windows][-span:]
+        keys: list[tuple[str, str]] = []
+        cols: list[Matrix] = []
+        for area in sorted(scope):
+            h = scope[area]
+            if not len(h) or h.windows[-1].virtual:
+                continue  # a virtual area's customers are columns of their own areas
+            row = {w.window_start: i for i, w in enumerate(h.windows)}
+            e = h.energy()
+            take = np.array([row.get(s, -1) for s in starts])
+            block = np.where((take >= 0)[:, None], e[np.maximum(take, 0)], np.nan)
+            cols.append(block)
+            keys += [(area, m) for m in h.windows[-1].meter_ids]
+        if not cols:
+            return None
+        return _RegionDays(tuple(keys), np.concatenate(cols, axis=1))
+
+    def _cohort(self, region: _RegionDays, key: tuple[str, str]) -> Cohort | None:
+        try:
+            j = region.keys.index(key)
+        except ValueError:
+            return None
+        e = region.energy_kwh
+        ref, drop = e[: -self.drop_windows], e[-self.drop_windows :]
+        # Columns known on every reference window: a correlation over different
+        # windows for different customers would rank them on different evidence.
+        known = np.asarray(np.isfinite(ref).all(axis=0))
+        if not known[j] or ref.shape[0] < self.min_reference_windows:
+            return None
+        with np.errstate(all="ignore"):
+            usual = quiet_nanmedian(ref, axis=0)
+            daily = drop / usual
+            ratio = quiet_nanmean(daily, axis=0)
+        c = np.where(known, ref - ref.mean(axis=0), 0.0)
+        norm = np.sqrt((c * c).sum(axis=0))
+        with np.errstate(all="ignore"):
+            corr = (c.T @ c[:, j]) / (norm * norm[j])
+        ok = known & (usual >= self.min_usual_kwh) & np.isfinite(corr) & np.isfinite(ratio)
+        ok &= corr >= self.min_corr
+        ok[j] = False
+        if ok.sum() < self.cohort_size or not np.isfinite(ratio[j]):
+            return None
+        cand = np.flatnonzero(ok)
+        # best correlation first; ties by column (the areas' and meters' order)
+        best = cand[np.lexsort((cand, -corr[cand]))][: self.cohort_size]
+        return Cohort(
+            meter_ids=tuple(region.keys[i][1] for i in best),
+            min_corr=float(corr[best].min()),
+            ratio=float(np.median(ratio[best])),
+            own_ratio=float(ratio[j]),
+            daily_ratio=tuple(float(x) for x in quiet_nanmedian(daily[:, best], axis=1)),
+            own_daily_ratio=tuple(float(x) for x in daily[:, j]),
+        )
