@@ -9,19 +9,23 @@ one school calendar. Such a group is scattered over the areas of a region, and
 what marks it is that its members moved together before too.
 
 So for each drop finding, this check takes the region's customers whose daily
-totals over the windows before the drop correlated best with the candidate's
-(its *cohort*: the ``cohort_size`` best at ``min_corr`` or more) and their level
-over the drop's windows against their own usual. Where the cohort fell as well
-(median at ``max_cohort_ratio`` or less) and to about the candidate's depth
-(within ``max_ratio_gap``), the drop is explained and the finding goes. A meter
-recording a fraction of what flows through it falls alone: the customers that
-moved with it before keep moving as they did.
+totals over the history's first windows (the drop detector's reference, before
+any recent case) correlated best with the candidate's: its *cohort*, the
+``cohort_size`` best at ``min_corr`` or more and beyond what the region's size
+makes likely by chance. Where the cohort's level over the drop's windows fell as
+well (median at ``max_cohort_ratio`` of its usual or less), to about the
+candidate's depth and on the same days (mean and median day within
+``max_ratio_gap``), the drop is explained and the finding goes. A meter recording
+a fraction of what flows through it falls alone: the customers that moved with
+it before keep moving as they did.
 
 Measured (session 28, ``docs/detection.md#session-28``): on two SimBench grids
 whose household curves run up to two weeks apart, 22 honest customers sharing a
-seasonal dip (one measured curve) were called scaled drops, each with a cohort
-at its own level within 0.01; thieves' cohorts kept 0.75-1.1 of their level, at
-0.2-0.7 from the thief's.
+seasonal dip (copies of one measured curve) were reported as scaled drops; the
+check explains the drops of 113 honest customers there, at a median 0.00 from
+their cohort's level, and of one thief out of 16 with a cohort (an h6 whose
+reversed day names it anyway); the other thieves' cohorts stayed at 0.64-1.23
+of their usual while they fell to 0.16-0.6.
 
 Pure: it reads the region's area histories it is given and keeps no state.
 """
@@ -30,11 +34,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
 import numpy.typing as npt
 
-from detectors._stats import quiet_nanmean, quiet_nanmedian
+from detectors._stats import fisher_z, quiet_nanmean, quiet_nanmedian
 from detectors.base import Finding
 from detectors.observations import AreaHistory
 from lineloss.domain import SuspicionCategory
@@ -66,7 +71,18 @@ class _RegionDays:
 class CommonDropCheck:
     cohort_size: int = 5
     min_corr: float = 0.6
-    reference_windows: int = 14  # before the drop's windows
+    # ... and beyond chance in a region this size: over 9 or 10 windows an honest
+    # customer correlates at 0.6 with 4 % of unrelated ones (20 in a region of
+    # 500). A member's Fisher z must be one that at most this many of the region's
+    # customers reach by chance (about r 0.8 for 500 customers and 10 windows,
+    # 0.87 for 5,000).
+    chance_members: float = 1.0
+    # The first windows of the history, as the drop detector's own level
+    # (ConsumptionShapeDetector.reference_windows): a thief's later windows are
+    # its theft, and a cohort chosen on them follows the thief's noise into
+    # whoever fell in the meantime (a theft-heavy grid of ours, seed 102: an h4
+    # "explained" by four other thieves once a week of its theft was reference).
+    reference_windows: int = 10
     min_reference_windows: int = 7
     drop_windows: int = 5  # ConsumptionShapeDetector.drop_of_days
     max_cohort_ratio: float = 0.8  # ConsumptionShapeDetector.peer_ratio
@@ -96,14 +112,17 @@ class CommonDropCheck:
         """Per position in ``findings`` (those this check applies to, in areas of
         ``scope``), the candidate's cohort where one can be formed."""
         out: dict[int, Cohort] = {}
-        days: dict[str, _RegionDays | None] = {}
+        days: dict[tuple[int, ...], _RegionDays | None] = {}  # by the windows read
         for k, f in enumerate(findings):
             area = f.area_id
             if not self.applies(f) or area is None or area not in scope:
                 continue
-            if area not in days:
-                days[area] = self._region_days(scope[area], scope)
-            region = days[area]
+            starts = self._starts(scope[area])
+            if starts is None:
+                continue
+            if starts not in days:
+                days[starts] = self._region_days(starts, scope)
+            region = days[starts]
             if region is None:
                 continue
             cohort = self._cohort(region, (area, f.target_id))
@@ -124,17 +143,21 @@ class CommonDropCheck:
         gap = gap[np.isfinite(gap)]
         return bool(len(gap)) and float(np.median(gap)) <= self.max_ratio_gap
 
-    def _region_days(
-        self, own: AreaHistory, scope: Mapping[str, AreaHistory]
-    ) -> _RegionDays | None:
-        """Every customer of the region over ``own``'s last windows (the same
-        windows in every area: the pipeline pushes a window to all areas before
-        checking)."""
-        need = self.min_reference_windows + self.drop_windows
-        if len(own) < need:
+    def _starts(self, own: AreaHistory) -> tuple[int, ...] | None:
+        """The windows a candidate of ``own`` is judged on: its history's first
+        (reference) windows and its last (drop) windows, by start."""
+        n_ref = min(self.reference_windows, len(own) - self.drop_windows)
+        if n_ref < self.min_reference_windows:
             return None
-        span = self.reference_windows + self.drop_windows
-        starts = [w.window_start for w in own.windows][-span:]
+        all_starts = [w.window_start for w in own.windows]
+        return tuple(all_starts[:n_ref] + all_starts[-self.drop_windows :])
+
+    def _region_days(
+        self, starts: tuple[int, ...], scope: Mapping[str, AreaHistory]
+    ) -> _RegionDays | None:
+        """Every customer of the region over these windows, matched by start: the
+        pipeline pushes a window to every area before checking; an area younger
+        than the reference has no column known throughout it."""
         keys: list[tuple[str, str]] = []
         cols: list[Matrix] = []
         for area in sorted(scope):
@@ -158,11 +181,14 @@ class CommonDropCheck:
             return None
         e = region.energy_kwh
         ref, drop = e[: -self.drop_windows], e[-self.drop_windows :]
-        # Columns known on every reference window: a correlation over different
-        # windows for different customers would rank them on different evidence.
-        known = np.asarray(np.isfinite(ref).all(axis=0))
-        if not known[j] or ref.shape[0] < self.min_reference_windows:
+        # The reference windows the candidate is known on (a history's first window
+        # is often nobody's: no register reading before it), and columns known on
+        # every one of them: correlations over different windows for different
+        # customers would rank them on different evidence.
+        ref = ref[np.isfinite(ref[:, j])]
+        if ref.shape[0] < self.min_reference_windows:
             return None
+        known = np.asarray(np.isfinite(ref).all(axis=0))
         with np.errstate(all="ignore"):
             usual = quiet_nanmedian(ref, axis=0)
             daily = drop / usual
@@ -172,8 +198,9 @@ class CommonDropCheck:
         with np.errstate(all="ignore"):
             corr = (c.T @ c[:, j]) / (norm * norm[j])
         ok = known & (usual >= self.min_usual_kwh) & np.isfinite(corr) & np.isfinite(ratio)
-        ok &= corr >= self.min_corr
         ok[j] = False
+        z_min = NormalDist().inv_cdf(1.0 - min(self.chance_members / max(ok.sum(), 1), 0.5))
+        ok &= (corr >= self.min_corr) & (fisher_z(corr, ref.shape[0]) >= z_min)
         if ok.sum() < self.cohort_size or not np.isfinite(ratio[j]):
             return None
         cand = np.flatnonzero(ok)
