@@ -135,8 +135,9 @@ class CommonDropCheck:
         (the median of the windows' differences within the same gap): a common
         cause moves its group on the same days. A meter slowed by a factor drawn
         each day (h1) whose cohort happens to be away keeps its own days (SimBench
-        seed 37's h1: 0.2, 0.84, 0.2, 0.35, 0.47 against a cohort at 0.42, 0.39,
-        0.35, 0.27, 0.27: both near 0.4 on the mean, 0.2 apart on the median day)."""
+        seed 37's h1 against a cohort chosen over later windows, a group away from
+        home: 0.2, 0.84, 0.2, 0.35, 0.47 against 0.42, 0.39, 0.35, 0.27, 0.27, both
+        near 0.4 on the mean, 0.2 apart on the median day)."""
         if c.ratio > self.max_cohort_ratio or abs(c.ratio - c.own_ratio) > self.max_ratio_gap:
             return False
         gap = np.abs(np.array(c.own_daily_ratio) - np.array(c.daily_ratio))
