@@ -39,7 +39,7 @@ from statistics import NormalDist
 import numpy as np
 import numpy.typing as npt
 
-from detectors._stats import fisher_z, quiet_nanmean, quiet_nanmedian
+from detectors._stats import corr_columns, fisher_z, quiet_nanmean, quiet_nanmedian
 from detectors.base import Finding
 from detectors.observations import AreaHistory
 from lineloss.domain import SuspicionCategory
@@ -194,10 +194,8 @@ class CommonDropCheck:
             usual = quiet_nanmedian(ref, axis=0)
             daily = drop / usual
             ratio = quiet_nanmean(daily, axis=0)
-        c = np.where(known, ref - ref.mean(axis=0), 0.0)
-        norm = np.sqrt((c * c).sum(axis=0))
-        with np.errstate(all="ignore"):
-            corr = (c.T @ c[:, j]) / (norm * norm[j])
+        corr = np.full(len(known), np.nan)
+        corr[known] = corr_columns(ref[:, j], ref[:, known])
         ok = known & (usual >= self.min_usual_kwh) & np.isfinite(corr) & np.isfinite(ratio)
         ok[j] = False
         z_min = NormalDist().inv_cdf(1.0 - min(self.chance_members / max(ok.sum(), 1), 0.5))

@@ -440,26 +440,15 @@ class MeterFaultDetector(HistoryOnly):
             return []
         parts = profiles.shape[2]
         part_min = (today.window_end - today.window_start) / parts / 60.0
-        fits = fit_growing_lags(
+        fits = self._growing_lags(
             daily_lags_parts(
                 profiles, self.lag_ref_windows, self.lag_span_windows, max(1, parts // 3)
             ),
             self.lag_span_windows,
-            self.lag_ref_windows - 1,
-            self.lag_min_windows_after,
-            (
-                self.lag_rate_min_per_window[0] / part_min,
-                self.lag_rate_min_per_window[1] / part_min,
-            ),
-            self.lag_max_ramp_over_step,
+            part_min,
+            self.lag_min_t,
+            self.lag_min_final_min,
         )
-        fits = [
-            f
-            for f in fits
-            if f.t >= self.lag_min_t
-            and f.final_lag_parts * part_min >= self.lag_min_final_min
-            and abs(f.level_parts) * part_min <= self.lag_max_level_min
-        ]
         fits = sorted(fits, key=lambda f: -f.t)[: self.lag_max_candidates]
         p = profiles.astype(np.float64)
         why = {f.customer: self._loss_confirms(supply, p, f) for f in fits}
@@ -528,26 +517,16 @@ class MeterFaultDetector(HistoryOnly):
         series = voltage_lag_series(
             voltages, profiles, self.lag_ref_windows, self.lag_voltage, cand
         )
-        fits = fit_growing_lags(
+        fits = self._growing_lags(
             series,
             self.lag_voltage.block_windows,
-            self.lag_ref_windows - 1,
-            self.lag_min_windows_after,
-            (
-                self.lag_rate_min_per_window[0] / part_min,
-                self.lag_rate_min_per_window[1] / part_min,
-            ),
-            self.lag_max_ramp_over_step,
+            part_min,
+            self.lag_led_min_t,
+            self.lag_led_min_final_min,
         )
         out = []
         for f in fits:
             i = int(cand[f.customer])
-            if not (
-                f.t >= self.lag_led_min_t
-                and f.final_lag_parts * part_min >= self.lag_led_min_final_min
-                and abs(f.level_parts) * part_min <= self.lag_max_level_min
-            ):
-                continue
             out.append(
                 self._finding(
                     today,
@@ -562,6 +541,36 @@ class MeterFaultDetector(HistoryOnly):
                 )
             )
         return out
+
+    def _growing_lags(
+        self,
+        lags_parts: np.ndarray,
+        span_windows: int,
+        part_min: float,
+        min_t: float,
+        min_final_min: float,
+    ) -> list[GrowingLag]:
+        """The lag series (windows x customers, in parts) that grew from about 0
+        after the reference windows at a clock's rate (``fit_growing_lags``), at a
+        hinge t of ``min_t`` and a last lag of ``min_final_min`` or more."""
+        fits = fit_growing_lags(
+            lags_parts,
+            span_windows,
+            self.lag_ref_windows - 1,
+            self.lag_min_windows_after,
+            (
+                self.lag_rate_min_per_window[0] / part_min,
+                self.lag_rate_min_per_window[1] / part_min,
+            ),
+            self.lag_max_ramp_over_step,
+        )
+        return [
+            f
+            for f in fits
+            if f.t >= min_t
+            and f.final_lag_parts * part_min >= min_final_min
+            and abs(f.level_parts) * part_min <= self.lag_max_level_min
+        ]
 
     def _loss_confirms(
         self, supply: np.ndarray | None, profiles: np.ndarray, fit: GrowingLag
