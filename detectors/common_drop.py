@@ -8,7 +8,8 @@ rooms whose tenants leave for the Spring Festival, holiday flats, households on
 one school calendar. Such a group is scattered over the areas of a region, and
 what marks it is that its members moved together before too.
 
-So for each drop finding, this check takes the region's customers whose daily
+So for each drop finding (and each suspect of the theft localiser, whose
+evidence is a shortfall too), this check takes the region's customers whose daily
 totals over the history's first windows (the drop detector's reference, before
 any recent case) correlated best with the candidate's: its *cohort*, the
 ``cohort_size`` best at ``min_corr`` or more and beyond what the region's size
@@ -88,9 +89,14 @@ class CommonDropCheck:
     max_cohort_ratio: float = 0.8  # ConsumptionShapeDetector.peer_ratio
     max_ratio_gap: float = 0.15
     min_usual_kwh: float = 1.0  # per window; a smaller customer's days are noise
+    # The drop detectors' findings, and the localiser's: its suspect is a customer
+    # whose shortfall the area's loss followed, and a shortfall its cohort shared
+    # is a common cause too: SimBench seed 37's last false theft (C89229886, z 8.5,
+    # its own drop 24 spreads) went; no other case changed on the 51 grids (session 29).
     detectors: tuple[str, ...] = (
         "consumption_shape:consumption_drop",
         "consumption_shape:scaled_drop",
+        "theft_localiser",
     )
 
     def applies(self, f: Finding) -> bool:
