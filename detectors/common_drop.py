@@ -34,7 +34,8 @@ Pure: it reads the region's area histories it is given and keeps no state.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from statistics import NormalDist
 
 import numpy as np
@@ -61,11 +62,30 @@ class Cohort:
 
 
 @dataclass(frozen=True)
+class _Levels:
+    """The region's customers over one set of reference windows: what every
+    candidate known on those windows is compared with."""
+
+    ref: Matrix  # reference windows x customers [kWh]
+    known: npt.NDArray[np.bool_]  # customers known on every reference window
+    usual: Matrix  # per customer, its median reference window [kWh]
+    daily: Matrix  # drop windows x customers, each over its usual
+    ratio: Matrix  # per customer, the mean of ``daily``
+
+
+@dataclass(frozen=True)
 class _RegionDays:
     """Daily totals of every customer of a region over one history's windows."""
 
     keys: tuple[tuple[str, str], ...]  # (area, meter) per column
     energy_kwh: Matrix  # windows x customers, NaN where unknown
+    # Levels by the reference windows read (a mask's bytes): most candidates of a
+    # window share theirs, and the region's medians are the check's main cost.
+    levels: dict[bytes, _Levels] = field(default_factory=dict)
+
+    @cached_property
+    def column(self) -> dict[tuple[str, str], int]:
+        return {k: j for j, k in enumerate(self.keys)}
 
 
 @dataclass(frozen=True)
@@ -181,25 +201,34 @@ class CommonDropCheck:
             return None
         return _RegionDays(tuple(keys), np.concatenate(cols, axis=1))
 
-    def _cohort(self, region: _RegionDays, key: tuple[str, str]) -> Cohort | None:
-        try:
-            j = region.keys.index(key)
-        except ValueError:
-            return None
+    def _levels(self, region: _RegionDays, rows: npt.NDArray[np.bool_]) -> _Levels:
+        """The region over the reference windows ``rows``, computed once per set."""
+        got = region.levels.get(rows.tobytes())
+        if got is not None:
+            return got
         e = region.energy_kwh
-        ref, drop = e[: -self.drop_windows], e[-self.drop_windows :]
-        # The reference windows the candidate is known on (a history's first window
-        # is often nobody's: no register reading before it), and columns known on
-        # every one of them: correlations over different windows for different
-        # customers would rank them on different evidence.
-        ref = ref[np.isfinite(ref[:, j])]
-        if ref.shape[0] < self.min_reference_windows:
-            return None
-        known = np.asarray(np.isfinite(ref).all(axis=0))
+        ref, drop = e[: -self.drop_windows][rows], e[-self.drop_windows :]
         with np.errstate(all="ignore"):
             usual = quiet_nanmedian(ref, axis=0)
             daily = drop / usual
             ratio = quiet_nanmean(daily, axis=0)
+        known = np.asarray(np.isfinite(ref).all(axis=0))
+        got = region.levels[rows.tobytes()] = _Levels(ref, known, usual, daily, ratio)
+        return got
+
+    def _cohort(self, region: _RegionDays, key: tuple[str, str]) -> Cohort | None:
+        j = region.column.get(key)
+        if j is None:
+            return None
+        # The reference windows the candidate is known on (a history's first window
+        # is often nobody's: no register reading before it), and columns known on
+        # every one of them: correlations over different windows for different
+        # customers would rank them on different evidence.
+        rows = np.isfinite(region.energy_kwh[: -self.drop_windows, j])
+        if rows.sum() < self.min_reference_windows:
+            return None
+        lv = self._levels(region, rows)
+        ref, known, usual, daily, ratio = lv.ref, lv.known, lv.usual, lv.daily, lv.ratio
         corr = np.full(len(known), np.nan)
         corr[known] = corr_columns(ref[:, j], ref[:, known])
         ok = known & (usual >= self.min_usual_kwh) & np.isfinite(corr) & np.isfinite(ratio)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 from factories import area_day
 
@@ -131,9 +133,9 @@ def test_only_drop_findings_of_the_listed_detectors_are_checked() -> None:
         days[m][-5:] *= 0.6
     scope = _scope(days)
     drop = _drop("A1C0", 1, scope)
-    suspect = Finding(**{**drop.__dict__, "detector": "theft_localiser"})
-    flat = Finding(**{**drop.__dict__, "detector": "consumption_shape:flat_profile"})
-    fault = Finding(**{**drop.__dict__, "category": SuspicionCategory.METER_FAULT})
+    suspect = replace(drop, detector="theft_localiser")
+    flat = replace(drop, detector="consumption_shape:flat_profile")
+    fault = replace(drop, category=SuspicionCategory.METER_FAULT)
     kept = CommonDropCheck().without_explained([drop, suspect, flat, fault], [scope])
     assert kept == [flat, fault]
 
