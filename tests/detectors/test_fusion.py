@@ -7,7 +7,7 @@ from dataclasses import replace
 from factories import DAY, DAY0
 
 from detectors.base import Finding
-from detectors.fusion import SuspicionBook
+from detectors.fusion import REVERSED_PROFILE, SuspicionBook
 from lineloss.domain import SuspicionCategory, TargetKind
 
 
@@ -57,10 +57,20 @@ def test_one_localiser_window_counts_only_when_nearly_sure() -> None:
 
 def test_certain_findings_of_other_detectors_need_no_streak() -> None:
     book = SuspicionBook()
-    book.add(_finding(10, "REV", score=0.9, detector="consumption_shape:reversed_profile"))
+    book.add(_finding(10, "CAP", score=0.9, detector="consumption_shape:clipped_peak"))
     for day in (10, 12):  # a shape detector: any two windows, as before
         book.add(_finding(day, "FLAT", detector="consumption_shape:flat_profile"))
-    assert _reported(book) == {"REV": DAY0 + 11 * DAY, "FLAT": DAY0 + 13 * DAY}
+    assert _reported(book) == {"CAP": DAY0 + 11 * DAY, "FLAT": DAY0 + 13 * DAY}
+
+
+def test_a_day_played_backwards_needs_two_windows_whatever_its_score() -> None:
+    """A routine that turns for a few days matches the usual day reversed on one
+    window's mean; a meter playing the day backwards does so every day."""
+    book = SuspicionBook()
+    book.add(_finding(10, "ONCE", score=0.9, detector=REVERSED_PROFILE))
+    for day in (10, 11):
+        book.add(_finding(day, "EVERY_DAY", score=0.9, detector=REVERSED_PROFILE))
+    assert _reported(book) == {"EVERY_DAY": DAY0 + 12 * DAY}
 
 
 def test_streaks_survive_a_state_round_trip() -> None:
