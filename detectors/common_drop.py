@@ -203,7 +203,8 @@ class CommonDropCheck:
 
     def _levels(self, region: _RegionDays, rows: npt.NDArray[np.bool_]) -> _Levels:
         """The region over the reference windows ``rows``, computed once per set."""
-        got = region.levels.get(rows.tobytes())
+        key = rows.tobytes()
+        got = region.levels.get(key)
         if got is not None:
             return got
         e = region.energy_kwh
@@ -213,7 +214,7 @@ class CommonDropCheck:
             daily = drop / usual
             ratio = quiet_nanmean(daily, axis=0)
         known = np.asarray(np.isfinite(ref).all(axis=0))
-        got = region.levels[rows.tobytes()] = _Levels(ref, known, usual, daily, ratio)
+        got = region.levels[key] = _Levels(ref, known, usual, daily, ratio)
         return got
 
     def _cohort(self, region: _RegionDays, key: tuple[str, str]) -> Cohort | None:

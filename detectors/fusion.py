@@ -88,9 +88,9 @@ class SuspicionBook:
     # customers were named for one window only on a held-out grid (x53.4) and on
     # independent seed 13 (x4.89, in an area lacking three customers recorded there
     # but supplied elsewhere).
-    # So does a day played backwards (h6), judged on the mean of the last three days:
-    # a household whose routine turns for a few days (mornings heavy where its usual
-    # day peaks in the evening) matches its usual day reversed on one window, and
+    # So does a day played backwards (h6): a household whose routine turns for a few
+    # days (mornings heavy where its usual day peaks in the evening) matches its
+    # usual day reversed on one window (the mean of its last three days), and
     # over 84 days of SimBench curves six honest customers did (reversed 0.65-0.69,
     # forwards 0.12-0.17, each flagged in that one window), one on our own generator's
     # 84 days. A meter that plays the day backwards does so every day.
